@@ -1,0 +1,159 @@
+"""What the round loop tells the outside world: typed hook arguments and the Callback protocol.
+
+The loop never calls MLflow, Prometheus or the terminal directly; every operational
+concern is a Callback observing these hooks (all optional, keyword-only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from fedpilot.types import LearnerId, Metrics, RoundContext, Weights
+
+if TYPE_CHECKING:
+    from fedpilot.spec import FederationSpec
+    from fedpilot.tasks._base import Task
+
+RoundStatus = Literal["completed", "rolled_back", "failed"]
+RunStatus = Literal["completed", "interrupted", "failed"]
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A run as callbacks see it at start and end."""
+
+    run_id: str
+    run_dir: Path
+    spec: FederationSpec
+    start_round: int = 1
+    """First round this process will run (> 1 after a resume)."""
+    task: Task | None = None
+    """Server-side Task (None for a plain Flower ClientApp): builds the model to log."""
+    mode: Literal["federated", "centralized"] = "federated"
+
+
+@dataclass(frozen=True)
+class UpdateVerdict:
+    """What became of one learner's reply."""
+
+    accepted: bool
+    reason: str | None = None
+    """Why it was rejected or failed; None when accepted."""
+    failed: bool = False
+    """True if the learner itself failed (raised, timed out) rather than sent a bad update."""
+    num_examples: int = 0
+    metrics: Metrics = field(default_factory=dict)
+    duration: float = 0.0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+
+
+@dataclass(frozen=True)
+class RoundSummary:
+    """A finished round: who took part, what was accepted, how the global model fared."""
+
+    round: int
+    status: RoundStatus
+    participants: tuple[LearnerId, ...]
+    accepted: tuple[LearnerId, ...]
+    rejected: dict[LearnerId, str]
+    failed: dict[LearnerId, str]
+    train_loss: float | None
+    """Mean local training loss over accepted updates, weighted by num-examples."""
+    candidate_metrics: Metrics
+    """Evaluation of the model this round produced (before the guard)."""
+    global_metrics: Metrics
+    """Evaluation of the global model after the round (the stable one after a rollback)."""
+    learner_metrics: dict[LearnerId, Metrics]
+    duration: float
+    bytes_sent: int
+    bytes_received: int
+    reason: str | None = None
+    """Why the round failed or was rolled back."""
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """One row of the run history (checkpointed, logged as CSV)."""
+
+    round: int
+    status: RoundStatus
+    participants: int
+    accepted: int
+    rejected: int
+    failed: int
+    train_loss: float | None
+    duration: float
+    bytes_sent: int
+    bytes_received: int
+    metrics: Metrics
+
+
+@dataclass(frozen=True)
+class RunResult:
+    status: RunStatus
+    rounds_completed: int
+    final_metrics: Metrics
+    rollbacks: int
+    weights: Weights
+    history: tuple[RoundRecord, ...]
+    error: str | None = None
+
+
+class Callback:
+    """Observes a run. Override the hooks you need; every one is a no-op by default."""
+
+    def on_run_start(self, *, run: RunInfo) -> None:
+        """Before the first round of this process (also after a resume)."""
+
+    def on_round_start(self, *, ctx: RoundContext, participants: tuple[LearnerId, ...]) -> None:
+        """Learners were chosen; instructions are about to go out."""
+
+    def on_update(self, *, ctx: RoundContext, learner: LearnerId, verdict: UpdateVerdict) -> None:
+        """A reply arrived and was accepted, rejected, or recorded as a failure."""
+
+    def on_model_rolled_back(
+        self, *, ctx: RoundContext, reason: str, candidate: Metrics, stable: Metrics
+    ) -> None:
+        """The guard refused this round's model; the last stable model stays."""
+
+    def on_round_end(self, *, ctx: RoundContext, summary: RoundSummary) -> None:
+        """After the round's checkpoint was written."""
+
+    def on_run_end(self, *, run: RunInfo, result: RunResult) -> None:
+        """Once, when the run completes, fails or is interrupted."""
+
+
+class CallbackList(Callback):
+    """Fans every hook out to several callbacks, in order."""
+
+    def __init__(self, callbacks: list[Callback]) -> None:
+        self.callbacks = callbacks
+
+    def on_run_start(self, *, run: RunInfo) -> None:
+        for cb in self.callbacks:
+            cb.on_run_start(run=run)
+
+    def on_round_start(self, *, ctx: RoundContext, participants: tuple[LearnerId, ...]) -> None:
+        for cb in self.callbacks:
+            cb.on_round_start(ctx=ctx, participants=participants)
+
+    def on_update(self, *, ctx: RoundContext, learner: LearnerId, verdict: UpdateVerdict) -> None:
+        for cb in self.callbacks:
+            cb.on_update(ctx=ctx, learner=learner, verdict=verdict)
+
+    def on_model_rolled_back(
+        self, *, ctx: RoundContext, reason: str, candidate: Metrics, stable: Metrics
+    ) -> None:
+        for cb in self.callbacks:
+            cb.on_model_rolled_back(ctx=ctx, reason=reason, candidate=candidate, stable=stable)
+
+    def on_round_end(self, *, ctx: RoundContext, summary: RoundSummary) -> None:
+        for cb in self.callbacks:
+            cb.on_round_end(ctx=ctx, summary=summary)
+
+    def on_run_end(self, *, run: RunInfo, result: RunResult) -> None:
+        for cb in self.callbacks:
+            cb.on_run_end(run=run, result=result)

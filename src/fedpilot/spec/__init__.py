@@ -1,0 +1,42 @@
+"""The federation spec: one validated pydantic model, loaded from YAML."""
+
+from fedpilot.spec.load import apply_overrides, load_spec, schema, validate_spec
+from fedpilot.spec.model import FederationSpec
+from fedpilot.spec.sections import (
+    DataSpec,
+    DirichletPartition,
+    EvaluationSpec,
+    FedAvgStrategy,
+    FedProxStrategy,
+    GuardSpec,
+    IidPartition,
+    LocalRuntime,
+    LocalSpec,
+    PowerLawPartition,
+    SamplingSpec,
+    ShardsPartition,
+    TaskSpec,
+    TrackingSpec,
+)
+
+__all__ = [
+    "DataSpec",
+    "DirichletPartition",
+    "EvaluationSpec",
+    "FedAvgStrategy",
+    "FedProxStrategy",
+    "FederationSpec",
+    "GuardSpec",
+    "IidPartition",
+    "LocalRuntime",
+    "LocalSpec",
+    "PowerLawPartition",
+    "SamplingSpec",
+    "ShardsPartition",
+    "TaskSpec",
+    "TrackingSpec",
+    "apply_overrides",
+    "load_spec",
+    "schema",
+    "validate_spec",
+]

@@ -1,0 +1,74 @@
+"""FederationSpec: the single source of truth of a run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from fedpilot.spec.sections import (
+    DataSpec,
+    EvaluationSpec,
+    FedAvgStrategy,
+    GuardSpec,
+    LocalRuntime,
+    LocalSpec,
+    Runtime,
+    SamplingSpec,
+    Section,
+    Strategy,
+    TaskSpec,
+    TrackingSpec,
+    default_output_dir,
+)
+
+
+class FederationSpec(Section):
+    """A whole federation: what to train, on which data, how, and how it is watched."""
+
+    name: str = Field(description="Run and MLflow experiment name.")
+    seed: int = Field(default=0, ge=0, lt=2**32)
+    task: TaskSpec
+    data: DataSpec = Field(default_factory=DataSpec)
+    rounds: int = Field(default=10, ge=1, le=1_000_000)
+    sampling: SamplingSpec = Field(default_factory=SamplingSpec)
+    local: LocalSpec = Field(default_factory=LocalSpec)
+    strategy: Strategy = Field(default_factory=FedAvgStrategy)
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    guard: GuardSpec = Field(default_factory=GuardSpec)
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    runtime: Runtime = Field(default_factory=LocalRuntime)
+    output_dir: Path = Field(default_factory=default_output_dir)
+    base_dir: Path | None = Field(
+        default=None,
+        exclude=True,
+        description="Folder of the spec file; user code named in the spec is imported from here.",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][\w.-]{0,99}", value):
+            raise ValueError(
+                "`name` must be 1-100 letters, digits, '.', '_' or '-', "
+                f"starting with a letter or digit, got name={value!r}"
+            )
+        return value
+
+    def resolved(self) -> dict[str, Any]:
+        """The spec with every default filled in, as plain JSON-able data."""
+        return self.model_dump(mode="json")
+
+    def digest(self) -> str:
+        """A short hash of the resolved spec: equal specs, equal digests."""
+        text = json.dumps(self.resolved(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def mlflow_uri(self) -> str:
+        if self.tracking.mlflow_uri:
+            return self.tracking.mlflow_uri
+        return f"sqlite:///{(self.output_dir / 'mlflow.db').resolve()}"

@@ -1,0 +1,221 @@
+"""The sections of a FederationSpec. Every model forbids unknown keys."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from fedpilot.types import Scalar
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- task
+
+
+class TaskSpec(Section):
+    """Which model and local training the learners run.
+
+    Exactly one of ``name`` (a built-in task or ``package.module:Class``) and
+    ``flower_clientapp`` (``package.module:app``, an existing Flower ClientApp) is set.
+    """
+
+    name: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    flower_clientapp: str | None = None
+    initial_weights: str | None = Field(
+        default=None,
+        description="`package.module:function` returning the initial list of arrays, "
+        "or a path to an .npz file; required with flower_clientapp.",
+    )
+    run_config: dict[str, Scalar] = Field(
+        default_factory=dict, description="Passed to a Flower ClientApp as context.run_config."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TaskSpec:
+        if (self.name is None) == (self.flower_clientapp is None):
+            raise ValueError(
+                "set exactly one of `name` and `flower_clientapp`, "
+                f"got name={self.name!r}, flower_clientapp={self.flower_clientapp!r}"
+            )
+        if self.flower_clientapp is not None and self.initial_weights is None:
+            raise ValueError(
+                "`initial_weights` is required with `flower_clientapp` "
+                "(a `package.module:function` or an .npz path)"
+            )
+        for ref_name in ("flower_clientapp",):
+            ref = getattr(self, ref_name)
+            if ref is not None and not _is_object_ref(ref):
+                raise ValueError(f"`{ref_name}` must look like `package.module:attr`, got {ref!r}")
+        return self
+
+
+def _is_object_ref(text: str) -> bool:
+    return re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", text) is not None
+
+
+# ---------------------------------------------------------------- data
+
+
+class IidPartition(Section):
+    kind: Literal["iid"] = "iid"
+
+
+class DirichletPartition(Section):
+    kind: Literal["dirichlet"] = "dirichlet"
+    alpha: float = Field(gt=0, description="Concentration; small values mean skewed labels.")
+    min_size: int = Field(default=2, ge=1, description="Resample until every learner has this many.")
+
+
+class ShardsPartition(Section):
+    kind: Literal["shards"] = "shards"
+    per_learner: int = Field(default=2, ge=1, description="Label-sorted shards per learner.")
+
+
+class PowerLawPartition(Section):
+    kind: Literal["powerlaw"] = "powerlaw"
+    exponent: float = Field(default=1.5, gt=0, description="Sizes follow a Pareto law.")
+    min_size: int = Field(default=10, ge=1)
+
+
+Partition = Annotated[
+    IidPartition | DirichletPartition | ShardsPartition | PowerLawPartition,
+    Field(discriminator="kind"),
+]
+
+_SHORTHAND = re.compile(r"^\s*(\w+)\s*(?:\(\s*([^)]*)\s*\))?\s*$")
+_SHORTHAND_ARG = {"dirichlet": "alpha", "shards": "per_learner", "powerlaw": "exponent"}
+
+
+class DataSpec(Section):
+    dataset: str | None = Field(
+        default=None, description="Built-in dataset; default: the task's own."
+    )
+    num_learners: int = Field(default=10, ge=1, le=100_000)
+    partition: Partition = Field(default_factory=IidPartition)
+    test_fraction: float = Field(
+        default=0.2, ge=0, lt=1, description="Share of each learner's data held out locally."
+    )
+    params: dict[str, Any] = Field(default_factory=dict, description="Dataset generator options.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _partition_shorthand(cls, data: Any) -> Any:
+        # `partition: dirichlet(0.5)` reads better in YAML than a nested mapping.
+        if isinstance(data, dict) and isinstance(data.get("partition"), str):
+            text = data["partition"]
+            match = _SHORTHAND.match(text)
+            if match is None:
+                raise ValueError(
+                    f"`partition` must be iid | dirichlet(alpha) | shards(per_learner) | "
+                    f"powerlaw, got partition={text!r}"
+                )
+            kind, arg = match.group(1), match.group(2)
+            parsed: dict[str, Any] = {"kind": kind}
+            if arg:
+                if kind not in _SHORTHAND_ARG:
+                    raise ValueError(f"partition {kind!r} takes no argument, got {text!r}")
+                parsed[_SHORTHAND_ARG[kind]] = arg
+            data = {**data, "partition": parsed}
+        return data
+
+
+# ---------------------------------------------------------------- rounds and learners
+
+
+class SamplingSpec(Section):
+    """How many learners train each round: a ``fraction`` of those reachable or a ``count``."""
+
+    fraction: float | None = Field(default=None, gt=0, le=1)
+    count: int | None = Field(default=None, ge=1)
+    min_learners: int = Field(
+        default=1, ge=1, description="Fewest accepted updates for a round to count."
+    )
+
+    @model_validator(mode="after")
+    def _one_size(self) -> SamplingSpec:
+        if self.fraction is not None and self.count is not None:
+            raise ValueError(
+                f"set `fraction` or `count`, not both; got fraction={self.fraction}, "
+                f"count={self.count}"
+            )
+        return self
+
+    def size(self, available: int) -> int:
+        if self.count is not None:
+            return min(self.count, available)
+        fraction = 1.0 if self.fraction is None else self.fraction
+        return max(1, min(available, round(fraction * available)))
+
+
+class LocalSpec(Section):
+    epochs: float = Field(default=1, gt=0, description="Local epochs per round (may be fractional).")
+    batch_size: int = Field(default=32, ge=1)
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: float = Field(default=0.05, gt=0)
+    momentum: float = Field(default=0.0, ge=0, lt=1)
+    weight_decay: float = Field(default=0.0, ge=0)
+
+
+class FedAvgStrategy(Section):
+    name: Literal["fedavg"] = "fedavg"
+    server_lr: float = Field(default=1.0, gt=0, description="Step along the averaged update.")
+
+
+class FedProxStrategy(Section):
+    name: Literal["fedprox"] = "fedprox"
+    mu: float = Field(default=0.01, ge=0, description="Weight of the proximal term mu/2·|w-w_g|².")
+    server_lr: float = Field(default=1.0, gt=0)
+
+
+Strategy = Annotated[FedAvgStrategy | FedProxStrategy, Field(discriminator="name")]
+
+
+class EvaluationSpec(Section):
+    central_every: int = Field(
+        default=1, ge=0, description="Central evaluation every k rounds (0: never)."
+    )
+    federated_every: int = Field(
+        default=0, ge=0, description="Federated evaluation on learners' test splits every k rounds."
+    )
+    federated_fraction: float = Field(default=1.0, gt=0, le=1)
+
+
+class GuardSpec(Section):
+    """Roll back a global model that got worse than the last accepted one."""
+
+    enabled: bool = True
+    metric: str = "accuracy"
+    mode: Literal["max", "min"] = "max"
+    max_relative_drop: float = Field(default=0.10, ge=0)
+    action: Literal["rollback"] = "rollback"
+
+
+class TrackingSpec(Section):
+    enabled: bool = True
+    mlflow_uri: str | None = Field(
+        default=None, description="Any MLflow tracking URI; default sqlite under the output dir."
+    )
+    experiment: str | None = Field(default=None, description="Default: the spec's name.")
+    log_model: bool = True
+
+
+class LocalRuntime(Section):
+    mode: Literal["local"] = "local"
+    workers: int = Field(
+        default=0, ge=0, le=256, description="0: learners run in this process; N: a pool of N."
+    )
+    round_timeout: float = Field(default=600.0, gt=0, description="Seconds a round may take.")
+
+
+Runtime = Annotated[LocalRuntime, Field(discriminator="mode")]
+
+
+def default_output_dir() -> Path:
+    return Path("fedpilot-runs")

@@ -1,0 +1,110 @@
+"""The Task contract: the user's model and local training, knowing nothing of rounds."""
+
+from __future__ import annotations
+
+import functools
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from fedpilot.data._base import ArrayDataset, FederatedDataset, LearnerData
+from fedpilot.spec.sections import DataSpec
+from fedpilot.types import Metrics, Weights
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How one local training call runs. Built from the spec's ``local`` section and the
+    instruction's config; ``seed`` makes the call reproducible.
+
+    ``proximal_mu`` > 0 adds FedProx's mu/2·||w - w_start||² term, where ``w_start``
+    are the weights the task held when ``train`` was called (the global model).
+    """
+
+    epochs: float = 1.0
+    batch_size: int = 32
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    seed: int = 0
+    proximal_mu: float = 0.0
+
+
+@dataclass(frozen=True)
+class ModelArtifact:
+    """The trained model in a form MLflow can log: ``flavor`` names the mlflow module."""
+
+    flavor: Literal["pytorch", "sklearn"]
+    model: Any
+
+
+class Task(ABC):
+    """A model plus how to train and evaluate it on local data.
+
+    Subclasses get ``data`` (the spec's data section), ``seed`` and their own ``params``
+    (the spec's ``task.params``) as keyword arguments. Data comes from the built-in
+    datasets unless a subclass overrides :meth:`federated_data`.
+    """
+
+    default_dataset: ClassVar[str | None] = None
+
+    def __init__(self, *, data: DataSpec | None = None, seed: int = 0, **params: Any) -> None:
+        self.data_spec = data if data is not None else DataSpec()
+        self.seed = seed
+        self.params = params
+
+    # -- model -----------------------------------------------------------------------
+
+    @abstractmethod
+    def get_weights(self) -> Weights:
+        """The model's parameters (copies the caller may keep)."""
+
+    @abstractmethod
+    def set_weights(self, weights: Weights) -> None:
+        """Load parameters; shapes match :meth:`get_weights`."""
+
+    @abstractmethod
+    def train(self, data: ArrayDataset, settings: TrainSettings) -> Metrics:
+        """Train in place on ``data``; return metrics with at least ``loss``."""
+
+    @abstractmethod
+    def evaluate(self, data: ArrayDataset) -> Metrics:
+        """Metrics of the current model on ``data`` (``loss``, and ``accuracy`` if it applies)."""
+
+    @abstractmethod
+    def model_artifact(self) -> ModelArtifact:
+        """The current model for MLflow's pytorch or sklearn flavor."""
+
+    # -- data ------------------------------------------------------------------------
+
+    def federated_data(self) -> FederatedDataset:
+        """The federation's data; built once per Task from the built-in datasets."""
+        return _builtin_federated_data(self.data_spec, self.seed, self.default_dataset)
+
+    def learner_data(self, index: int) -> LearnerData:
+        return self.federated_data().learner(index)
+
+    def central_test_data(self) -> ArrayDataset | None:
+        return self.federated_data().central_test()
+
+    def pooled_train_data(self) -> ArrayDataset:
+        return self.federated_data().pooled_train()
+
+
+def _builtin_federated_data(
+    spec: DataSpec, seed: int, default_dataset: str | None
+) -> FederatedDataset:
+    # The spec holds dicts (unhashable), so cache on its JSON form.
+    return _cached_federated_data(spec.model_dump_json(), seed, default_dataset)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_federated_data(
+    spec_json: str, seed: int, default_dataset: str | None
+) -> FederatedDataset:
+    # Cached per process: a worker serving many learners builds the partition once.
+    from fedpilot.data import build_federated_dataset
+
+    spec = DataSpec.model_validate_json(spec_json)
+    return build_federated_dataset(spec, seed=seed, default_dataset=default_dataset)

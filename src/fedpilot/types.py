@@ -1,0 +1,96 @@
+"""fedpilot's own small types. Nothing here imports Flower (see ARCHITECTURE.md)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+Weights = list[npt.NDArray[np.generic]]
+"""A model's parameters as an ordered list of numpy arrays (Flower's convention)."""
+
+LearnerId = str
+Scalar = bool | int | float | str
+Metrics = dict[str, float]
+Config = dict[str, Scalar]
+InstructionKind = Literal["train", "evaluate"]
+
+
+@dataclass(frozen=True)
+class LearnerInfo:
+    """A learner the fleet can reach now."""
+
+    id: LearnerId
+    partition: int | None = None
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """What the orchestrator asks one learner to do this round."""
+
+    kind: InstructionKind
+    weights: Weights
+    config: Config = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One learner's answer. ``error`` is set (and ``weights`` empty) when it failed."""
+
+    learner: LearnerId
+    kind: InstructionKind
+    weights: Weights = field(default_factory=list)
+    metrics: Metrics = field(default_factory=dict)
+    num_examples: int | float | None = None
+    error: str | None = None
+    duration: float = 0.0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class Update:
+    """An accepted training reply, ready to fold into the aggregate."""
+
+    learner: LearnerId
+    weights: Weights
+    num_examples: int
+    metrics: Metrics = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RoundContext:
+    """Read-only facts about the round in progress."""
+
+    run_id: str
+    round: int
+    total_rounds: int
+    seed: int
+
+
+def weights_nbytes(weights: Weights) -> int:
+    """Size of the raw parameter payload in bytes."""
+    return int(sum(a.nbytes for a in weights))
+
+
+def derive_rng(seed: int, round_: int, purpose: str) -> np.random.Generator:
+    """A generator for one (seed, round, purpose): the same triple always gives the same stream.
+
+    Deriving instead of carrying RNG state means a resumed run draws exactly what an
+    uninterrupted one would, without checkpointing generator internals.
+    """
+    purpose_key = int.from_bytes(hashlib.blake2b(purpose.encode(), digest_size=8).digest(), "little")
+    return np.random.default_rng([seed, round_, purpose_key])
+
+
+def derive_seed(seed: int, round_: int, purpose: str, index: int = 0) -> int:
+    """A 31-bit integer seed for libraries that take one (torch, scikit-learn)."""
+    gen = derive_rng(seed, round_, f"{purpose}:{index}")
+    return int(gen.integers(0, 2**31 - 1))
