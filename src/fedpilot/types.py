@@ -86,7 +86,9 @@ def derive_rng(seed: int, round_: int, purpose: str) -> np.random.Generator:
     Deriving instead of carrying RNG state means a resumed run draws exactly what an
     uninterrupted one would, without checkpointing generator internals.
     """
-    purpose_key = int.from_bytes(hashlib.blake2b(purpose.encode(), digest_size=8).digest(), "little")
+    purpose_key = int.from_bytes(
+        hashlib.blake2b(purpose.encode(), digest_size=8).digest(), "little"
+    )
     return np.random.default_rng([seed, round_, purpose_key])
 
 

@@ -1,1 +1,52 @@
-"""."""
+"""The `fedpilot` command. User errors exit 2 with one paragraph, never a traceback."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+
+from fedpilot.cli.run import run_command
+from fedpilot.cli.runs import runs_app
+from fedpilot.cli.spec import spec_app
+from fedpilot.errors import UserError
+
+app = typer.Typer(
+    name="fedpilot",
+    help="Federated learning operations: run, track, guard and resume federations.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("run")(run_command)
+app.add_typer(spec_app, name="spec")
+app.add_typer(runs_app, name="runs")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    try:
+        code = app(args=argv, standalone_mode=False)
+    except UserError as exc:
+        print(f"fedpilot: error: {exc}", file=sys.stderr)
+        return 2
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        return 2
+    except click.exceptions.Abort:
+        print("fedpilot: aborted", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("fedpilot: interrupted", file=sys.stderr)
+        return 130
+    return code if isinstance(code, int) else 0
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+__all__ = ["app", "entry", "main"]

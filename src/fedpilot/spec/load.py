@@ -50,7 +50,7 @@ def validate_spec(raw: Mapping[str, Any]) -> FederationSpec:
 
 def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
     """Set ``a.b.c=value`` paths in a nested mapping; values are parsed as YAML scalars."""
-    result = json.loads(json.dumps(raw, default=str))
+    result: dict[str, Any] = json.loads(json.dumps(raw, default=str))
     for item in overrides:
         key, sep, value_text = item.partition("=")
         if not sep or not key.strip():
@@ -63,9 +63,7 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
                 child = node[part] = {}
             if not isinstance(child, dict):
                 where = ".".join(parts[: depth + 1])
-                raise SpecError(
-                    f"--set {key}: `{where}` is {child!r}, not a section", field=where
-                )
+                raise SpecError(f"--set {key}: `{where}` is {child!r}, not a section", field=where)
             node = child
         node[parts[-1]] = yaml.safe_load(value_text)
     return result
@@ -92,13 +90,21 @@ def _explain(exc: ValidationError) -> SpecError:
     return SpecError(f"invalid spec: {detail}", field=first_field)
 
 
+_UNION_FIELDS = {"partition", "strategy", "runtime"}
+
+
 def _strip_union_tags(loc: tuple[int | str, ...]) -> str:
-    # pydantic puts the discriminator tag (e.g. 'dirichlet', 'fedprox') in the path of
-    # tagged unions; users never wrote it, so leave it out of the field name.
-    tags = {"iid", "dirichlet", "shards", "powerlaw", "fedavg", "fedprox", "local"}
-    return ".".join(str(p) for p in loc if not (isinstance(p, str) and p in tags))
+    # pydantic puts the chosen member's tag (e.g. 'dirichlet', 'fedprox') in the path of a
+    # tagged union; users never wrote it, so leave it out of the field name.
+    kept = [
+        str(part)
+        for i, part in enumerate(loc)
+        if not (i > 0 and loc[i - 1] in _UNION_FIELDS and isinstance(part, str))
+    ]
+    return ".".join(kept)
 
 
 def schema() -> dict[str, Any]:
     """JSON Schema of the spec (for editors and validation elsewhere)."""
-    return FederationSpec.model_json_schema()
+    schema_: dict[str, Any] = FederationSpec.model_json_schema()
+    return schema_

@@ -45,7 +45,6 @@ class FederationSpec(Section):
     output_dir: Path = Field(default_factory=default_output_dir)
     base_dir: Path | None = Field(
         default=None,
-        exclude=True,
         description="Folder of the spec file; user code named in the spec is imported from here.",
     )
 
@@ -65,7 +64,8 @@ class FederationSpec(Section):
 
     def digest(self) -> str:
         """A short hash of the resolved spec: equal specs, equal digests."""
-        text = json.dumps(self.resolved(), sort_keys=True)
+        # Where the spec file lives does not change what the run does.
+        text = json.dumps(self.model_dump(mode="json", exclude={"base_dir"}), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def mlflow_uri(self) -> str:

@@ -6,7 +6,8 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from fedpilot.types import Scalar
 
@@ -70,7 +71,9 @@ class IidPartition(Section):
 class DirichletPartition(Section):
     kind: Literal["dirichlet"] = "dirichlet"
     alpha: float = Field(gt=0, description="Concentration; small values mean skewed labels.")
-    min_size: int = Field(default=2, ge=1, description="Resample until every learner has this many.")
+    min_size: int = Field(
+        default=2, ge=1, description="Resample until every learner has this many."
+    )
 
 
 class ShardsPartition(Section):
@@ -104,26 +107,24 @@ class DataSpec(Section):
     )
     params: dict[str, Any] = Field(default_factory=dict, description="Dataset generator options.")
 
-    @model_validator(mode="before")
+    @field_validator("partition", mode="before")
     @classmethod
-    def _partition_shorthand(cls, data: Any) -> Any:
+    def _partition_shorthand(cls, value: Any) -> Any:
         # `partition: dirichlet(0.5)` reads better in YAML than a nested mapping.
-        if isinstance(data, dict) and isinstance(data.get("partition"), str):
-            text = data["partition"]
-            match = _SHORTHAND.match(text)
-            if match is None:
-                raise ValueError(
-                    f"`partition` must be iid | dirichlet(alpha) | shards(per_learner) | "
-                    f"powerlaw, got partition={text!r}"
-                )
-            kind, arg = match.group(1), match.group(2)
-            parsed: dict[str, Any] = {"kind": kind}
-            if arg:
-                if kind not in _SHORTHAND_ARG:
-                    raise ValueError(f"partition {kind!r} takes no argument, got {text!r}")
-                parsed[_SHORTHAND_ARG[kind]] = arg
-            data = {**data, "partition": parsed}
-        return data
+        if not isinstance(value, str):
+            return value
+        match = _SHORTHAND.match(value)
+        if match is None or match.group(1) not in ("iid", *_SHORTHAND_ARG):
+            raise ValueError(
+                "must be iid | dirichlet(alpha) | shards(per_learner) | powerlaw(exponent)"
+            )
+        kind, arg = match.group(1), match.group(2)
+        parsed: dict[str, Any] = {"kind": kind}
+        if arg:
+            if kind not in _SHORTHAND_ARG:
+                raise ValueError(f"partition {kind!r} takes no argument")
+            parsed[_SHORTHAND_ARG[kind]] = yaml.safe_load(arg)
+        return parsed
 
 
 # ---------------------------------------------------------------- rounds and learners
@@ -155,7 +156,9 @@ class SamplingSpec(Section):
 
 
 class LocalSpec(Section):
-    epochs: float = Field(default=1, gt=0, description="Local epochs per round (may be fractional).")
+    epochs: float = Field(
+        default=1, gt=0, description="Local epochs per round (may be fractional)."
+    )
     batch_size: int = Field(default=32, ge=1)
     optimizer: Literal["sgd", "adam"] = "sgd"
     lr: float = Field(default=0.05, gt=0)

@@ -1,0 +1,98 @@
+"""The terminal view of a run: a progress bar with current metrics, or one line per
+round when stderr is not a terminal; a summary table at the end."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from fedpilot.orchestrator.events import Callback, RoundSummary, RunInfo, RunResult
+from fedpilot.types import LearnerId, Metrics, RoundContext
+
+
+def format_metrics(metrics: Metrics, limit: int = 4) -> str:
+    shown = sorted(metrics.items(), key=lambda kv: (kv[0].startswith("federated_"), kv[0]))
+    return "  ".join(f"{k}={v:.4f}" for k, v in shown[:limit])
+
+
+class LiveView(Callback):
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self._progress: Progress | None = None
+        self._task_id: TaskID | None = None
+
+    def on_run_start(self, *, run: RunInfo) -> None:
+        what = "centralized baseline" if run.mode == "centralized" else "federation"
+        self.console.print(
+            f"[bold]{run.spec.name}[/] {what} · run [cyan]{run.run_id}[/] · "
+            f"{run.spec.data.num_learners} learners · {run.spec.rounds} rounds"
+            + (f" · resuming at round {run.start_round}" if run.start_round > 1 else "")
+        )
+        if self.console.is_terminal:
+            self._progress = Progress(
+                TextColumn("round"),
+                MofNCompleteColumn(),
+                BarColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.fields[status]}"),
+                console=self.console,
+                transient=True,
+            )
+            self._progress.start()
+            self._task_id = self._progress.add_task(
+                "rounds", total=run.spec.rounds, completed=run.start_round - 1, status=""
+            )
+
+    def on_round_start(self, *, ctx: RoundContext, participants: tuple[LearnerId, ...]) -> None:
+        if self._progress is not None and self._task_id is not None:
+            self._progress.update(
+                self._task_id,
+                status=f"training {len(participants)} learners…",
+            )
+
+    def on_round_end(self, *, ctx: RoundContext, summary: RoundSummary) -> None:
+        note = {"rolled_back": " [yellow]rolled back[/]", "failed": " [red]failed[/]"}.get(
+            summary.status, ""
+        )
+        problems = len(summary.rejected) + len(summary.failed)
+        line = (
+            f"round {summary.round:>3}/{ctx.total_rounds}  "
+            f"{len(summary.accepted)}/{len(summary.participants)} accepted"
+            + (f" ({problems} rejected/failed)" if problems else "")
+            + f"  {format_metrics(summary.global_metrics)}  {summary.duration:.1f}s{note}"
+        )
+        if self._progress is not None and self._task_id is not None:
+            self._progress.update(
+                self._task_id, advance=1, status=format_metrics(summary.global_metrics, 2)
+            )
+            self._progress.console.print(line)
+        else:
+            self.console.print(line)
+
+    def on_run_end(self, *, run: RunInfo, result: RunResult) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+        table = Table(title=f"{run.spec.name} · {result.status}", show_header=True)
+        table.add_column("")
+        table.add_column("value", justify="right")
+        table.add_row("rounds completed", f"{result.rounds_completed}/{run.spec.rounds}")
+        table.add_row("rollbacks", str(result.rollbacks))
+        for key, value in sorted(result.final_metrics.items()):
+            table.add_row(key, f"{value:.4f}")
+        table.add_row("run directory", str(run.run_dir))
+        self.console.print(table)
+        if result.error:
+            self.console.print(f"[red]{result.error}[/]")
+        if run.spec.tracking.enabled:
+            self.console.print(
+                "Open the MLflow UI on this run:\n"
+                f"  mlflow ui --backend-store-uri {run.spec.mlflow_uri()}"
+            )

@@ -1,0 +1,36 @@
+"""Fleet: how instructions reach learners. The orchestrator sees only this interface."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+
+from fedpilot.types import Instruction, LearnerId, LearnerInfo, Reply
+
+
+class Fleet(ABC):
+    """Sends instructions and yields replies as they arrive.
+
+    A learner that fails (raises, dies, misses the deadline) yields a Reply with
+    ``error`` set; ``dispatch`` itself does not raise for a learner's failure.
+    """
+
+    @abstractmethod
+    def learners(self) -> Sequence[LearnerInfo]:
+        """Who is reachable now, in a stable order."""
+
+    @abstractmethod
+    def dispatch(
+        self, instructions: Mapping[LearnerId, Instruction], *, deadline: float
+    ) -> Iterator[Reply]:
+        """Send every instruction; yield one Reply per instruction by ``deadline``
+        (a ``time.monotonic()`` value), then stop."""
+
+    def close(self) -> None:
+        """Release processes and connections."""
+
+    def __enter__(self) -> Fleet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

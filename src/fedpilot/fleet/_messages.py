@@ -1,0 +1,137 @@
+"""Between fedpilot's Instruction/Reply and Flower's Message, and running one learner."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from flwr.app import (
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Message,
+    Metadata,
+    MetricRecord,
+    RecordDict,
+)
+from flwr.clientapp import ClientApp
+
+from fedpilot.learner.protocol import NUM_EXAMPLES
+from fedpilot.types import Config, Instruction, LearnerId, Metrics, Reply, Weights, weights_nbytes
+
+SERVER_NODE_ID = 0
+
+
+@dataclass
+class LearnerJob:
+    """Everything a process needs to run one learner once (picklable)."""
+
+    learner: LearnerId
+    partition: int
+    num_partitions: int
+    instruction: Instruction
+    state: RecordDict | None
+    run_config: Config
+    message_id: str
+
+
+def run_learner(app: ClientApp, job: LearnerJob) -> tuple[Reply, RecordDict]:
+    """Call the ClientApp for one job; any failure becomes a Reply with ``error``."""
+    started = time.perf_counter()
+    node_id = job.partition + 1  # Flower reserves node id 0 for the server side
+    context = Context(
+        run_id=0,
+        node_id=node_id,
+        node_config={"partition-id": job.partition, "num-partitions": job.num_partitions},
+        state=job.state if job.state is not None else RecordDict(),
+        run_config=dict(job.run_config),
+    )
+    instruction = job.instruction
+    sent = weights_nbytes(instruction.weights)
+    try:
+        message = _to_message(instruction, node_id=node_id, message_id=job.message_id)
+        out = app(message, context)
+        reply = _from_message(job.learner, instruction, out, sent)
+    except Exception as exc:  # a learner's bug must not crash the federation
+        reply = Reply(
+            learner=job.learner,
+            kind=instruction.kind,
+            error=f"learner raised {type(exc).__name__}: {exc}",
+            bytes_sent=sent,
+        )
+    duration = time.perf_counter() - started
+    return _with_duration(reply, duration), context.state
+
+
+def _to_message(instruction: Instruction, *, node_id: int, message_id: str) -> Message:
+    metadata = Metadata(
+        run_id=0,
+        message_id=message_id,
+        src_node_id=SERVER_NODE_ID,
+        dst_node_id=node_id,
+        reply_to_message_id="",
+        group_id=str(instruction.config.get("server-round", "")),
+        created_at=time.time(),
+        ttl=3600.0,
+        message_type=instruction.kind,
+    )
+    content = RecordDict(
+        {
+            "arrays": ArrayRecord(list(instruction.weights)),
+            "config": ConfigRecord(dict(instruction.config)),
+        }
+    )
+    # Flower sets instruction metadata from the running task's identity, which only
+    # exists under a SuperLink; the in-process fleet is that identity, so it sets it.
+    message: Message = Message(content=content, metadata=metadata)  # type: ignore[call-overload]
+    return message
+
+
+def _from_message(
+    learner: LearnerId, instruction: Instruction, message: Message, sent: int
+) -> Reply:
+    if message.has_error():
+        return Reply(
+            learner=learner,
+            kind=instruction.kind,
+            error=f"learner replied with an error: {message.error.reason}",
+            bytes_sent=sent,
+        )
+    content = message.content
+    metrics_record = content.get("metrics")
+    metrics: Metrics = {}
+    num_examples: Any = None
+    if isinstance(metrics_record, MetricRecord):
+        for key, value in metrics_record.items():
+            if key == NUM_EXAMPLES:
+                num_examples = value
+            elif isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+                metrics[key] = float(value)
+    weights: Weights = []
+    if instruction.kind == "train":
+        arrays = content.get("arrays")
+        if not isinstance(arrays, ArrayRecord):
+            return Reply(
+                learner=learner,
+                kind="train",
+                error='reply has no "arrays" record',
+                bytes_sent=sent,
+            )
+        weights = arrays.to_numpy_ndarrays()
+    return Reply(
+        learner=learner,
+        kind=instruction.kind,
+        weights=weights,
+        metrics=metrics,
+        num_examples=num_examples,
+        bytes_sent=sent,
+        bytes_received=weights_nbytes(weights),
+    )
+
+
+def _with_duration(reply: Reply, duration: float) -> Reply:
+    from dataclasses import replace
+
+    return replace(reply, duration=duration)

@@ -1,0 +1,20 @@
+"""Guard: accept the new global model, or roll back to the last stable one."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from fedpilot.types import Metrics
+
+
+@dataclass(frozen=True)
+class Verdict:
+    accept: bool
+    reason: str | None = None
+
+
+class Guard(ABC):
+    @abstractmethod
+    def judge(self, *, candidate: Metrics, stable: Metrics) -> Verdict:
+        """Compare the candidate model's metrics with the last accepted model's."""

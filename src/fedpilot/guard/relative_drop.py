@@ -1,0 +1,51 @@
+"""The >10% rule: roll back a global model whose guarded metric got worse by too much."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fedpilot.errors import SpecError
+from fedpilot.guard._base import Guard, Verdict
+from fedpilot.types import Metrics
+
+
+class RelativeDropGuard(Guard):
+    """Rolls back when ``metric`` worsens by more than ``max_relative_drop`` of the stable value.
+
+    ``mode="max"``: higher is better (accuracy); ``mode="min"``: lower is better (loss).
+    """
+
+    def __init__(
+        self, metric: str, mode: Literal["max", "min"] = "max", max_relative_drop: float = 0.10
+    ) -> None:
+        self.metric = metric
+        self.mode = mode
+        self.max_relative_drop = max_relative_drop
+
+    def judge(self, *, candidate: Metrics, stable: Metrics) -> Verdict:
+        if self.metric not in candidate:
+            raise SpecError(
+                f"`guard.metric` must be one of the evaluated metrics {sorted(candidate)}, "
+                f"got metric={self.metric!r}",
+                field="guard.metric",
+            )
+        if self.metric not in stable:  # nothing accepted yet to compare with
+            return Verdict(True)
+        new, old = candidate[self.metric], stable[self.metric]
+        worsening = (old - new) if self.mode == "max" else (new - old)
+        allowed = self.max_relative_drop * abs(old)
+        if worsening > allowed:
+            change = worsening / abs(old) if old else float("inf")
+            return Verdict(
+                False,
+                f"{self.metric} went from {old:.4g} to {new:.4g} ({change:.1%} worse), "
+                f"more than max_relative_drop={self.max_relative_drop:.0%}",
+            )
+        return Verdict(True)
+
+
+class AcceptAll(Guard):
+    """The guard when ``guard.enabled`` is false."""
+
+    def judge(self, *, candidate: Metrics, stable: Metrics) -> Verdict:
+        return Verdict(True)

@@ -1,0 +1,44 @@
+"""The config keys a train/evaluate instruction carries. No Flower import here, so the
+orchestrator can build instructions without touching Flower."""
+
+from __future__ import annotations
+
+from fedpilot.tasks._base import TrainSettings
+from fedpilot.types import Config
+
+# Flower's convention: "server-round" and hyphenated keys; "num-examples" in replies.
+SERVER_ROUND = "server-round"
+NUM_EXAMPLES = "num-examples"
+
+
+def train_config(settings: TrainSettings, server_round: int) -> Config:
+    """The ``"config"`` record of a train instruction."""
+    return {
+        SERVER_ROUND: server_round,
+        "local-epochs": float(settings.epochs),
+        "batch-size": settings.batch_size,
+        "optimizer": settings.optimizer,
+        "lr": settings.lr,
+        "momentum": settings.momentum,
+        "weight-decay": settings.weight_decay,
+        "proximal-mu": settings.proximal_mu,
+        "seed": settings.seed,
+    }
+
+
+def settings_from_config(config: Config) -> TrainSettings:
+    """Inverse of :func:`train_config`; missing keys take TrainSettings' defaults."""
+    defaults = TrainSettings()
+    optimizer = str(config.get("optimizer", defaults.optimizer))
+    if optimizer not in ("sgd", "adam"):
+        raise ValueError(f"`optimizer` must be 'sgd' or 'adam', got optimizer={optimizer!r}")
+    return TrainSettings(
+        epochs=float(config.get("local-epochs", defaults.epochs)),
+        batch_size=int(config.get("batch-size", defaults.batch_size)),
+        optimizer="sgd" if optimizer == "sgd" else "adam",
+        lr=float(config.get("lr", defaults.lr)),
+        momentum=float(config.get("momentum", defaults.momentum)),
+        weight_decay=float(config.get("weight-decay", defaults.weight_decay)),
+        seed=int(config.get("seed", defaults.seed)),
+        proximal_mu=float(config.get("proximal-mu", defaults.proximal_mu)),
+    )

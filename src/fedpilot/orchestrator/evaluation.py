@@ -1,0 +1,83 @@
+"""Evaluating a global model: centrally on the server-held test set, or federated on
+learners' held-out splits."""
+
+from __future__ import annotations
+
+import time
+
+from fedpilot.data._base import ArrayDataset
+from fedpilot.fleet import Fleet
+from fedpilot.spec import FederationSpec
+from fedpilot.tasks._base import Task
+from fedpilot.types import Instruction, Metrics, Weights, derive_rng
+
+FEDERATED_PREFIX = "federated_"
+
+
+class Evaluator:
+    """Decides what to evaluate each round and does it.
+
+    Central metrics keep their names (``accuracy``, ``loss``); federated ones are
+    prefixed ``federated_``. With no server-held test set the federated metrics are
+    also given plain names, so ``guard.metric: accuracy`` works either way. When the
+    guard is on, every round is evaluated: a model cannot be judged unseen.
+    """
+
+    def __init__(self, spec: FederationSpec, task: Task | None, fleet: Fleet) -> None:
+        self._spec = spec
+        self._task = task
+        self._fleet = fleet
+        self._test: ArrayDataset | None = task.central_test_data() if task is not None else None
+
+    @property
+    def has_central(self) -> bool:
+        return self._test is not None and len(self._test) > 0
+
+    def evaluate(self, weights: Weights, round_: int) -> Metrics:
+        """Metrics for ``weights`` after round ``round_`` (0: the initial model)."""
+        spec = self._spec.evaluation
+        guard = self._spec.guard.enabled
+        last = round_ == self._spec.rounds
+        metrics: Metrics = {}
+        if self.has_central and (guard or last or _due(round_, spec.central_every)):
+            metrics.update(self._central(weights))
+        wants_federated = _due(round_, spec.federated_every) or (
+            not self.has_central and (guard or last)
+        )
+        if wants_federated:
+            federated = self._federated(weights, round_)
+            metrics.update({FEDERATED_PREFIX + k: v for k, v in federated.items()})
+            if not self.has_central:
+                metrics.update(federated)
+        return metrics
+
+    def _central(self, weights: Weights) -> Metrics:
+        assert self._task is not None and self._test is not None
+        self._task.set_weights(weights)
+        return self._task.evaluate(self._test)
+
+    def _federated(self, weights: Weights, round_: int) -> Metrics:
+        learners = list(self._fleet.learners())
+        if not learners:
+            return {}
+        rng = derive_rng(self._spec.seed, round_, "federated-evaluation")
+        size = max(1, round(self._spec.evaluation.federated_fraction * len(learners)))
+        chosen = sorted(rng.choice(len(learners), size=size, replace=False).tolist())
+        instruction = Instruction("evaluate", weights, {"server-round": round_})
+        deadline = time.monotonic() + self._spec.runtime.round_timeout
+        totals: dict[str, float] = {}
+        count = 0.0
+        for reply in self._fleet.dispatch(
+            {learners[i].id: instruction for i in chosen}, deadline=deadline
+        ):
+            n = reply.num_examples
+            if not reply.ok or not isinstance(n, (int, float)) or n <= 0:
+                continue
+            count += float(n)
+            for key, value in reply.metrics.items():
+                totals[key] = totals.get(key, 0.0) + float(n) * value
+        return {k: v / count for k, v in totals.items()} if count else {}
+
+
+def _due(round_: int, every: int) -> bool:
+    return every > 0 and round_ % every == 0

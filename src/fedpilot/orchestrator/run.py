@@ -1,0 +1,145 @@
+"""Assemble a run from its spec: run directory, task, fleet, parts, callbacks."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from fedpilot._imports import import_object
+from fedpilot.aggregation import build_server_side
+from fedpilot.errors import ResumeError, SpecError
+from fedpilot.fleet import LocalFleet
+from fedpilot.guard import build_guard
+from fedpilot.orchestrator.checkpoint import RunState, load_checkpoint
+from fedpilot.orchestrator.evaluation import Evaluator
+from fedpilot.orchestrator.events import Callback, CallbackList, RunInfo, RunResult
+from fedpilot.orchestrator.status import StatusFileCallback
+from fedpilot.orchestrator.sync import RoundParts, SyncOrchestrator
+from fedpilot.privacy import UpdateValidator
+from fedpilot.spec import FederationSpec, load_spec
+from fedpilot.tasks import build_task
+from fedpilot.tasks._base import Task
+from fedpilot.types import Weights
+
+SPEC_FILE = "spec.yaml"
+
+
+def new_run_dir(spec: FederationSpec, suffix: str = "") -> tuple[str, Path]:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    run_id = f"{spec.name}{suffix}-{stamp}-{secrets.token_hex(2)}"
+    run_dir = spec.output_dir / run_id
+    run_dir.mkdir(parents=True, exist_ok=False)
+    (run_dir / SPEC_FILE).write_text(yaml.safe_dump(spec.resolved(), sort_keys=False))
+    return run_id, run_dir
+
+
+def load_run_spec(run_dir: Path) -> FederationSpec:
+    """The resolved spec a run was started with (what ``--resume`` continues)."""
+    path = run_dir / SPEC_FILE
+    if not path.is_file():
+        raise ResumeError(f"{str(run_dir)!r} is not a run directory (no {SPEC_FILE})")
+    return load_spec(path)
+
+
+def default_callbacks(spec: FederationSpec) -> list[Callback]:
+    """What every run records: the audit trail, status.json and (if enabled) MLflow."""
+    from fedpilot.tracking import EventLogCallback, MLflowCallback
+
+    callbacks: list[Callback] = [EventLogCallback(), StatusFileCallback()]
+    if spec.tracking.enabled:
+        callbacks.append(MLflowCallback())
+    return callbacks
+
+
+def server_task(spec: FederationSpec) -> Task | None:
+    if spec.task.name is None:
+        return None
+    task: Task = build_task(spec.task, spec.data, spec.seed, spec.base_dir)
+    return task
+
+
+def initial_weights(spec: FederationSpec, task: Task | None) -> Weights:
+    if task is not None:
+        return task.get_weights()
+    source = spec.task.initial_weights
+    assert source is not None  # the spec validator requires it without a task name
+    if source.endswith(".npz"):
+        path = Path(source)
+        if not path.is_absolute() and spec.base_dir is not None:
+            path = spec.base_dir / path
+        try:
+            with np.load(path) as npz:
+                return [npz[k] for k in sorted(npz.files, key=_npz_order)]
+        except OSError as exc:
+            raise SpecError(
+                f"`task.initial_weights`: cannot read {str(path)!r}: {exc}",
+                field="task.initial_weights",
+            ) from exc
+    factory = import_object(source, field="task.initial_weights", base_dir=spec.base_dir)
+    weights = factory() if callable(factory) else factory
+    if not isinstance(weights, list) or not all(isinstance(a, np.ndarray) for a in weights):
+        raise SpecError(
+            "`task.initial_weights` must give a list of numpy arrays, "
+            f"got {type(weights).__name__}",
+            field="task.initial_weights",
+        )
+    return weights
+
+
+def _npz_order(key: str) -> tuple[int, str]:
+    # np.savez names positional arrays arr_0, arr_1, ... (arr_10 sorts before arr_2).
+    head, _, tail = key.rpartition("_")
+    return (int(tail), head) if tail.isdigit() else (10**9, key)
+
+
+def run_federation(
+    spec: FederationSpec,
+    *,
+    callbacks: Sequence[Callback] = (),
+    resume_dir: Path | None = None,
+    default_tracking: bool = True,
+) -> RunResult:
+    """Run (or resume) a federation to its end and return how it ended.
+
+    Args:
+        spec: the validated spec. With ``resume_dir`` pass the run's own spec
+            (:func:`load_run_spec`).
+        callbacks: extra observers (a live view, say), after the default ones.
+        resume_dir: continue this run from its latest checkpoint.
+        default_tracking: add the event log, status file and MLflow callbacks.
+    """
+    task = server_task(spec)
+    if resume_dir is not None:
+        run_dir = resume_dir
+        run_id = run_dir.name
+        state = load_checkpoint(run_dir)
+    else:
+        run_id, run_dir = new_run_dir(spec)
+        state = RunState(round=0, weights=initial_weights(spec, task), metrics={})
+    observers = [*default_callbacks(spec), *callbacks] if default_tracking else list(callbacks)
+    run = RunInfo(run_id=run_id, run_dir=run_dir, spec=spec, start_round=state.round + 1, task=task)
+    with LocalFleet(spec) as fleet:
+        aggregator, server_opt = build_server_side(spec.strategy)
+        evaluator = Evaluator(spec, task, fleet)
+        parts = RoundParts(
+            fleet=fleet,
+            aggregator=aggregator,
+            server_opt=server_opt,
+            validator=UpdateValidator(),
+            guard=build_guard(spec.guard),
+            evaluator=evaluator,
+        )
+        if state.round == 0 and not state.metrics:
+            # The initial model is the first stable model the guard compares with.
+            state.metrics = evaluator.evaluate(state.weights, 0)
+        return SyncOrchestrator(spec, parts, CallbackList(observers), run).run(state)
+
+
+def check_resumable(run_dir: Path) -> None:
+    if not run_dir.is_dir():
+        raise ResumeError(f"--resume: {str(run_dir)!r} is not a directory")

@@ -1,0 +1,74 @@
+"""LocalFleet runs real Flower ClientApps in-process or in worker processes."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from fedpilot.fleet import LocalFleet
+from fedpilot.types import Instruction, Reply
+
+WEIGHTS = [np.zeros((64, 10), np.float32), np.zeros(10, np.float32)]
+
+
+def train_all(fleet: LocalFleet, round_: int = 1, timeout: float = 60) -> dict[str, Reply]:
+    instruction = Instruction("train", WEIGHTS, {"server-round": round_})
+    learners = {info.id: instruction for info in fleet.learners()}
+    replies = list(fleet.dispatch(learners, deadline=time.monotonic() + timeout))
+    assert len(replies) == len(learners), "one reply per instruction"
+    return {r.learner: r for r in replies}
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_failures_become_replies_and_state_persists(make_app_spec: Any, workers: int) -> None:
+    spec = make_app_spec(
+        task__run_config={"raise-partition": 1}, runtime={"mode": "local", "workers": workers}
+    )
+    with LocalFleet(spec) as fleet:
+        assert [i.id for i in fleet.learners()] == ["0", "1", "2", "3", "4"]
+        first = train_all(fleet, 1)
+        second = train_all(fleet, 2)
+    assert first["1"].error is not None and "RuntimeError: boom" in first["1"].error
+    ok = first["0"]
+    assert ok.ok and ok.num_examples == 360 and len(ok.weights) == 2
+    assert ok.bytes_sent == ok.bytes_received == 64 * 10 * 4 + 40
+    assert ok.duration > 0
+    # Flower's context.state survives between rounds, as on a real SuperNode.
+    assert first["0"].metrics["calls"] == 1.0 and second["0"].metrics["calls"] == 2.0
+
+
+def test_pool_kills_a_learner_past_the_deadline(make_app_spec: Any) -> None:
+    spec = make_app_spec(
+        task__run_config={"sleep-partition": 0, "sleep-seconds": 120},
+        runtime={"mode": "local", "workers": 2},
+    )
+    with LocalFleet(spec) as fleet:
+        started = time.monotonic()
+        replies = train_all(fleet, timeout=4)
+        assert time.monotonic() - started < 60
+        assert replies["0"].error is not None and "timeout" in replies["0"].error
+        assert all(replies[i].ok for i in "1234")
+        # The stuck worker was replaced: the next round works with the full pool.
+        again = train_all(fleet, 2, timeout=4)
+        assert sum(r.ok for r in again.values()) == 4
+
+
+def test_pool_survives_a_learner_process_dying(make_app_spec: Any) -> None:
+    spec = make_app_spec(
+        task__run_config={"die-partition": 2}, runtime={"mode": "local", "workers": 2}
+    )
+    with LocalFleet(spec) as fleet:
+        replies = train_all(fleet)
+        assert replies["2"].error is not None and "died" in replies["2"].error
+        assert sum(r.ok for r in replies.values()) == 4
+
+
+def test_in_process_deadline_skips_learners_not_started(make_app_spec: Any) -> None:
+    spec = make_app_spec(task__run_config={"sleep-partition": 0, "sleep-seconds": 1.5})
+    with LocalFleet(spec) as fleet:
+        replies = train_all(fleet, timeout=1.0)
+    assert replies["0"].ok  # in-process learners cannot be interrupted, only skipped
+    assert all("not started" in (replies[i].error or "") for i in "1234")
