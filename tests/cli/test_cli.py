@@ -19,6 +19,7 @@ EXAMPLES = ROOT / "examples"
 SMALL_DIGITS = [
     "--set", "rounds=4",
     "--set", "data.num_learners=4",
+    "--set", "sampling.min_learners=2",
     "--set", "local.epochs=1",
     "--set", "tracking.enabled=false",
     "--set", "evaluation.federated_every=0",
@@ -59,7 +60,9 @@ def test_bad_spec_exits_2_with_field_and_value(tmp_path: Path) -> None:
         assert out.returncode == 2
         assert "sampling.fraction" in out.stderr and "1.5" in out.stderr
         assert "Traceback" not in out.stderr
-    unknown = fedpilot("run", str(EXAMPLES / "digits.yaml"), "--set", "task.name=nope", cwd=tmp_path)
+    unknown = fedpilot(
+        "run", str(EXAMPLES / "digits.yaml"), "--set", "task.name=nope", cwd=tmp_path
+    )
     assert unknown.returncode == 2 and "task.name" in unknown.stderr and "nope" in unknown.stderr
 
 
@@ -139,5 +142,3 @@ def test_centralized_baseline_runs(tmp_path: Path) -> None:
     summary = json.loads(out.stdout)
     assert summary["run_id"].startswith("digits-centralized")
     assert summary["final_metrics"]["accuracy"] > 0.85
-
-

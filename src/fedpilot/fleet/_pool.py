@@ -24,11 +24,13 @@ from fedpilot.types import Reply
 _PRELOAD = ["fedpilot.fleet._messages", "fedpilot.fleet.apps", "fedpilot.learner.app"]
 
 
-def _worker_main(conn: Connection, source: ClientAppSource) -> None:
+def _worker_main(conn: Connection, source: ClientAppSource, threads: int) -> None:
     # The parent owns Ctrl-C: it writes the final checkpoint and stops workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from fedpilot._threads import limit_torch_threads
     from fedpilot.fleet._messages import run_learner
 
+    limit_torch_threads(threads)
     try:
         app = source.load()
     except Exception as exc:  # report instead of dying silently
@@ -55,8 +57,9 @@ class _Worker:
 class WorkerPool:
     """``size`` processes, each running the ClientApp from ``source``."""
 
-    def __init__(self, source: ClientAppSource, size: int) -> None:
+    def __init__(self, source: ClientAppSource, size: int, torch_threads: int = 1) -> None:
         self._source = source
+        self._threads = torch_threads
         self._size = size
         # Forking this process after torch or gRPC started threads is unsafe, and spawning
         # re-imports torch, sklearn and Flower in every worker (~5 s each). A forkserver
@@ -71,7 +74,10 @@ class WorkerPool:
     def _start(self) -> _Worker:
         parent, child = self._ctx.Pipe()
         process = self._ctx.Process(
-            target=_worker_main, args=(child, self._source), daemon=True, name="fedpilot-learner"
+            target=_worker_main,
+            args=(child, self._source, self._threads),
+            daemon=True,
+            name="fedpilot-learner",
         )
         process.start()
         child.close()

@@ -38,7 +38,11 @@ class LocalFleet(Fleet):
         self._infos = [LearnerInfo(id=str(i), partition=i) for i in range(self._num)]
         self._partition = {info.id: i for i, info in enumerate(self._infos)}
         self._app = self._source.load() if self._workers == 0 else None
-        self._pool = WorkerPool(self._source, self._workers) if self._workers > 0 else None
+        self._pool = (
+            WorkerPool(self._source, self._workers, spec.runtime.torch_threads)
+            if self._workers > 0
+            else None
+        )
 
     def learners(self) -> Sequence[LearnerInfo]:
         return self._infos

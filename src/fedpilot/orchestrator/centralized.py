@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from fedpilot._threads import limit_torch_threads
 from fedpilot.errors import SpecError
 from fedpilot.orchestrator.events import (
     Callback,
@@ -26,6 +27,7 @@ def run_centralized(
 ) -> RunResult:
     """Train ``spec``'s task on all learners' training data pooled, one "round" being
     ``local.epochs`` epochs, and evaluate on the server-held test set each round."""
+    limit_torch_threads(spec.runtime.torch_threads)
     task = server_task(spec)
     if task is None:
         raise SpecError(

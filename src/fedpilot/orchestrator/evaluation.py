@@ -36,14 +36,12 @@ class Evaluator:
     def evaluate(self, weights: Weights, round_: int) -> Metrics:
         """Metrics for ``weights`` after round ``round_`` (0: the initial model)."""
         spec = self._spec.evaluation
-        guard = self._spec.guard.enabled
-        last = round_ == self._spec.rounds
+        # The initial model is measured as the guard's first reference, once, the cheap way.
+        needed = self._spec.guard.enabled or round_ in (0, self._spec.rounds)
         metrics: Metrics = {}
-        if self.has_central and (guard or last or _due(round_, spec.central_every)):
+        if self.has_central and (needed or _due(round_, spec.central_every)):
             metrics.update(self._central(weights))
-        wants_federated = _due(round_, spec.federated_every) or (
-            not self.has_central and (guard or last)
-        )
+        wants_federated = _due(round_, spec.federated_every) or (not self.has_central and needed)
         if wants_federated:
             federated = self._federated(weights, round_)
             metrics.update({FEDERATED_PREFIX + k: v for k, v in federated.items()})
@@ -80,4 +78,4 @@ class Evaluator:
 
 
 def _due(round_: int, every: int) -> bool:
-    return every > 0 and round_ % every == 0
+    return every > 0 and round_ > 0 and round_ % every == 0

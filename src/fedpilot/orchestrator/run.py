@@ -11,6 +11,7 @@ import numpy as np
 import yaml
 
 from fedpilot._imports import import_object
+from fedpilot._threads import limit_torch_threads
 from fedpilot.aggregation import build_server_side
 from fedpilot.errors import ResumeError, SpecError
 from fedpilot.fleet import LocalFleet
@@ -113,6 +114,7 @@ def run_federation(
         resume_dir: continue this run from its latest checkpoint.
         default_tracking: add the event log, status file and MLflow callbacks.
     """
+    limit_torch_threads(spec.runtime.torch_threads)
     task = server_task(spec)
     if resume_dir is not None:
         run_dir = resume_dir

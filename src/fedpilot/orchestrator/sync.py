@@ -165,7 +165,8 @@ class SyncOrchestrator:
             if verdict_.accept:
                 status = "completed"
                 state.weights = candidate
-                state.metrics = {**state.metrics, **candidate_metrics}
+                # A round that evaluated nothing keeps the last known metrics.
+                state.metrics = candidate_metrics or state.metrics
             else:
                 status = "rolled_back"
                 reason = verdict_.reason

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,9 @@ def _explain(exc: ValidationError) -> SpecError:
     first_field = None
     for error in exc.errors():
         loc = _strip_union_tags(error["loc"])
+        if not loc:  # a check across sections names its field in backticks
+            named = re.search(r"`([\w.]+)`", error["msg"])
+            loc = named.group(1) if named else ""
         first_field = first_field or loc
         kind = error["type"]
         if kind == "extra_forbidden":
@@ -85,6 +89,9 @@ def _explain(exc: ValidationError) -> SpecError:
             continue
         value = error.get("input")
         shown = json.dumps(value, default=str) if not isinstance(value, dict) else "{...}"
+        if msg.startswith(f"`{loc}`"):  # the validator already named field and value
+            lines.append(msg)
+            continue
         lines.append(f"`{loc}`: {msg}, got {loc.rsplit('.', 1)[-1] or 'value'}={shown}")
     detail = "; ".join(lines)
     return SpecError(f"invalid spec: {detail}", field=first_field)

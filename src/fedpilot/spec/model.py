@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from fedpilot.spec.sections import (
     DataSpec,
@@ -57,6 +57,17 @@ class FederationSpec(Section):
                 f"starting with a letter or digit, got name={value!r}"
             )
         return value
+
+    @model_validator(mode="after")
+    def _enough_learners(self) -> FederationSpec:
+        sampled = self.sampling.size(self.data.num_learners)
+        if self.sampling.min_learners > sampled:
+            raise ValueError(
+                f"`sampling.min_learners` must be <= the learners sampled per round "
+                f"({sampled} of data.num_learners={self.data.num_learners}), "
+                f"got min_learners={self.sampling.min_learners}"
+            )
+        return self
 
     def resolved(self) -> dict[str, Any]:
         """The spec with every default filled in, as plain JSON-able data."""

@@ -1,1 +1,136 @@
-"""."""
+"""Tasks: the user's model and local training, and the built-in ones.
+
+:func:`build_task` turns the spec's ``task`` section into a :class:`Task`: a built-in
+name from :data:`BUILTIN_TASKS`, or ``package.module:Class`` naming a user's subclass.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+from fedpilot._imports import import_object
+from fedpilot.errors import SpecError
+from fedpilot.spec.sections import DataSpec, TaskSpec
+from fedpilot.tasks._base import ModelArtifact, Task, TrainSettings
+from fedpilot.tasks.builtin import DigitsMLP, DigitsSGD, Mnist1dCNN, SyntheticLogReg
+from fedpilot.tasks.sklearn import SklearnLinearTask
+from fedpilot.tasks.torch import TorchTask
+
+__all__ = [
+    "BUILTIN_TASKS",
+    "DigitsMLP",
+    "DigitsSGD",
+    "Mnist1dCNN",
+    "ModelArtifact",
+    "SklearnLinearTask",
+    "SyntheticLogReg",
+    "Task",
+    "TorchTask",
+    "TrainSettings",
+    "build_task",
+    "resolve_task_class",
+]
+
+BUILTIN_TASKS: dict[str, type[Task]] = {
+    "digits-mlp": DigitsMLP,
+    "digits-sgd": DigitsSGD,
+    "mnist1d-cnn": Mnist1dCNN,
+    "synthetic-logreg": SyntheticLogReg,
+}
+"""Built-in task names (the spec's ``task.name``) and their classes."""
+
+
+def resolve_task_class(name: str, base_dir: Path | None = None) -> type[Task]:
+    """The Task class a spec's ``task.name`` refers to.
+
+    Args:
+        name: A key of :data:`BUILTIN_TASKS` or ``package.module:Class``.
+        base_dir: Folder put on ``sys.path`` while a user's module is imported
+            (the spec's folder).
+
+    Returns:
+        The class, not yet instantiated.
+
+    Raises:
+        SpecError: Unknown name, failed import, or not a concrete Task subclass.
+    """
+    if name in BUILTIN_TASKS:
+        return BUILTIN_TASKS[name]
+    if ":" not in name:
+        builtins = ", ".join(sorted(BUILTIN_TASKS))
+        raise SpecError(
+            f"`task.name` must be a built-in task ({builtins}) or `package.module:Class`, "
+            f"got name={name!r}",
+            field="task.name",
+        )
+    obj = import_object(name, field="task.name", base_dir=base_dir)
+    if not (isinstance(obj, type) and issubclass(obj, Task)):
+        raise SpecError(
+            f"`task.name` must name a subclass of fedpilot.tasks.Task, got name={name!r} "
+            f"({type(obj).__name__} {obj!r})",
+            field="task.name",
+        )
+    if inspect.isabstract(obj):
+        missing = ", ".join(sorted(getattr(obj, "__abstractmethods__", ())))
+        raise SpecError(
+            f"`task.name`: {name!r} is abstract; implement {missing}",
+            field="task.name",
+        )
+    return obj
+
+
+def build_task(
+    task_spec: TaskSpec, data: DataSpec, seed: int, base_dir: Path | None = None
+) -> Task:
+    """Instantiate the spec's task with its ``params``.
+
+    Args:
+        task_spec: The spec's ``task`` section; ``name`` must be set.
+        data: The spec's ``data`` section, handed to the task.
+        seed: The run seed.
+        base_dir: The spec's folder, importable while a user's class is imported.
+
+    Returns:
+        The task; its model and data are built lazily, on first use.
+
+    Raises:
+        SpecError: The name cannot be resolved (``task.name``) or the class does not
+            accept the params (``task.params``).
+    """
+    if task_spec.name is None:
+        raise SpecError(
+            "`task.name` is not set: a spec with `flower_clientapp` has no fedpilot Task",
+            field="task.name",
+        )
+    cls = resolve_task_class(task_spec.name, base_dir)
+    params = dict(task_spec.params)
+    reserved = sorted({"data", "seed"} & set(params))
+    if reserved:
+        raise SpecError(
+            f"`task.params` must not set {reserved}: they come from the spec's `data` "
+            "section and `seed`",
+            field="task.params",
+        )
+    try:
+        inspect.signature(cls).bind(data=data, seed=seed, **params)
+    except TypeError as exc:
+        raise SpecError(
+            f"`task.params` {params} do not fit task {task_spec.name!r}{_accepted(cls)}: {exc}",
+            field="task.params",
+        ) from exc
+    try:
+        return cls(data=data, seed=seed, **params)
+    except (TypeError, ValueError) as exc:
+        raise SpecError(
+            f"`task.params` for task {task_spec.name!r}: {exc}", field="task.params"
+        ) from exc
+
+
+def _accepted(cls: type[Task]) -> str:
+    names = [
+        p.name
+        for p in inspect.signature(cls).parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in {"data", "seed"}
+    ]
+    return f" (accepted: {', '.join(names)})" if names else " (it takes no params)"
