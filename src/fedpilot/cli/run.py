@@ -9,11 +9,9 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from fedpilot.cli.live import LiveView
 from fedpilot.errors import UserError
-from fedpilot.orchestrator import load_run_spec, run_centralized, run_federation
 from fedpilot.orchestrator.events import Callback, RunInfo, RunResult
-from fedpilot.spec import load_spec, validate_spec
+from fedpilot.spec import load_spec
 
 EXIT_CODES = {"completed": 0, "failed": 1, "interrupted": 130}
 
@@ -44,6 +42,10 @@ def run_command(
     output_dir: Path | None = typer.Option(None, help="Where runs are written."),
 ) -> None:
     """Run a federation: rounds of local training, aggregation, evaluation and guard."""
+    # Imported here so `fedpilot spec ...` and `--help` don't load torch and Flower.
+    from fedpilot.cli.live import LiveView
+    from fedpilot.orchestrator import load_run_spec, run_centralized, run_federation
+
     if resume is not None:
         if spec_file is not None or overrides or centralized:
             raise UserError(
@@ -82,4 +84,4 @@ def _print_json(run: RunInfo | None, result: RunResult) -> None:
     sys.stdout.flush()
 
 
-__all__ = ["run_command", "validate_spec"]
+__all__ = ["run_command"]

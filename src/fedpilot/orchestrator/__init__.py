@@ -1,18 +1,54 @@
-"""Round loops, checkpoints and the events they emit."""
+"""Round loops, checkpoints and the events they emit.
 
-from fedpilot.orchestrator.centralized import run_centralized
-from fedpilot.orchestrator.checkpoint import RunState, load_checkpoint, save_checkpoint
-from fedpilot.orchestrator.events import (
-    Callback,
-    CallbackList,
-    RoundRecord,
-    RoundSummary,
-    RunInfo,
-    RunResult,
-    UpdateVerdict,
-)
-from fedpilot.orchestrator.run import load_run_spec, run_federation
-from fedpilot.orchestrator.sync import RoundParts, SyncOrchestrator
+Names are loaded on first use (PEP 562) so that importing the light ``events`` module
+does not pull in torch, scikit-learn and Flower through the round loop.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fedpilot.orchestrator.centralized import run_centralized
+    from fedpilot.orchestrator.checkpoint import RunState, load_checkpoint, save_checkpoint
+    from fedpilot.orchestrator.events import (
+        Callback,
+        CallbackList,
+        RoundRecord,
+        RoundSummary,
+        RunInfo,
+        RunResult,
+        UpdateVerdict,
+    )
+    from fedpilot.orchestrator.run import load_run_spec, run_federation
+    from fedpilot.orchestrator.sync import RoundParts, SyncOrchestrator
+
+_WHERE = {
+    "run_centralized": "centralized",
+    "RunState": "checkpoint",
+    "load_checkpoint": "checkpoint",
+    "save_checkpoint": "checkpoint",
+    "Callback": "events",
+    "CallbackList": "events",
+    "RoundRecord": "events",
+    "RoundSummary": "events",
+    "RunInfo": "events",
+    "RunResult": "events",
+    "UpdateVerdict": "events",
+    "load_run_spec": "run",
+    "run_federation": "run",
+    "RoundParts": "sync",
+    "SyncOrchestrator": "sync",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'fedpilot.orchestrator' has no attribute {name!r}")
+    module = importlib.import_module(f"fedpilot.orchestrator.{_WHERE[name]}")
+    return getattr(module, name)
+
 
 __all__ = [
     "Callback",

@@ -1,0 +1,202 @@
+"""The audit trail: every hook of a run as one JSON object a line in ``events.jsonl``.
+
+Each line is ``{"event": <name>, "time": <ISO 8601 UTC>, "round": <n>, ...fields}``. The
+fields come from the hook's dataclasses, turned into JSON generically, so a field added to
+an event dataclass shows up in the log without touching this module. Lines are flushed as
+they are written: a crash loses at most the line being written, and readers
+(:mod:`fedpilot.tracking.store`) skip a torn last line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import threading
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from fedpilot.orchestrator.events import (
+    Callback,
+    RoundSummary,
+    RunInfo,
+    RunResult,
+    UpdateVerdict,
+)
+from fedpilot.types import LearnerId, Metrics, RoundContext
+
+EVENTS_FILE = "events.jsonl"
+"""Name of the event log inside a run directory."""
+
+_logger = logging.getLogger(__name__)
+
+# Fields too large or not meaningful in a log line; everything else is written as is.
+# The weights are the model itself and the history repeats the RoundCompleted lines.
+_OMITTED_FIELDS: dict[type, frozenset[str]] = {
+    RunInfo: frozenset({"spec", "task"}),
+    RunResult: frozenset({"weights", "history"}),
+    RoundContext: frozenset({"run_id"}),
+}
+
+
+def to_json(value: Any) -> Any:
+    """Turn a hook argument into JSON-able data, generically.
+
+    Dataclasses become mappings of their fields (shallowly, unlike
+    :func:`dataclasses.asdict`, which would deep-copy model weights and tasks only to
+    drop them), numpy scalars and arrays become Python numbers and lists, paths become
+    strings and non-finite floats become ``null`` (strict JSON has no NaN).
+
+    Args:
+        value: Any value found in an event.
+
+    Returns:
+        The same information made of dicts, lists, strings, numbers, booleans and None.
+    """
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        omitted = _OMITTED_FIELDS.get(type(value), frozenset())
+        return {
+            f.name: to_json(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if f.name not in omitted
+        }
+    if isinstance(value, Mapping):
+        return {str(k): to_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [to_json(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_json(value.tolist())
+    if isinstance(value, np.generic):
+        return to_json(value.item())
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, str | int | bool):
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class EventLogCallback(Callback):
+    """Appends every hook of a run to ``<run_dir>/events.jsonl``.
+
+    The file is opened in append mode, so a resumed run continues the same trail. Writing
+    is thread-safe. An I/O failure logs a warning and never stops the federation.
+
+    Event names: ``RunStarted``, ``RoundStarted``, ``UpdateAccepted``, ``UpdateRejected``,
+    ``UpdateFailed``, ``ModelRolledBack``, ``RoundCompleted`` (also for a rolled-back
+    round, with ``status: "rolled_back"``), ``RoundFailed`` and ``RunFinished``.
+    """
+
+    def __init__(self) -> None:
+        self._file: IO[str] | None = None
+        self._path: Path | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def path(self) -> Path | None:
+        """The file being written, once the run has started."""
+        return self._path
+
+    # -- hooks -----------------------------------------------------------------------
+
+    def on_run_start(self, *, run: RunInfo) -> None:
+        """Opens the log and writes ``RunStarted``."""
+        self.close()
+        path = run.run_dir / EVENTS_FILE
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = path.open("a", encoding="utf-8")
+            self._path = path
+        except OSError as exc:
+            _logger.warning("cannot open the event log %s (%s); events are not recorded", path, exc)
+            return
+        self._write(
+            "RunStarted",
+            run,
+            name=run.spec.name,
+            spec_hash=run.spec.digest(),
+            total_rounds=run.spec.rounds,
+            task=None if run.task is None else type(run.task).__qualname__,
+        )
+
+    def on_round_start(self, *, ctx: RoundContext, participants: tuple[LearnerId, ...]) -> None:
+        """Writes ``RoundStarted`` with the chosen learners."""
+        self._write("RoundStarted", ctx, participants=participants)
+
+    def on_update(self, *, ctx: RoundContext, learner: LearnerId, verdict: UpdateVerdict) -> None:
+        """Writes ``UpdateAccepted``, ``UpdateRejected`` or ``UpdateFailed``."""
+        if verdict.accepted:
+            event = "UpdateAccepted"
+        elif verdict.failed:
+            event = "UpdateFailed"
+        else:
+            event = "UpdateRejected"
+        self._write(event, verdict, round=ctx.round, learner=learner)
+
+    def on_model_rolled_back(
+        self, *, ctx: RoundContext, reason: str, candidate: Metrics, stable: Metrics
+    ) -> None:
+        """Writes ``ModelRolledBack`` with the guard's reason and both evaluations."""
+        self._write(
+            "ModelRolledBack",
+            None,
+            round=ctx.round,
+            reason=reason,
+            candidate=candidate,
+            stable=stable,
+        )
+
+    def on_round_end(self, *, ctx: RoundContext, summary: RoundSummary) -> None:
+        """Writes ``RoundCompleted`` (completed or rolled back) or ``RoundFailed``."""
+        event = "RoundFailed" if summary.status == "failed" else "RoundCompleted"
+        self._write(event, summary, total_rounds=ctx.total_rounds)
+
+    def on_run_end(self, *, run: RunInfo, result: RunResult) -> None:
+        """Writes ``RunFinished`` and closes the log."""
+        self._write("RunFinished", result, run_id=run.run_id)
+        self.close()
+
+    # -- writing ---------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Closes the file (a later ``on_run_start`` opens it again)."""
+        with self._lock:
+            if self._file is not None:
+                try:
+                    self._file.close()
+                except OSError as exc:
+                    _logger.warning("closing the event log failed: %s", exc)
+                self._file = None
+
+    def _write(self, event: str, payload: object, **fields: Any) -> None:
+        body: dict[str, Any] = {} if payload is None else to_json(payload)
+        body.update(to_json(fields))
+        record: dict[str, Any] = {"event": event, "time": _now()}
+        if "round" in body:
+            record["round"] = body.pop("round")
+        record.update(body)
+        try:
+            line = json.dumps(record, allow_nan=False, separators=(",", ":"))
+        except (TypeError, ValueError) as exc:
+            _logger.warning("event %s cannot be written as JSON: %s", event, exc)
+            return
+        with self._lock:
+            if self._file is None:
+                return
+            try:
+                self._file.write(line + "\n")
+                self._file.flush()
+            except OSError as exc:
+                _logger.warning("writing %s to the event log failed: %s", event, exc)

@@ -1,0 +1,392 @@
+"""Queries over a runs directory: which runs exist, how far they got, how each round went.
+
+A run directory (``<output_dir>/<run-id>/``) may hold, all optional:
+
+- ``status.json``: the orchestrator's summary, rewritten as the run goes (:class:`StatusFile`);
+  the first source for every field it has.
+- ``events.jsonl``: the audit trail (:class:`~fedpilot.tracking.event_log.EventLogCallback`);
+  the per-round history, and the fallback when ``status.json`` is missing.
+- ``spec.yaml``: the resolved spec (name, planned rounds, the guard's metric).
+- ``mlflow_run_id``: the MLflow run (:class:`~fedpilot.tracking.MLflowCallback`).
+
+Readers never fail on a damaged file: a torn last line or unreadable JSON is skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypedDict
+
+import yaml
+
+from fedpilot.errors import UserError
+from fedpilot.tracking.event_log import EVENTS_FILE, to_json
+from fedpilot.tracking.mlflow_callback import MLFLOW_RUN_ID_FILE
+
+STATUS_FILE = "status.json"
+"""Name of the orchestrator's status file inside a run directory."""
+SPEC_FILE = "spec.yaml"
+"""Name of the resolved spec inside a run directory."""
+
+_RUN_MARKERS = (STATUS_FILE, EVENTS_FILE, SPEC_FILE)
+_PREFERRED_METRICS = ("accuracy", "loss")
+_logger = logging.getLogger(__name__)
+
+
+class StatusFile(TypedDict, total=False):
+    """Schema of ``status.json`` (written by the orchestrator, read here)."""
+
+    run_id: str
+    name: str
+    status: str
+    """``running``, ``completed``, ``interrupted`` or ``failed``."""
+    rounds_completed: int
+    total_rounds: int
+    final_metrics: dict[str, float]
+    rollbacks: int
+    started_at: str
+    """ISO 8601."""
+    updated_at: str
+    error: str | None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run as ``fedpilot runs list`` shows it."""
+
+    run_id: str
+    name: str
+    status: str
+    """``running``, ``completed``, ``interrupted``, ``failed`` or ``unknown``."""
+    rounds_completed: int
+    total_rounds: int | None
+    final_metrics: dict[str, float]
+    rollbacks: int
+    started_at: datetime | None
+    updated_at: datetime | None
+    run_dir: Path
+    mlflow_run_id: str | None
+    main_metric: str | None
+    """The metric that sums the run up: the guard's, else accuracy, else loss."""
+
+    @property
+    def main_value(self) -> float | None:
+        """The final value of :attr:`main_metric`, if known."""
+        return None if self.main_metric is None else self.final_metrics.get(self.main_metric)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as JSON-able data (``--json`` output)."""
+        data: dict[str, Any] = to_json(self)
+        return data
+
+
+@dataclass(frozen=True)
+class RoundRow:
+    """One round of a run, from its ``RoundCompleted`` or ``RoundFailed`` event."""
+
+    round: int
+    status: str
+    """``completed``, ``rolled_back`` or ``failed``."""
+    participants: int
+    accepted: int
+    rejected: int
+    failed: int
+    train_loss: float | None
+    duration: float | None
+    metrics: dict[str, float]
+    """Evaluation of the global model after the round."""
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class RunDetail(RunRecord):
+    """One run in full, as ``fedpilot runs show`` shows it."""
+
+    spec_hash: str | None = None
+    error: str | None = None
+    rounds: tuple[RoundRow, ...] = field(default_factory=tuple)
+
+
+def list_runs(output_dir: str | Path = "fedpilot-runs") -> list[RunRecord]:
+    """Every run under ``output_dir``, newest first.
+
+    Args:
+        output_dir: The runs directory (the spec's ``output_dir``).
+
+    Returns:
+        One record per run folder; an empty list when the folder does not exist.
+    """
+    records = [_read_record(path) for path in _run_dirs(Path(output_dir))]
+    oldest = datetime.min.replace(tzinfo=UTC)
+    records.sort(key=lambda r: r.run_id)
+    records.sort(key=lambda r: r.started_at or oldest, reverse=True)
+    return records
+
+
+def show_run(output_dir: str | Path, run_id_or_prefix: str) -> RunDetail:
+    """One run in full, found by its id or an unambiguous prefix of it.
+
+    Args:
+        output_dir: The runs directory.
+        run_id_or_prefix: A run id, or the start of exactly one run id.
+
+    Returns:
+        The run's summary and its per-round history.
+
+    Raises:
+        UserError: No run, or more than one run, matches.
+    """
+    run_dir = find_run_dir(output_dir, run_id_or_prefix)
+    facts = _scan_events(run_dir / EVENTS_FILE)
+    status = _read_json(run_dir / STATUS_FILE)
+    return RunDetail(
+        **_record_fields(run_dir, status, facts),
+        spec_hash=facts.spec_hash,
+        error=_first_str(status.get("error"), facts.error),
+        rounds=tuple(facts.rounds[r] for r in sorted(facts.rounds)),
+    )
+
+
+def find_run_dir(output_dir: str | Path, run_id_or_prefix: str) -> Path:
+    """The folder of the run named by its id or an unambiguous prefix of it.
+
+    Args:
+        output_dir: The runs directory.
+        run_id_or_prefix: A run id, or the start of exactly one run id.
+
+    Returns:
+        The run's folder (an exact id wins over longer ids it is a prefix of).
+
+    Raises:
+        UserError: No run, or more than one run, matches.
+    """
+    root = Path(output_dir)
+    wanted = run_id_or_prefix.strip()
+    dirs = _run_dirs(root)
+    exact = [d for d in dirs if d.name == wanted]
+    if exact:
+        return exact[0]
+    matches = [d for d in dirs if wanted and d.name.startswith(wanted)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        where = f"{str(root)!r}" if root.is_dir() else f"{str(root)!r} (no such directory)"
+        raise UserError(
+            f"no run matches {wanted!r} in {where}; `fedpilot runs list --output-dir {root}` "
+            "shows the runs there"
+        )
+    shown = ", ".join(d.name for d in matches[:5]) + (", ..." if len(matches) > 5 else "")
+    raise UserError(
+        f"run id prefix {wanted!r} is ambiguous: it matches {len(matches)} runs ({shown}); "
+        "give more characters"
+    )
+
+
+# ------------------------------------------------------------------------ reading
+
+
+def _run_dirs(root: Path) -> list[Path]:
+    if not root.is_dir():
+        return []
+    return sorted(
+        d for d in root.iterdir() if d.is_dir() and any((d / m).is_file() for m in _RUN_MARKERS)
+    )
+
+
+def _read_record(run_dir: Path) -> RunRecord:
+    status = _read_json(run_dir / STATUS_FILE)
+    # Without status.json the event log is the only record of progress: read it then.
+    facts = _EventFacts() if status else _scan_events(run_dir / EVENTS_FILE)
+    return RunRecord(**_record_fields(run_dir, status, facts))
+
+
+def _record_fields(run_dir: Path, status: Mapping[str, Any], facts: _EventFacts) -> dict[str, Any]:
+    """The fields of a :class:`RunRecord`: status.json first, then events, then the spec."""
+    spec = _read_yaml(run_dir / SPEC_FILE)
+    final_metrics = _metrics(status.get("final_metrics"))
+    if not final_metrics:
+        final_metrics = facts.final_metrics
+    guard = spec.get("guard")
+    preferred = guard.get("metric") if isinstance(guard, dict) else None
+    return dict(
+        run_id=run_dir.name,
+        name=_first_str(status.get("name"), spec.get("name"), facts.name) or run_dir.name,
+        status=_first_str(status.get("status"), facts.status) or "unknown",
+        rounds_completed=_first_int(status.get("rounds_completed"), facts.rounds_completed) or 0,
+        total_rounds=_first_int(status.get("total_rounds"), facts.total_rounds, spec.get("rounds")),
+        final_metrics=final_metrics,
+        rollbacks=_first_int(status.get("rollbacks"), facts.rollbacks) or 0,
+        started_at=_parse_time(status.get("started_at")) or facts.started_at,
+        updated_at=_parse_time(status.get("updated_at")) or facts.updated_at,
+        run_dir=run_dir,
+        mlflow_run_id=_read_text(run_dir / MLFLOW_RUN_ID_FILE),
+        main_metric=_pick_main_metric(preferred, final_metrics),
+    )
+
+
+@dataclass
+class _EventFacts:
+    """What the event log says about a run (later events overwrite earlier ones)."""
+
+    name: str | None = None
+    status: str | None = None
+    rounds_completed: int | None = None
+    total_rounds: int | None = None
+    final_metrics: dict[str, float] = field(default_factory=dict)
+    rollbacks: int | None = None
+    started_at: datetime | None = None
+    updated_at: datetime | None = None
+    spec_hash: str | None = None
+    error: str | None = None
+    rounds: dict[int, RoundRow] = field(default_factory=dict)
+
+
+def _scan_events(path: Path) -> _EventFacts:
+    facts = _EventFacts()
+    for event in _read_events(path):
+        kind = event.get("event")
+        facts.updated_at = _parse_time(event.get("time")) or facts.updated_at
+        if kind == "RunStarted":
+            # A (re)start: what an earlier RunFinished said no longer holds.
+            facts.started_at = facts.started_at or _parse_time(event.get("time"))
+            facts.name = _first_str(event.get("name"), facts.name)
+            facts.spec_hash = _first_str(event.get("spec_hash"), facts.spec_hash)
+            facts.total_rounds = _first_int(event.get("total_rounds"), facts.total_rounds)
+            facts.status, facts.error = "running", None
+            facts.rounds_completed, facts.rollbacks, facts.final_metrics = None, None, {}
+        elif kind in ("RoundCompleted", "RoundFailed"):
+            row = _round_row(event)
+            if row is not None:
+                # A round re-run after a resume replaces the one that was cut short.
+                facts.rounds[row.round] = row
+                facts.total_rounds = _first_int(event.get("total_rounds"), facts.total_rounds)
+        elif kind == "RunFinished":
+            facts.status = _first_str(event.get("status"), facts.status)
+            facts.rounds_completed = _first_int(event.get("rounds_completed"))
+            facts.rollbacks = _first_int(event.get("rollbacks"))
+            facts.final_metrics = _metrics(event.get("final_metrics"))
+            facts.error = _first_str(event.get("error"))
+    if facts.rounds:
+        last = facts.rounds[max(facts.rounds)]
+        if facts.rounds_completed is None:
+            facts.rounds_completed = last.round
+        if not facts.final_metrics:
+            facts.final_metrics = dict(last.metrics)
+        if facts.rollbacks is None:
+            facts.rollbacks = sum(r.status == "rolled_back" for r in facts.rounds.values())
+    return facts
+
+
+def _round_row(event: Mapping[str, Any]) -> RoundRow | None:
+    number = _first_int(event.get("round"))
+    if number is None:
+        return None
+    return RoundRow(
+        round=number,
+        status=_first_str(event.get("status")) or "unknown",
+        participants=_count(event.get("participants")),
+        accepted=_count(event.get("accepted")),
+        rejected=_count(event.get("rejected")),
+        failed=_count(event.get("failed")),
+        train_loss=_number(event.get("train_loss")),
+        duration=_number(event.get("duration")),
+        metrics=_metrics(event.get("global_metrics")),
+        reason=_first_str(event.get("reason")),
+    )
+
+
+def _read_events(path: Path) -> Iterator[dict[str, Any]]:
+    try:
+        handle = path.open(encoding="utf-8")
+    except OSError:
+        return
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                _logger.debug("skipping unreadable line %d of %s", number, path)
+                continue
+            if isinstance(event, dict):
+                yield event
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return text or None
+
+
+# ------------------------------------------------------------------------ coercion
+
+
+def _first_str(*values: object) -> str | None:
+    return next((v for v in values if isinstance(v, str) and v), None)
+
+
+def _first_int(*values: object) -> int | None:
+    for value in values:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return int(value)
+    return None
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def _count(value: object) -> int:
+    if isinstance(value, list | dict):
+        return len(value)
+    return _first_int(value) or 0
+
+
+def _metrics(value: object) -> dict[str, float]:
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): float(v) for k, v in value.items() if _number(v) is not None}
+
+
+def _parse_time(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    # fedpilot writes UTC; read a naive timestamp as UTC too.
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _pick_main_metric(preferred: object, metrics: Mapping[str, float]) -> str | None:
+    for name in (preferred, *_PREFERRED_METRICS):
+        if isinstance(name, str) and name in metrics:
+            return name
+    return min(metrics) if metrics else None
