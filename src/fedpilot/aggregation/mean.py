@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+import torch
 
 from fedpilot.aggregation._base import Aggregator
 from fedpilot.types import RoundContext, Update, Weights
@@ -12,32 +13,48 @@ from fedpilot.types import RoundContext, Update, Weights
 class WeightedMean(Aggregator):
     """Mean of updates weighted by ``num_examples``, folded as they arrive.
 
-    Sums run in float64 and the result is cast back to each array's dtype: a float32
-    value times an integer weight is exact in float64, so the float32 result does not
-    depend on arrival order except for ties at the last float32 bit (vanishingly rare).
-    Memory is two float64 buffers per array, whatever the number of updates.
+    Each ``add`` is one fused, vectorised ``sum += w·x`` pass (torch's in-place
+    ``add_`` with ``alpha``) over the update, so an update is read once; memory is one
+    accumulator per array, whatever the number of updates.
+
+    Precision and order: by default floating arrays accumulate in their own dtype,
+    which is fastest but makes the last bits depend on the order updates arrive in.
+    A fleet whose reply order is not deterministic (a process pool) asks for
+    ``order_independent=True``: sums then run in float64, where a float32 value times an
+    integer weight is exact, so the float32 result no longer depends on arrival order
+    (barring ties at the last float32 bit, vanishingly rare). Integer arrays (counters)
+    always sum in float64 and round to the nearest integer.
     """
 
-    def __init__(self) -> None:
-        self._sums: list[npt.NDArray[np.float64]] = []
-        self._scratch: list[npt.NDArray[np.float64]] = []
+    def __init__(self, *, order_independent: bool = False) -> None:
+        self.order_independent = order_independent
+        self._sums: list[torch.Tensor] = []
         self._dtypes: list[np.dtype[np.generic]] = []
         self._total_weight = 0.0
         self._count = 0
 
     def begin(self, *, reference: Weights, ctx: RoundContext) -> None:
         del ctx
-        if len(self._sums) == len(reference) and all(
-            s.shape == r.shape for s, r in zip(self._sums, reference, strict=True)
-        ):
+        dtypes = [self._accumulator_dtype(r.dtype) for r in reference]
+        reusable = len(self._sums) == len(reference) and all(
+            tuple(s.shape) == r.shape and s.dtype == d
+            for s, r, d in zip(self._sums, reference, dtypes, strict=True)
+        )
+        if reusable:
             for buffer in self._sums:
-                buffer.fill(0.0)
+                buffer.zero_()
         else:
-            self._sums = [np.zeros(r.shape, dtype=np.float64) for r in reference]
-            self._scratch = [np.empty(r.shape, dtype=np.float64) for r in reference]
+            self._sums = [
+                torch.zeros(r.shape, dtype=d) for r, d in zip(reference, dtypes, strict=True)
+            ]
         self._dtypes = [r.dtype for r in reference]
         self._total_weight = 0.0
         self._count = 0
+
+    def _accumulator_dtype(self, dtype: np.dtype[np.generic]) -> torch.dtype:
+        if self.order_independent or not np.issubdtype(dtype, np.floating):
+            return torch.float64
+        return torch.float64 if dtype == np.float64 else torch.float32
 
     def add(self, update: Update) -> None:
         weight = float(update.num_examples)
@@ -46,9 +63,8 @@ class WeightedMean(Aggregator):
                 f"update from {update.learner} has {len(update.weights)} arrays, "
                 f"expected {len(self._sums)}"
             )
-        for total, scratch, array in zip(self._sums, self._scratch, update.weights, strict=True):
-            np.multiply(array, weight, out=scratch)
-            total += scratch
+        for total, array in zip(self._sums, update.weights, strict=True):
+            total.add_(_as_tensor(array), alpha=weight)
         self._total_weight += weight
         self._count += 1
 
@@ -58,7 +74,7 @@ class WeightedMean(Aggregator):
         scale = 1.0 / self._total_weight
         out: Weights = []
         for total, dtype in zip(self._sums, self._dtypes, strict=True):
-            mean = total * scale
+            mean = (total * scale).numpy()
             if np.issubdtype(dtype, np.integer):
                 mean = np.rint(mean)
             out.append(mean.astype(dtype, copy=False))
@@ -67,3 +83,11 @@ class WeightedMean(Aggregator):
     @property
     def count(self) -> int:
         return self._count
+
+
+def _as_tensor(array: npt.NDArray[np.generic]) -> torch.Tensor:
+    # A zero-copy view; torch refuses read-only and non-native-byte-order buffers, so
+    # those (rare: arrays straight from a wire buffer) are copied once.
+    if not (array.flags.writeable and array.flags.c_contiguous and array.dtype.isnative):
+        array = np.array(array, dtype=array.dtype.newbyteorder("="), order="C")
+    return torch.from_numpy(array)

@@ -73,9 +73,9 @@ class LiveView(Callback):
             self._progress.update(
                 self._task_id, advance=1, status=format_metrics(summary.global_metrics, 2)
             )
-            self._progress.console.print(line)
+            self._progress.console.print(line, soft_wrap=True)
         else:
-            self.console.print(line)
+            self.console.print(line, soft_wrap=True)
 
     def on_run_end(self, *, run: RunInfo, result: RunResult) -> None:
         if self._progress is not None:

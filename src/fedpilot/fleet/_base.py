@@ -26,6 +26,15 @@ class Fleet(ABC):
         """Send every instruction; yield one Reply per instruction by ``deadline``
         (a ``time.monotonic()`` value), then stop."""
 
+    @property
+    def replies_in_order(self) -> bool:
+        """True if ``dispatch`` yields replies in instruction order, run after run.
+
+        Aggregators may then fold in the fastest precision; otherwise they must make
+        the result independent of arrival order to keep runs reproducible.
+        """
+        return False
+
     def close(self) -> None:
         """Release processes and connections."""
 

@@ -44,6 +44,10 @@ class LocalFleet(Fleet):
             else None
         )
 
+    @property
+    def replies_in_order(self) -> bool:
+        return self._pool is None
+
     def learners(self) -> Sequence[LearnerInfo]:
         return self._infos
 

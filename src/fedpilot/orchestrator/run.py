@@ -126,7 +126,9 @@ def run_federation(
     observers = [*default_callbacks(spec), *callbacks] if default_tracking else list(callbacks)
     run = RunInfo(run_id=run_id, run_dir=run_dir, spec=spec, start_round=state.round + 1, task=task)
     with LocalFleet(spec) as fleet:
-        aggregator, server_opt = build_server_side(spec.strategy)
+        aggregator, server_opt = build_server_side(
+            spec.strategy, replies_in_order=fleet.replies_in_order
+        )
         evaluator = Evaluator(spec, task, fleet)
         parts = RoundParts(
             fleet=fleet,
