@@ -99,14 +99,16 @@ class WorkerPool:
                     if worker.job is None and pending:
                         worker.job = pending.popleft()
                         worker.conn.send(worker.job)
-                busy = {w.conn: w for w in self._workers if w.job is not None}
+                busy = [w for w in self._workers if w.job is not None]
                 remaining = deadline - time.monotonic()
-                ready = wait(list(busy), timeout=max(0.0, remaining)) if remaining > 0 else []
+                conns = [w.conn for w in busy]
+                ready = wait(conns, timeout=remaining) if remaining > 0 else []
                 if not ready:
-                    yield from self._expire(busy.values(), pending)
+                    yield from self._expire(busy, pending)
                     return
-                for conn in ready:
-                    yield self._collect(busy[conn])  # type: ignore[index]
+                for worker in busy:
+                    if worker.conn in ready:
+                        yield self._collect(worker)
         finally:
             # Abandoned mid-round (an exception upstream): don't leave stale replies queued.
             for worker in self._workers:
@@ -131,9 +133,12 @@ class WorkerPool:
         worker.job = None
         return reply, state
 
-    def _expire(self, busy: object, pending: deque[LearnerJob]) -> Iterator[tuple[Reply, object]]:
-        for worker in list(busy):  # type: ignore[call-overload]
+    def _expire(
+        self, busy: list[_Worker], pending: deque[LearnerJob]
+    ) -> Iterator[tuple[Reply, object]]:
+        for worker in busy:
             job = worker.job
+            assert job is not None
             self._replace(worker)
             yield _timeout_reply(job, "did not reply before the round deadline"), job.state
         for job in pending:
