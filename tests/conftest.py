@@ -10,7 +10,6 @@ import pytest
 from fedpilot.spec import FederationSpec, validate_spec
 
 APPS_DIR = Path(__file__).parent / "_apps"
-EXAMPLES_DIR = Path(__file__).parent.parent / "examples"
 
 
 def app_spec(tmp_path: Path, **overrides: Any) -> FederationSpec:

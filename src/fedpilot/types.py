@@ -93,6 +93,9 @@ def derive_rng(seed: int, round_: int, purpose: str) -> np.random.Generator:
 
 
 def derive_seed(seed: int, round_: int, purpose: str, index: int = 0) -> int:
-    """A 31-bit integer seed for libraries that take one (torch, scikit-learn)."""
-    gen = derive_rng(seed, round_, f"{purpose}:{index}")
-    return int(gen.integers(0, 2**31 - 1))
+    """A 31-bit integer seed for libraries that take one (torch, scikit-learn).
+
+    A hash, not a generator: it is drawn once per learner per round.
+    """
+    key = f"{seed}:{round_}:{purpose}:{index}".encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=4).digest(), "little") & 0x7FFFFFFF

@@ -86,6 +86,7 @@ class PooledFederatedDataset(FederatedDataset):
         split_rng = derive_rng(seed, 0, "data:local-split")
         self._train_idx: list[Indices] = []
         self._test_idx: list[Indices] = []
+        self._learner_cache: dict[int, LearnerData] = {}
         for part in parts:
             local_train, local_test = local_split(len(part), test_fraction, split_rng)
             self._train_idx.append(part[local_train])
@@ -94,7 +95,12 @@ class PooledFederatedDataset(FederatedDataset):
     def learner(self, index: int) -> LearnerData:
         """Learner ``index``'s local train and test parts."""
         _check_index(index, self.num_learners)
-        return _learner_data(self._train, self._train_idx[index], self._test_idx[index])
+        # Sliced once per learner: a process serving it every round reuses the arrays.
+        data = self._learner_cache.get(index)
+        if data is None:
+            data = _learner_data(self._train, self._train_idx[index], self._test_idx[index])
+            self._learner_cache[index] = data
+        return data
 
     def central_test(self) -> ArrayDataset | None:
         """The server-held test split."""

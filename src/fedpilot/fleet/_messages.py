@@ -1,4 +1,4 @@
-"""Between fedpilot's Instruction/Reply and Flower's Message, and running one learner."""
+"""Running one learner: directly (TaskLearner) or through Flower Messages (a ClientApp)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from flwr.app import (
 )
 from flwr.clientapp import ClientApp
 
+from fedpilot.learner.core import TaskLearner
 from fedpilot.learner.protocol import NUM_EXAMPLES
 from fedpilot.types import Config, Instruction, LearnerId, Metrics, Reply, Weights, weights_nbytes
 
@@ -37,8 +38,44 @@ class LearnerJob:
     message_id: str
 
 
-def run_learner(app: ClientApp, job: LearnerJob) -> tuple[Reply, RecordDict]:
-    """Call the ClientApp for one job; any failure becomes a Reply with ``error``."""
+def run_learner(
+    runtime: ClientApp | TaskLearner, job: LearnerJob
+) -> tuple[Reply, RecordDict | None]:
+    """Run one job; any failure becomes a Reply with ``error``. Also returns the
+    learner's Flower ``context.state`` to keep for its next job (a TaskLearner has none)."""
+    if isinstance(runtime, TaskLearner):
+        return _run_direct(runtime, job), job.state
+    return _run_clientapp(runtime, job)
+
+
+def _run_direct(learner: TaskLearner, job: LearnerJob) -> Reply:
+    started = time.perf_counter()
+    instruction = job.instruction
+    sent = weights_nbytes(instruction.weights)
+    try:
+        run = learner.train if instruction.kind == "train" else learner.evaluate
+        out = run(job.partition, instruction.weights, instruction.config)
+    except Exception as exc:  # a learner's bug must not crash the federation
+        return Reply(
+            learner=job.learner,
+            kind=instruction.kind,
+            error=f"learner raised {type(exc).__name__}: {exc}",
+            bytes_sent=sent,
+            duration=time.perf_counter() - started,
+        )
+    return Reply(
+        learner=job.learner,
+        kind=instruction.kind,
+        weights=out.weights,
+        metrics=out.metrics,
+        num_examples=out.num_examples,
+        bytes_sent=sent,
+        bytes_received=weights_nbytes(out.weights),
+        duration=time.perf_counter() - started,
+    )
+
+
+def _run_clientapp(app: ClientApp, job: LearnerJob) -> tuple[Reply, RecordDict]:
     started = time.perf_counter()
     node_id = job.partition + 1  # Flower reserves node id 0 for the server side
     context = Context(

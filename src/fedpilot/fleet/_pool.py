@@ -18,13 +18,13 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 
 from fedpilot.fleet._messages import LearnerJob
-from fedpilot.fleet.apps import ClientAppSource
+from fedpilot.fleet.apps import LearnerSource
 from fedpilot.types import Reply
 
-_PRELOAD = ["fedpilot.fleet._messages", "fedpilot.fleet.apps", "fedpilot.learner.app"]
+_PRELOAD = ["fedpilot.fleet._messages", "fedpilot.fleet.apps", "fedpilot.tasks"]
 
 
-def _worker_main(conn: Connection, source: ClientAppSource, threads: int) -> None:
+def _worker_main(conn: Connection, source: LearnerSource, threads: int) -> None:
     # The parent owns Ctrl-C: it writes the final checkpoint and stops workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from fedpilot._threads import limit_torch_threads
@@ -32,7 +32,7 @@ def _worker_main(conn: Connection, source: ClientAppSource, threads: int) -> Non
 
     limit_torch_threads(threads)
     try:
-        app = source.load()
+        runtime = source.load()
     except Exception as exc:  # report instead of dying silently
         conn.send(("load-error", f"{type(exc).__name__}: {exc}"))
         return
@@ -44,7 +44,7 @@ def _worker_main(conn: Connection, source: ClientAppSource, threads: int) -> Non
             return
         if job is None:
             return
-        conn.send(("reply", run_learner(app, job)))
+        conn.send(("reply", run_learner(runtime, job)))
 
 
 @dataclass
@@ -57,7 +57,7 @@ class _Worker:
 class WorkerPool:
     """``size`` processes, each running the ClientApp from ``source``."""
 
-    def __init__(self, source: ClientAppSource, size: int, torch_threads: int = 1) -> None:
+    def __init__(self, source: LearnerSource, size: int, torch_threads: int = 1) -> None:
         self._source = source
         self._threads = torch_threads
         self._size = size

@@ -1,4 +1,4 @@
-"""Which ClientApp a fleet runs: fedpilot's learner for a Task, or the user's own."""
+"""What a fleet runs for each learner: fedpilot's TaskLearner, or the user's ClientApp."""
 
 from __future__ import annotations
 
@@ -8,25 +8,30 @@ from flwr.clientapp import ClientApp
 
 from fedpilot._imports import import_object
 from fedpilot.errors import SpecError
-from fedpilot.learner.app import make_clientapp
+from fedpilot.learner.core import TaskLearner
 from fedpilot.spec import FederationSpec
+
+LearnerRuntime = ClientApp | TaskLearner
+"""A Flower ClientApp (called with Messages) or fedpilot's TaskLearner (called directly)."""
 
 
 @dataclass(frozen=True)
-class ClientAppSource:
-    """A picklable recipe for the ClientApp, so worker processes can build their own."""
+class LearnerSource:
+    """A picklable recipe for the learner runtime, so worker processes build their own."""
 
     spec_json: str
 
     @classmethod
-    def from_spec(cls, spec: FederationSpec) -> ClientAppSource:
+    def from_spec(cls, spec: FederationSpec) -> LearnerSource:
         return cls(spec.model_dump_json())
 
-    def load(self) -> ClientApp:
+    def load(self) -> LearnerRuntime:
         spec = FederationSpec.model_validate_json(self.spec_json)
         ref = spec.task.flower_clientapp
         if ref is None:
-            return make_clientapp(spec)
+            # In a local process there is no wire to cross: the Task is called directly,
+            # the same core that fedpilot's ClientApp wraps for real deployments.
+            return TaskLearner(spec)
         app = import_object(ref, field="task.flower_clientapp", base_dir=spec.base_dir)
         if not isinstance(app, ClientApp):
             raise SpecError(

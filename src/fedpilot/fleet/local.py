@@ -11,7 +11,7 @@ from flwr.app import RecordDict
 from fedpilot.fleet._base import Fleet
 from fedpilot.fleet._messages import LearnerJob, run_learner
 from fedpilot.fleet._pool import WorkerPool
-from fedpilot.fleet.apps import ClientAppSource
+from fedpilot.fleet.apps import LearnerSource
 from fedpilot.spec import FederationSpec
 from fedpilot.types import Instruction, LearnerId, LearnerInfo, Reply
 
@@ -29,7 +29,7 @@ class LocalFleet(Fleet):
     """
 
     def __init__(self, spec: FederationSpec, *, workers: int | None = None) -> None:
-        self._source = ClientAppSource.from_spec(spec)
+        self._source = LearnerSource.from_spec(spec)
         self._num = spec.data.num_learners
         self._run_config = dict(spec.task.run_config)
         self._workers = spec.runtime.workers if workers is None else workers
@@ -37,7 +37,7 @@ class LocalFleet(Fleet):
         self._ids = itertools.count()
         self._infos = [LearnerInfo(id=str(i), partition=i) for i in range(self._num)]
         self._partition = {info.id: i for i, info in enumerate(self._infos)}
-        self._app = self._source.load() if self._workers == 0 else None
+        self._runtime = self._source.load() if self._workers == 0 else None
         self._pool = (
             WorkerPool(self._source, self._workers, spec.runtime.torch_threads)
             if self._workers > 0
@@ -60,7 +60,7 @@ class LocalFleet(Fleet):
                 self._keep_state(reply.learner, state)
                 yield reply
             return
-        assert self._app is not None
+        assert self._runtime is not None
         for job in jobs:
             if time.monotonic() >= deadline:
                 yield Reply(
@@ -70,7 +70,7 @@ class LocalFleet(Fleet):
                     "deadline",
                 )
                 continue
-            reply, state = run_learner(self._app, job)
+            reply, state = run_learner(self._runtime, job)
             self._keep_state(job.learner, state)
             yield reply
 

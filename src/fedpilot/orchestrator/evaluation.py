@@ -36,8 +36,9 @@ class Evaluator:
     def evaluate(self, weights: Weights, round_: int) -> Metrics:
         """Metrics for ``weights`` after round ``round_`` (0: the initial model)."""
         spec = self._spec.evaluation
-        # The initial model is measured as the guard's first reference, once, the cheap way.
-        needed = self._spec.guard.enabled or round_ in (0, self._spec.rounds)
+        # The guard judges every round against the last accepted model, the initial one
+        # included; without it only the final model must be measured.
+        needed = self._spec.guard.enabled or round_ == self._spec.rounds
         metrics: Metrics = {}
         if self.has_central and (needed or _due(round_, spec.central_every)):
             metrics.update(self._central(weights))

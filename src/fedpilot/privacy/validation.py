@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from fedpilot.types import Reply, Weights
 
@@ -44,10 +46,20 @@ class UpdateValidator:
                 return Validation(
                     f"array {index} has dtype {got.dtype}, the global model's is {want.dtype}"
                 )
-            if np.issubdtype(got.dtype, np.inexact) and not np.isfinite(got).all():
+            if got.dtype.kind in "fc" and not _all_finite(got):
                 bad = int(np.size(got) - np.count_nonzero(np.isfinite(got)))
                 return Validation(f"array {index} has {bad} non-finite values (NaN or inf)")
         return Validation(None, num_examples)
+
+
+def _all_finite(array: npt.NDArray[np.generic]) -> bool:
+    # A NaN or inf anywhere makes the sum non-finite, and a float64 sum of float32 values
+    # cannot overflow, so one reduction without a temporary mask decides the usual case;
+    # only a non-finite sum (which may be an overflow of large finite float64 values)
+    # takes the exact element-wise check.
+    if array.dtype.kind == "f" and math.isfinite(array.sum(dtype=np.float64)):
+        return True
+    return bool(np.isfinite(array).all())
 
 
 def _positive_int(value: object) -> int | None:

@@ -80,7 +80,11 @@ class Task(ABC):
 
     def federated_data(self) -> FederatedDataset:
         """The federation's data; built once per Task from the built-in datasets."""
-        return _builtin_federated_data(self.data_spec, self.seed, self.default_dataset)
+        cached: FederatedDataset | None = self.__dict__.get("_federated_data")
+        if cached is None:
+            cached = _builtin_federated_data(self.data_spec, self.seed, self.default_dataset)
+            self.__dict__["_federated_data"] = cached
+        return cached
 
     def learner_data(self, index: int) -> LearnerData:
         return self.federated_data().learner(index)

@@ -2,9 +2,11 @@
 
 Each line is ``{"event": <name>, "time": <ISO 8601 UTC>, "round": <n>, ...fields}``. The
 fields come from the hook's dataclasses, turned into JSON generically, so a field added to
-an event dataclass shows up in the log without touching this module. Lines are flushed as
-they are written: a crash loses at most the line being written, and readers
-(:mod:`fedpilot.tracking.store`) skip a torn last line.
+an event dataclass shows up in the log without touching this module. The file is flushed
+at every round boundary (and on every event outside a round), in step with the round's
+checkpoint: a crash loses at most the update lines of a round that had not completed, and
+a resumed run redoes that round. Per-update flushes would cost more than training a small
+model. Readers (:mod:`fedpilot.tracking.store`) skip a torn last line.
 """
 
 from __future__ import annotations
@@ -58,30 +60,43 @@ def to_json(value: Any) -> Any:
     Returns:
         The same information made of dicts, lists, strings, numbers, booleans and None.
     """
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        omitted = _OMITTED_FIELDS.get(type(value), frozenset())
-        return {
-            f.name: to_json(getattr(value, f.name))
-            for f in dataclasses.fields(value)
-            if f.name not in omitted
-        }
-    if isinstance(value, Mapping):
+    # Most values are plain scalars: test for them first (this runs per field per update).
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is dict or isinstance(value, Mapping):
         return {str(k): to_json(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [to_json(v) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {name: to_json(getattr(value, name)) for name in _field_names(kind)}
     if isinstance(value, np.ndarray):
         return to_json(value.tolist())
     if isinstance(value, np.generic):
         return to_json(value.item())
     if isinstance(value, float):
         return value if math.isfinite(value) else None
-    if value is None or isinstance(value, str | int | bool):
+    if isinstance(value, str | int):
         return value
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, datetime):
         return value.isoformat()
     return str(value)
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(kind: type) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(kind)
+    if names is None:
+        omitted = _OMITTED_FIELDS.get(kind, frozenset())
+        names = tuple(f.name for f in dataclasses.fields(kind) if f.name not in omitted)
+        _FIELD_NAMES[kind] = names
+    return names
 
 
 def _now() -> str:
@@ -181,6 +196,10 @@ class EventLogCallback(Callback):
                 self._file = None
 
     def _write(self, event: str, payload: object, **fields: Any) -> None:
+        # Update events are buffered until their round ends; everything else is flushed.
+        self._append(event, payload, flush=not event.startswith("Update"), **fields)
+
+    def _append(self, event: str, payload: object, *, flush: bool, **fields: Any) -> None:
         body: dict[str, Any] = {} if payload is None else to_json(payload)
         body.update(to_json(fields))
         record: dict[str, Any] = {"event": event, "time": _now()}
@@ -197,6 +216,7 @@ class EventLogCallback(Callback):
                 return
             try:
                 self._file.write(line + "\n")
-                self._file.flush()
+                if flush:
+                    self._file.flush()
             except OSError as exc:
                 _logger.warning("writing %s to the event log failed: %s", event, exc)

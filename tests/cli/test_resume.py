@@ -1,0 +1,60 @@
+"""Kill or interrupt a run, resume it, and get exactly the uninterrupted run's model."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clitools import EXAMPLES, SMALL_DIGITS, fedpilot
+from fedpilot.orchestrator import load_checkpoint
+
+
+def _wait_for_round(run_root: Path, round_: int, proc: subprocess.Popen[str]) -> Path:
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        for latest in run_root.glob("*/checkpoints/latest"):
+            if latest.read_text().strip() >= f"round-{round_:06d}":
+                return latest.parent.parent
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    raise AssertionError(f"round {round_} never checkpointed")
+
+
+@pytest.mark.parametrize("how", ["kill", "interrupt"])
+def test_stopped_then_resumed_run_equals_an_uninterrupted_one(tmp_path: Path, how: str) -> None:
+    args = ["run", str(EXAMPLES / "digits.yaml"), *SMALL_DIGITS, "--set", "rounds=5"]
+    whole = fedpilot(*args, "--json", "--output-dir", str(tmp_path / "whole"), cwd=tmp_path)
+    assert whole.returncode == 0, whole.stderr
+    reference = load_checkpoint(Path(json.loads(whole.stdout)["run_dir"]))
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fedpilot", *args, "--output-dir", str(tmp_path / "cut")],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    run_dir = _wait_for_round(tmp_path / "cut", 2, proc)
+    if how == "kill":
+        proc.kill()
+        proc.wait()
+    else:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=120) == 130
+        status = json.loads((run_dir / "status.json").read_text())
+        assert status["status"] == "interrupted"
+    stopped_at = load_checkpoint(run_dir).round
+    assert 2 <= stopped_at < 5
+
+    resumed = fedpilot("run", "--resume", str(run_dir), "--json", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["rounds_completed"] == 5
+    final = load_checkpoint(run_dir)
+    assert [r.round for r in final.history] == [1, 2, 3, 4, 5]
+    for got, want in zip(final.weights, reference.weights, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert final.metrics == reference.metrics
