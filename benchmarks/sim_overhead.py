@@ -168,14 +168,8 @@ def job_baseline(cfg: dict[str, Any]) -> dict[str, Any]:
         sums = [np.zeros(w.shape, dtype=np.float64) for w in global_weights]
         total = 0
         for i, learner_train in enumerate(data):
-            settings = TrainSettings(
-                epochs=local.epochs,
-                batch_size=local.batch_size,
-                optimizer=local.optimizer,
-                lr=local.lr,
-                momentum=local.momentum,
-                weight_decay=local.weight_decay,
-                seed=derive_seed(spec.seed, round_, "local-training", i),
+            settings = TrainSettings.from_local(
+                local, seed=derive_seed(spec.seed, round_, "local-training", i)
             )
             t = time.perf_counter()
             task.set_weights(global_weights)
@@ -230,16 +224,7 @@ def job_flower(cfg: dict[str, Any]) -> dict[str, Any]:
 
             spec = validate_spec(spec_b(learners, rounds, 0, run_dir))
             client_app = make_clientapp(spec)
-            local = spec.local
-            settings = TrainSettings(
-                epochs=local.epochs,
-                batch_size=local.batch_size,
-                optimizer=local.optimizer,
-                lr=local.lr,
-                momentum=local.momentum,
-                weight_decay=local.weight_decay,
-                seed=spec.seed,
-            )
+            settings = TrainSettings.from_local(spec.local, seed=spec.seed)
             # FedAvg sends one config to every learner; it sets "server-round" itself.
             train_config = ConfigRecord(dict(fedpilot_train_config(settings, 0)))
             initial = build_task(spec.task, spec.data, spec.seed, spec.base_dir).get_weights()

@@ -45,19 +45,12 @@ def run_centralized(
     observers.on_run_start(run=run)
     history: list[RoundRecord] = []
     metrics = {}
-    local = spec.local
     for round_ in range(1, spec.rounds + 1):
         started = time.perf_counter()
         ctx = RoundContext(run_id=run_id, round=round_, total_rounds=spec.rounds, seed=spec.seed)
         observers.on_round_start(ctx=ctx, participants=("pooled",))
-        settings = TrainSettings(
-            epochs=local.epochs,
-            batch_size=local.batch_size,
-            optimizer=local.optimizer,
-            lr=local.lr,
-            momentum=local.momentum,
-            weight_decay=local.weight_decay,
-            seed=derive_seed(spec.seed, round_, "centralized-training"),
+        settings = TrainSettings.from_local(
+            spec.local, seed=derive_seed(spec.seed, round_, "centralized-training")
         )
         train_metrics = task.train(pooled, settings)
         metrics = task.evaluate(test) if test is not None and len(test) else {}

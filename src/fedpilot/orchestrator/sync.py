@@ -219,15 +219,9 @@ class SyncOrchestrator:
         return state
 
     def _config(self, round_: int, learner_index: int) -> dict[str, bool | int | float | str]:
-        local = self.spec.local
         strategy = self.spec.strategy
-        settings = TrainSettings(
-            epochs=local.epochs,
-            batch_size=local.batch_size,
-            optimizer=local.optimizer,
-            lr=local.lr,
-            momentum=local.momentum,
-            weight_decay=local.weight_decay,
+        settings = TrainSettings.from_local(
+            self.spec.local,
             seed=derive_seed(self.spec.seed, round_, "local-training", learner_index),
             proximal_mu=strategy.mu if isinstance(strategy, FedProxStrategy) else 0.0,
         )

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from fedpilot.data._base import ArrayDataset, FederatedDataset, LearnerData
-from fedpilot.spec.sections import DataSpec
+from fedpilot.spec.sections import DataSpec, LocalSpec
 from fedpilot.types import Metrics, Weights
 
 
@@ -29,6 +29,20 @@ class TrainSettings:
     weight_decay: float = 0.0
     seed: int = 0
     proximal_mu: float = 0.0
+
+    @classmethod
+    def from_local(cls, local: LocalSpec, *, seed: int, proximal_mu: float = 0.0) -> TrainSettings:
+        """The settings a spec's ``local`` section describes, for one call's ``seed``."""
+        return cls(
+            epochs=local.epochs,
+            batch_size=local.batch_size,
+            optimizer=local.optimizer,
+            lr=local.lr,
+            momentum=local.momentum,
+            weight_decay=local.weight_decay,
+            seed=seed,
+            proximal_mu=proximal_mu,
+        )
 
 
 @dataclass(frozen=True)
