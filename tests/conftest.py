@@ -5,11 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import os
+
 import pytest
+from hypothesis import settings
 
 from fedpilot.spec import FederationSpec, validate_spec
 
 APPS_DIR = Path(__file__).parent / "_apps"
+
+# CI replays the same examples every run (a red build must be reproducible); local runs
+# keep exploring new ones.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 def app_spec(tmp_path: Path, **overrides: Any) -> FederationSpec:
