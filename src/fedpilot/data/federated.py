@@ -110,10 +110,6 @@ class PooledFederatedDataset(FederatedDataset):
         """The union of every learner's local train part (local test parts excluded)."""
         return self._train.subset(np.sort(np.concatenate(self._train_idx)))
 
-    def partition_sizes(self) -> list[int]:
-        """Samples each learner holds, local train and test together."""
-        return [len(a) + len(b) for a, b in zip(self._train_idx, self._test_idx, strict=True)]
-
 
 class DeviceFederatedDataset(FederatedDataset):
     """Naturally partitioned data: ``devices[k]`` is learner ``k``'s whole share.

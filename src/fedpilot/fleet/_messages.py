@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -43,40 +43,39 @@ def run_learner(
 ) -> tuple[Reply, RecordDict | None]:
     """Run one job; any failure becomes a Reply with ``error``. Also returns the
     learner's Flower ``context.state`` to keep for its next job (a TaskLearner has none)."""
-    if isinstance(runtime, TaskLearner):
-        return _run_direct(runtime, job), job.state
-    return _run_clientapp(runtime, job)
+    started = time.perf_counter()
+    state = job.state
+    try:
+        if isinstance(runtime, TaskLearner):
+            reply = _run_direct(runtime, job)
+        else:
+            reply, state = _run_clientapp(runtime, job)
+    except Exception as exc:  # a learner's bug must not crash the federation
+        reply = failed_reply(job, f"learner raised {type(exc).__name__}: {exc}")
+    sent = weights_nbytes(job.instruction.weights)
+    return replace(reply, duration=time.perf_counter() - started, bytes_sent=sent), state
+
+
+def failed_reply(job: LearnerJob, reason: str) -> Reply:
+    """The reply of a learner that produced nothing (raised, died, timed out)."""
+    return Reply(learner=job.learner, kind=job.instruction.kind, error=reason)
 
 
 def _run_direct(learner: TaskLearner, job: LearnerJob) -> Reply:
-    started = time.perf_counter()
     instruction = job.instruction
-    sent = weights_nbytes(instruction.weights)
-    try:
-        run = learner.train if instruction.kind == "train" else learner.evaluate
-        out = run(job.partition, instruction.weights, instruction.config)
-    except Exception as exc:  # a learner's bug must not crash the federation
-        return Reply(
-            learner=job.learner,
-            kind=instruction.kind,
-            error=f"learner raised {type(exc).__name__}: {exc}",
-            bytes_sent=sent,
-            duration=time.perf_counter() - started,
-        )
+    run = learner.train if instruction.kind == "train" else learner.evaluate
+    out = run(job.partition, instruction.weights, instruction.config)
     return Reply(
         learner=job.learner,
         kind=instruction.kind,
         weights=out.weights,
         metrics=out.metrics,
         num_examples=out.num_examples,
-        bytes_sent=sent,
         bytes_received=weights_nbytes(out.weights),
-        duration=time.perf_counter() - started,
     )
 
 
 def _run_clientapp(app: ClientApp, job: LearnerJob) -> tuple[Reply, RecordDict]:
-    started = time.perf_counter()
     node_id = job.partition + 1  # Flower reserves node id 0 for the server side
     context = Context(
         run_id=0,
@@ -85,21 +84,8 @@ def _run_clientapp(app: ClientApp, job: LearnerJob) -> tuple[Reply, RecordDict]:
         state=job.state if job.state is not None else RecordDict(),
         run_config=dict(job.run_config),
     )
-    instruction = job.instruction
-    sent = weights_nbytes(instruction.weights)
-    try:
-        message = _to_message(instruction, node_id=node_id, message_id=job.message_id)
-        out = app(message, context)
-        reply = _from_message(job.learner, instruction, out, sent)
-    except Exception as exc:  # a learner's bug must not crash the federation
-        reply = Reply(
-            learner=job.learner,
-            kind=instruction.kind,
-            error=f"learner raised {type(exc).__name__}: {exc}",
-            bytes_sent=sent,
-        )
-    duration = time.perf_counter() - started
-    return _with_duration(reply, duration), context.state
+    message = _to_message(job.instruction, node_id=node_id, message_id=job.message_id)
+    return _from_message(job.learner, job.instruction, app(message, context)), context.state
 
 
 def _to_message(instruction: Instruction, *, node_id: int, message_id: str) -> Message:
@@ -126,15 +112,12 @@ def _to_message(instruction: Instruction, *, node_id: int, message_id: str) -> M
     return message
 
 
-def _from_message(
-    learner: LearnerId, instruction: Instruction, message: Message, sent: int
-) -> Reply:
+def _from_message(learner: LearnerId, instruction: Instruction, message: Message) -> Reply:
     if message.has_error():
         return Reply(
             learner=learner,
             kind=instruction.kind,
             error=f"learner replied with an error: {message.error.reason}",
-            bytes_sent=sent,
         )
     content = message.content
     metrics_record = content.get("metrics")
@@ -154,7 +137,6 @@ def _from_message(
                 learner=learner,
                 kind="train",
                 error='reply has no "arrays" record',
-                bytes_sent=sent,
             )
         weights = arrays.to_numpy_ndarrays()
     return Reply(
@@ -163,12 +145,5 @@ def _from_message(
         weights=weights,
         metrics=metrics,
         num_examples=num_examples,
-        bytes_sent=sent,
         bytes_received=weights_nbytes(weights),
     )
-
-
-def _with_duration(reply: Reply, duration: float) -> Reply:
-    from dataclasses import replace
-
-    return replace(reply, duration=duration)

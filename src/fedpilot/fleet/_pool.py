@@ -13,11 +13,11 @@ import signal
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 
-from fedpilot.fleet._messages import LearnerJob
+from fedpilot.fleet._messages import LearnerJob, failed_reply
 from fedpilot.fleet.apps import LearnerSource
 from fedpilot.types import Reply
 
@@ -123,11 +123,7 @@ class WorkerPool:
         except (EOFError, OSError):
             worker.process.join(timeout=1)
             code = worker.process.exitcode
-            reply = Reply(
-                learner=job.learner,
-                kind=job.instruction.kind,
-                error=f"learner process died (exit code {code})",
-            )
+            reply = failed_reply(job, f"learner process died (exit code {code})")
             state = job.state
             self._replace(worker)
         worker.job = None
@@ -140,9 +136,9 @@ class WorkerPool:
             job = worker.job
             assert job is not None
             self._replace(worker)
-            yield _timeout_reply(job, "did not reply before the round deadline"), job.state
+            yield failed_reply(job, _timeout(job, "did not reply")), job.state
         for job in pending:
-            yield _timeout_reply(job, "was not started before the round deadline"), job.state
+            yield failed_reply(job, _timeout(job, "was not started")), job.state
 
     def _replace(self, worker: _Worker) -> None:
         worker.process.kill()
@@ -165,8 +161,5 @@ class WorkerPool:
         self._workers = []
 
 
-def _timeout_reply(job: LearnerJob, what: str) -> Reply:
-    return replace(
-        Reply(learner=job.learner, kind=job.instruction.kind),
-        error=f"timeout: learner {job.learner} {what}",
-    )
+def _timeout(job: LearnerJob, what: str) -> str:
+    return f"timeout: learner {job.learner} {what} before the round deadline"

@@ -9,7 +9,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from flwr.app import RecordDict
 
 from fedpilot.fleet._base import Fleet
-from fedpilot.fleet._messages import LearnerJob, run_learner
+from fedpilot.fleet._messages import LearnerJob, failed_reply, run_learner
 from fedpilot.fleet._pool import WorkerPool
 from fedpilot.fleet.apps import LearnerSource
 from fedpilot.spec import FederationSpec
@@ -63,12 +63,8 @@ class LocalFleet(Fleet):
         assert self._runtime is not None
         for job in jobs:
             if time.monotonic() >= deadline:
-                yield Reply(
-                    learner=job.learner,
-                    kind=job.instruction.kind,
-                    error=f"timeout: learner {job.learner} was not started before the round "
-                    "deadline",
-                )
+                reason = f"timeout: learner {job.learner} was not started before the round deadline"
+                yield failed_reply(job, reason)
                 continue
             reply, state = run_learner(self._runtime, job)
             self._keep_state(job.learner, state)

@@ -54,29 +54,23 @@ def run_centralized(
         )
         train_metrics = task.train(pooled, settings)
         metrics = task.evaluate(test) if test is not None and len(test) else {}
-        duration = time.perf_counter() - started
-        loss = train_metrics.get("loss")
-        history.append(
-            RoundRecord(round_, "completed", 1, 1, 0, 0, loss, duration, 0, 0, dict(metrics))
+        summary = RoundSummary(
+            round=round_,
+            status="completed",
+            participants=("pooled",),
+            accepted=("pooled",),
+            rejected={},
+            failed={},
+            train_loss=train_metrics.get("loss"),
+            candidate_metrics=dict(metrics),
+            global_metrics=dict(metrics),
+            learner_metrics={},
+            duration=time.perf_counter() - started,
+            bytes_sent=0,
+            bytes_received=0,
         )
-        observers.on_round_end(
-            ctx=ctx,
-            summary=RoundSummary(
-                round=round_,
-                status="completed",
-                participants=("pooled",),
-                accepted=("pooled",),
-                rejected={},
-                failed={},
-                train_loss=loss,
-                candidate_metrics=dict(metrics),
-                global_metrics=dict(metrics),
-                learner_metrics={},
-                duration=duration,
-                bytes_sent=0,
-                bytes_received=0,
-            ),
-        )
+        history.append(summary.record())
+        observers.on_round_end(ctx=ctx, summary=summary)
     result = RunResult(
         status="completed",
         rounds_completed=spec.rounds,

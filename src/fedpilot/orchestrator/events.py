@@ -73,6 +73,22 @@ class RoundSummary:
     reason: str | None = None
     """Why the round failed or was rolled back."""
 
+    def record(self) -> RoundRecord:
+        """This round as one row of the run history."""
+        return RoundRecord(
+            round=self.round,
+            status=self.status,
+            participants=len(self.participants),
+            accepted=len(self.accepted),
+            rejected=len(self.rejected),
+            failed=len(self.failed),
+            train_loss=self.train_loss,
+            duration=self.duration,
+            bytes_sent=self.bytes_sent,
+            bytes_received=self.bytes_received,
+            metrics=dict(self.global_metrics),
+        )
+
 
 @dataclass(frozen=True)
 class RoundRecord:

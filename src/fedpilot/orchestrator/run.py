@@ -142,8 +142,3 @@ def run_federation(
             # The initial model is the first stable model the guard compares with.
             state.metrics = evaluator.evaluate(state.weights, 0)
         return SyncOrchestrator(spec, parts, CallbackList(observers), run).run(state)
-
-
-def check_resumable(run_dir: Path) -> None:
-    if not run_dir.is_dir():
-        raise ResumeError(f"--resume: {str(run_dir)!r} is not a directory")

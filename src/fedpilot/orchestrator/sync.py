@@ -15,7 +15,6 @@ from fedpilot.orchestrator.checkpoint import RunState, save_checkpoint
 from fedpilot.orchestrator.evaluation import Evaluator
 from fedpilot.orchestrator.events import (
     Callback,
-    RoundRecord,
     RoundSummary,
     RunInfo,
     RunResult,
@@ -181,24 +180,6 @@ class SyncOrchestrator:
 
         duration = time.perf_counter() - started
         train_loss = loss_sum / loss_weight if loss_weight else None
-        state.round = round_
-        state.history.append(
-            RoundRecord(
-                round=round_,
-                status=status,  # type: ignore[arg-type]
-                participants=len(chosen),
-                accepted=len(accepted),
-                rejected=len(rejected),
-                failed=len(failed),
-                train_loss=train_loss,
-                duration=duration,
-                bytes_sent=sent,
-                bytes_received=received,
-                metrics=dict(state.metrics),
-            )
-        )
-        state.server_opt = parts.server_opt.state_dict()
-        save_checkpoint(self.run_dir, state)
         summary = RoundSummary(
             round=round_,
             status=status,  # type: ignore[arg-type]
@@ -215,6 +196,10 @@ class SyncOrchestrator:
             bytes_received=received,
             reason=reason,
         )
+        state.round = round_
+        state.history.append(summary.record())
+        state.server_opt = parts.server_opt.state_dict()
+        save_checkpoint(self.run_dir, state)
         self.callbacks.on_round_end(ctx=ctx, summary=summary)
         return state
 
