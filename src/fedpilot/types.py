@@ -25,6 +25,11 @@ class LearnerInfo:
 
     id: LearnerId
     partition: int | None = None
+    available: bool = True
+    """Whether the learner can take work now (simulated availability traces flip this)."""
+    declared_examples: int | None = None
+    """The most examples the learner declared it holds; a larger ``num-examples`` claim
+    is implausible and rejected."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,9 @@ class Instruction:
     kind: InstructionKind
     weights: Weights
     config: Config = field(default_factory=dict)
+    extras: dict[str, Weights] = field(default_factory=dict)
+    """Named extra array lists a strategy sends beside the model (SCAFFOLD's server
+    control variate); each travels as its own ArrayRecord."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,8 @@ class Reply:
     metrics: Metrics = field(default_factory=dict)
     num_examples: int | float | None = None
     error: str | None = None
+    extras: dict[str, Weights] = field(default_factory=dict)
+    """Named extra array lists the learner sends back (SCAFFOLD's control delta)."""
     duration: float = 0.0
     bytes_sent: int = 0
     bytes_received: int = 0
@@ -63,6 +73,13 @@ class Update:
     weights: Weights
     num_examples: int
     metrics: Metrics = field(default_factory=dict)
+    weight: float | None = None
+    """Aggregation weight; None means ``num_examples`` (FedAvg's data-size weighting)."""
+    extras: dict[str, Weights] = field(default_factory=dict)
+
+    @property
+    def aggregation_weight(self) -> float:
+        return float(self.num_examples if self.weight is None else self.weight)
 
 
 @dataclass(frozen=True)
@@ -73,6 +90,8 @@ class RoundContext:
     round: int
     total_rounds: int
     seed: int
+    num_learners: int = 0
+    """Learners in the federation (SCAFFOLD scales its control update by |S|/N)."""
 
 
 def weights_nbytes(weights: Weights) -> int:

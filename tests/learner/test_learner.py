@@ -10,7 +10,7 @@ import pytest
 from fedpilot.fleet._messages import LearnerJob, run_learner
 from fedpilot.learner import make_clientapp
 from fedpilot.learner.core import TaskLearner
-from fedpilot.learner.protocol import train_config
+from fedpilot.learner.protocol import LABEL_FLIP, SCAFFOLD_CONTROL, SCAFFOLD_DELTA, train_config
 from fedpilot.spec import validate_spec
 from fedpilot.tasks._base import TrainSettings
 from fedpilot.types import Instruction
@@ -54,3 +54,45 @@ def test_unknown_partition_is_a_failed_reply(spec) -> None:  # type: ignore[no-u
     job = LearnerJob("9", 9, 4, Instruction("train", core.task.get_weights(), {}), None, {}, "m")
     reply, _ = run_learner(core, job)
     assert reply.error is not None and "partition-id" in reply.error
+
+
+def test_scaffold_state_and_delta_agree_between_core_and_clientapp(spec) -> None:  # type: ignore[no-untyped-def]
+    from flwr.app import RecordDict
+
+    core = TaskLearner(spec)
+    weights = core.task.get_weights()
+    control = [np.full_like(w, 0.01) for w in weights]
+    config = train_config(TrainSettings(epochs=1, batch_size=8, lr=0.1, seed=3), 1)
+    instruction = Instruction("train", weights, config, {SCAFFOLD_CONTROL: control})
+    direct, own = run_learner(core, LearnerJob("1", 1, 4, instruction, None, {}, "m1"))
+    wire, context_state = run_learner(
+        make_clientapp(spec), LearnerJob("1", 1, 4, instruction, RecordDict(), {}, "m2")
+    )
+    assert direct.ok and wire.ok, (direct.error, wire.error)
+    assert isinstance(own, dict) and isinstance(context_state, RecordDict)
+    kept = context_state[SCAFFOLD_CONTROL].to_numpy_ndarrays()  # type: ignore[union-attr]
+    for a, b, c, d in zip(
+        direct.extras[SCAFFOLD_DELTA],
+        wire.extras[SCAFFOLD_DELTA],
+        own[SCAFFOLD_CONTROL],
+        kept,
+        strict=True,
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+        np.testing.assert_allclose(c, d, rtol=1e-6)
+    # c_i starts at 0, so its first delta is c_i itself: -c + (x - y) / (K lr).
+    steps = direct.metrics["local_steps"]
+    expected = -control[0] + (weights[0] - direct.weights[0]) / (steps * 0.1)
+    np.testing.assert_allclose(direct.extras[SCAFFOLD_DELTA][0], expected, rtol=1e-4, atol=1e-6)
+
+
+def test_label_flip_trains_on_flipped_labels(spec) -> None:  # type: ignore[no-untyped-def]
+    core = TaskLearner(spec)
+    weights = core.task.get_weights()
+    config = train_config(TrainSettings(epochs=1, batch_size=8, lr=0.1, seed=3), 1)
+    honest = core.train(0, weights, config)
+    flipped = core.train(0, weights, {**config, LABEL_FLIP: True})
+    assert honest.num_examples == flipped.num_examples
+    assert any(
+        not np.array_equal(a, b) for a, b in zip(honest.weights, flipped.weights, strict=True)
+    )

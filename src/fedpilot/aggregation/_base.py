@@ -1,19 +1,46 @@
-"""Aggregator (a streaming fold of accepted updates) and ServerOptimizer (the server step)."""
+"""Aggregator (a fold of a round's accepted updates) and ServerOptimizer (the server step)."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from typing import Any
 
-from fedpilot.types import RoundContext, Update, Weights
+from fedpilot.types import LearnerId, RoundContext, Update, Weights
+
+
+@dataclass(frozen=True)
+class AggregationReport:
+    """What the last :meth:`Aggregator.result` did with each update (for events and audit).
+
+    Attributes:
+        shares: Each update's share of the aggregate where the rule defines one (the
+            normalised weights of a mean, Multi-Krum's average or RFA's final Weiszfeld
+            step; 1.0 for Krum's pick). Empty for coordinate-wise rules (median, trimmed
+            mean, Bulyan), where no update has a single share.
+        clip_factors: The factor ``bound / ‖delta‖`` of every update that norm bounding
+            actually scaled down; updates left alone are absent.
+        selected: The updates a Krum-family rule selected, in canonical (learner id)
+            order; None for other rules.
+        byzantine: The number of Byzantine updates ``f`` the rule assumed; None where
+            the rule has no such parameter.
+        excluded: Updates dropped by :meth:`Aggregator.exclude`, with the reason.
+    """
+
+    shares: dict[LearnerId, float] = field(default_factory=dict)
+    clip_factors: dict[LearnerId, float] = field(default_factory=dict)
+    selected: tuple[LearnerId, ...] | None = None
+    byzantine: int | None = None
+    excluded: dict[LearnerId, str] = field(default_factory=dict)
 
 
 class Aggregator(ABC):
-    """Folds a round's accepted updates one at a time, as they arrive.
+    """Folds a round's accepted updates into one aggregate.
 
     The orchestrator calls ``begin`` once per round, ``add`` once per accepted update
-    (in arrival order), then ``result``. Implementations hold O(model) state, never a
-    list of updates, so memory does not grow with the cohort.
+    (in arrival order), optionally ``exclude`` for cohort-level rejections, then
+    ``result``. Streaming implementations hold O(model) state; buffered ones (robust
+    rules) keep the updates on disk, never a list of them in memory.
     """
 
     @abstractmethod
@@ -26,12 +53,33 @@ class Aggregator(ABC):
 
     @abstractmethod
     def result(self) -> Weights:
-        """The aggregate of everything added since ``begin``."""
+        """The aggregate of everything added (and not excluded) since ``begin``."""
 
     @property
     @abstractmethod
     def count(self) -> int:
-        """How many updates were added this round."""
+        """How many updates were added (and not excluded) this round."""
+
+    def exclude(self, learner: LearnerId, reason: str) -> None:
+        """Drop an already added update (a cohort-level rejection such as a norm outlier).
+
+        Raises:
+            NotImplementedError: always, unless overridden: a streaming fold has already
+                mixed the update into its sums and cannot take it out again.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} is a streaming aggregator and cannot drop an update "
+            f"once added (learner {learner!r}, reason: {reason}); cohort-level checks "
+            "need a buffered aggregator"
+        )
+
+    @property
+    def last_report(self) -> AggregationReport:
+        """What the last ``result`` did with each update; empty before the first."""
+        return AggregationReport()
+
+    def close(self) -> None:
+        """Release what the aggregator holds between rounds (files); a no-op by default."""
 
 
 class ServerOptimizer(ABC):

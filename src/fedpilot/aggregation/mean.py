@@ -6,12 +6,12 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from fedpilot.aggregation._base import Aggregator
-from fedpilot.types import RoundContext, Update, Weights
+from fedpilot.aggregation._base import AggregationReport, Aggregator
+from fedpilot.types import LearnerId, RoundContext, Update, Weights
 
 
 class WeightedMean(Aggregator):
-    """Mean of updates weighted by ``num_examples``, folded as they arrive.
+    """Mean of updates weighted by ``aggregation_weight``, folded as they arrive.
 
     Each ``add`` is one fused, vectorised ``sum += w·x`` pass (torch's in-place
     ``add_`` with ``alpha``) over the update, so an update is read once; memory is one
@@ -32,6 +32,8 @@ class WeightedMean(Aggregator):
         self._dtypes: list[np.dtype[np.generic]] = []
         self._total_weight = 0.0
         self._count = 0
+        self._weights: dict[LearnerId, float] = {}
+        self._report = AggregationReport()
 
     def begin(self, *, reference: Weights, ctx: RoundContext) -> None:
         del ctx
@@ -50,6 +52,8 @@ class WeightedMean(Aggregator):
         self._dtypes = [r.dtype for r in reference]
         self._total_weight = 0.0
         self._count = 0
+        self._weights = {}
+        self._report = AggregationReport()
 
     def _accumulator_dtype(self, dtype: np.dtype[np.generic]) -> torch.dtype:
         if self.order_independent or not np.issubdtype(dtype, np.floating):
@@ -57,16 +61,24 @@ class WeightedMean(Aggregator):
         return torch.float64 if dtype == np.float64 else torch.float32
 
     def add(self, update: Update) -> None:
-        weight = float(update.num_examples)
+        weight = update.aggregation_weight
         if len(update.weights) != len(self._sums):
             raise ValueError(
                 f"update from {update.learner} has {len(update.weights)} arrays, "
                 f"expected {len(self._sums)}"
             )
+        for index, (total, array) in enumerate(zip(self._sums, update.weights, strict=True)):
+            # Checked, not left to torch: add_ would broadcast a (4,) array into (3, 4).
+            if array.shape != tuple(total.shape):
+                raise ValueError(
+                    f"update from {update.learner}: array {index} has shape {array.shape}, "
+                    f"expected {tuple(total.shape)}"
+                )
         for total, array in zip(self._sums, update.weights, strict=True):
             total.add_(_as_tensor(array), alpha=weight)
         self._total_weight += weight
         self._count += 1
+        self._weights[update.learner] = self._weights.get(update.learner, 0.0) + weight
 
     def result(self) -> Weights:
         if self._count == 0 or self._total_weight <= 0:
@@ -78,7 +90,15 @@ class WeightedMean(Aggregator):
             if np.issubdtype(dtype, np.integer):
                 mean = np.rint(mean)
             out.append(mean.astype(dtype, copy=False))
+        self._report = AggregationReport(
+            shares={k: w * scale for k, w in sorted(self._weights.items())}
+        )
         return out
+
+    @property
+    def last_report(self) -> AggregationReport:
+        """Each learner's share of the last result: its weight over the total."""
+        return self._report
 
     @property
     def count(self) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 from fedpilot.types import Instruction, LearnerId, LearnerInfo, Reply
 
@@ -34,6 +35,20 @@ class Fleet(ABC):
         the result independent of arrival order to keep runs reproducible.
         """
         return False
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint must keep for a resumed run to continue exactly (learners'
+        simulated state, a simulated clock); numpy arrays allowed as leaves."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        del state
+
+    @property
+    def virtual_time(self) -> float | None:
+        """Simulated seconds since the run began, when the fleet simulates time."""
+        return None
 
     def close(self) -> None:
         """Release processes and connections."""

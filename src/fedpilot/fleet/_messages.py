@@ -18,7 +18,7 @@ from flwr.app import (
 )
 from flwr.clientapp import ClientApp
 
-from fedpilot.learner.core import TaskLearner
+from fedpilot.learner.core import LearnerState, TaskLearner
 from fedpilot.learner.protocol import NUM_EXAMPLES
 from fedpilot.types import Config, Instruction, LearnerId, Metrics, Reply, Weights, weights_nbytes
 
@@ -33,21 +33,22 @@ class LearnerJob:
     partition: int
     num_partitions: int
     instruction: Instruction
-    state: RecordDict | None
+    state: RecordDict | LearnerState | None
+    """A ClientApp's ``context.state`` or a TaskLearner's own state."""
     run_config: Config
     message_id: str
 
 
 def run_learner(
     runtime: ClientApp | TaskLearner, job: LearnerJob
-) -> tuple[Reply, RecordDict | None]:
+) -> tuple[Reply, RecordDict | LearnerState | None]:
     """Run one job; any failure becomes a Reply with ``error``. Also returns the
-    learner's Flower ``context.state`` to keep for its next job (a TaskLearner has none)."""
+    learner's state (Flower ``context.state`` or the TaskLearner's) for its next job."""
     started = time.perf_counter()
     state = job.state
     try:
         if isinstance(runtime, TaskLearner):
-            reply = _run_direct(runtime, job)
+            reply, state = _run_direct(runtime, job)
         else:
             reply, state = _run_clientapp(runtime, job)
     except Exception as exc:  # a learner's bug must not crash the federation
@@ -61,18 +62,30 @@ def failed_reply(job: LearnerJob, reason: str) -> Reply:
     return Reply(learner=job.learner, kind=job.instruction.kind, error=reason)
 
 
-def _run_direct(learner: TaskLearner, job: LearnerJob) -> Reply:
+def _run_direct(learner: TaskLearner, job: LearnerJob) -> tuple[Reply, LearnerState | None]:
     instruction = job.instruction
-    run = learner.train if instruction.kind == "train" else learner.evaluate
-    out = run(job.partition, instruction.weights, instruction.config)
-    return Reply(
+    state = job.state if isinstance(job.state, dict) else None
+    if instruction.kind == "train":
+        out = learner.train(
+            job.partition,
+            instruction.weights,
+            instruction.config,
+            extras=instruction.extras,
+            state=state,
+        )
+    else:
+        out = learner.evaluate(job.partition, instruction.weights, instruction.config)
+    reply = Reply(
         learner=job.learner,
         kind=instruction.kind,
         weights=out.weights,
         metrics=out.metrics,
         num_examples=out.num_examples,
-        bytes_received=weights_nbytes(out.weights),
+        extras=out.extras,
+        bytes_received=weights_nbytes(out.weights)
+        + sum(weights_nbytes(w) for w in out.extras.values()),
     )
+    return reply, out.state if out.state is not None else state
 
 
 def _run_clientapp(app: ClientApp, job: LearnerJob) -> tuple[Reply, RecordDict]:
@@ -81,7 +94,7 @@ def _run_clientapp(app: ClientApp, job: LearnerJob) -> tuple[Reply, RecordDict]:
         run_id=0,
         node_id=node_id,
         node_config={"partition-id": job.partition, "num-partitions": job.num_partitions},
-        state=job.state if job.state is not None else RecordDict(),
+        state=job.state if isinstance(job.state, RecordDict) else RecordDict(),
         run_config=dict(job.run_config),
     )
     message = _to_message(job.instruction, node_id=node_id, message_id=job.message_id)
@@ -104,6 +117,7 @@ def _to_message(instruction: Instruction, *, node_id: int, message_id: str) -> M
         {
             "arrays": ArrayRecord(list(instruction.weights)),
             "config": ConfigRecord(dict(instruction.config)),
+            **{name: ArrayRecord(list(arrays)) for name, arrays in instruction.extras.items()},
         }
     )
     # Flower sets instruction metadata from the running task's identity, which only
@@ -139,11 +153,17 @@ def _from_message(learner: LearnerId, instruction: Instruction, message: Message
                 error='reply has no "arrays" record',
             )
         weights = arrays.to_numpy_ndarrays()
+    extras = {
+        name: record.to_numpy_ndarrays()
+        for name, record in content.items()
+        if name != "arrays" and isinstance(record, ArrayRecord)
+    }
     return Reply(
         learner=learner,
         kind=instruction.kind,
         weights=weights,
         metrics=metrics,
         num_examples=num_examples,
-        bytes_received=weights_nbytes(weights),
+        extras=extras,
+        bytes_received=weights_nbytes(weights) + sum(weights_nbytes(w) for w in extras.values()),
     )

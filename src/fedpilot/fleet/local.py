@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 from flwr.app import RecordDict
 
@@ -12,6 +13,7 @@ from fedpilot.fleet._base import Fleet
 from fedpilot.fleet._messages import LearnerJob, failed_reply, run_learner
 from fedpilot.fleet._pool import WorkerPool
 from fedpilot.fleet.apps import LearnerSource
+from fedpilot.learner.core import LearnerState, TaskLearner
 from fedpilot.spec import FederationSpec
 from fedpilot.types import Instruction, LearnerId, LearnerInfo, Reply
 
@@ -25,7 +27,9 @@ class LocalFleet(Fleet):
     then fail with a timeout. With ``workers=N`` learners run in N processes and one
     that overruns the deadline is killed.
 
-    Each learner keeps its Flower ``context.state`` across rounds, as on a real node.
+    Each learner keeps its state across rounds, as on a real node: a ClientApp its
+    Flower ``context.state``, a fedpilot learner its own (SCAFFOLD's control variate).
+    The latter is part of :meth:`state_dict`, so a resumed run continues exactly.
     """
 
     def __init__(self, spec: FederationSpec, *, workers: int | None = None) -> None:
@@ -33,9 +37,17 @@ class LocalFleet(Fleet):
         self._num = spec.data.num_learners
         self._run_config = dict(spec.task.run_config)
         self._workers = spec.runtime.workers if workers is None else workers
-        self._states: dict[LearnerId, RecordDict] = {}
+        self._states: dict[LearnerId, RecordDict | LearnerState] = {}
         self._ids = itertools.count()
-        self._infos = [LearnerInfo(id=str(i), partition=i) for i in range(self._num)]
+        sizes: list[int | None] = [None] * self._num
+        if spec.task.name is not None:
+            # Simulated learners declare their data size, as a registering node would.
+            declaring = TaskLearner(spec)
+            sizes = [declaring.declared_examples(i) for i in range(self._num)]
+        self._infos = [
+            LearnerInfo(id=str(i), partition=i, declared_examples=sizes[i])
+            for i in range(self._num)
+        ]
         self._partition = {info.id: i for i, info in enumerate(self._infos)}
         self._runtime = self._source.load() if self._workers == 0 else None
         self._pool = (
@@ -84,8 +96,16 @@ class LocalFleet(Fleet):
         )
 
     def _keep_state(self, learner: LearnerId, state: object) -> None:
-        if isinstance(state, RecordDict):
+        if isinstance(state, RecordDict | dict):
             self._states[learner] = state
+
+    def state_dict(self) -> dict[str, Any]:
+        # A ClientApp's RecordDict is not checkpointed; fedpilot learners' states are.
+        return {"learners": {k: dict(v) for k, v in self._states.items() if isinstance(v, dict)}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for learner, own in state.get("learners", {}).items():
+            self._states[learner] = {name: list(arrays) for name, arrays in own.items()}
 
     def close(self) -> None:
         if self._pool is not None:

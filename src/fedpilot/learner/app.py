@@ -9,7 +9,7 @@ from __future__ import annotations
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from fedpilot.learner.core import TaskLearner
+from fedpilot.learner.core import LearnerState, TaskLearner
 from fedpilot.learner.protocol import NUM_EXAMPLES
 from fedpilot.spec import FederationSpec
 from fedpilot.types import Config, Weights
@@ -23,11 +23,21 @@ def make_clientapp(spec: FederationSpec) -> ClientApp:
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
-        out = learner.train(_partition(context), _arrays(msg), _config(msg))
+        out = learner.train(
+            _partition(context),
+            _arrays(msg),
+            _config(msg),
+            extras=_extras(msg.content),
+            state=_extras(context.state),
+        )
+        for name, arrays in (out.state or {}).items():
+            # Kept on the node between rounds, as SCAFFOLD's c_i must be.
+            context.state[name] = ArrayRecord(arrays)
         reply = RecordDict(
             {
                 "arrays": ArrayRecord(out.weights),
                 "metrics": MetricRecord({**out.metrics, NUM_EXAMPLES: out.num_examples}),
+                **{name: ArrayRecord(arrays) for name, arrays in out.extras.items()},
             }
         )
         return Message(reply, reply_to=msg)
@@ -46,6 +56,15 @@ def _arrays(msg: Message) -> Weights:
     if not isinstance(record, ArrayRecord):
         raise ValueError('the instruction has no "arrays" ArrayRecord')
     return record.to_numpy_ndarrays()
+
+
+def _extras(records: RecordDict) -> LearnerState:
+    """Every ArrayRecord except the model's own ``"arrays"``."""
+    return {
+        name: record.to_numpy_ndarrays()
+        for name, record in records.items()
+        if name != "arrays" and isinstance(record, ArrayRecord)
+    }
 
 
 def _config(msg: Message) -> Config:

@@ -9,13 +9,27 @@ back would cost more than training a small model.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from fedpilot.learner.protocol import settings_from_config
+import numpy as np
+import numpy.typing as npt
+
+from fedpilot.data._base import ArrayDataset
+from fedpilot.errors import TaskError
+from fedpilot.learner.protocol import (
+    LABEL_FLIP,
+    SCAFFOLD_CONTROL,
+    SCAFFOLD_DELTA,
+    settings_from_config,
+)
 from fedpilot.spec import FederationSpec
 from fedpilot.tasks import build_task
 from fedpilot.tasks._base import Task
+from fedpilot.tasks.torch import TorchTask
 from fedpilot.types import Config, Metrics, Weights
+
+LearnerState = dict[str, Weights]
+"""What a learner keeps between rounds (SCAFFOLD's control variate c_i)."""
 
 
 @dataclass(frozen=True)
@@ -24,6 +38,10 @@ class LearnerOutput:
     """The trained weights (empty for an evaluation)."""
     metrics: Metrics
     num_examples: int
+    extras: dict[str, Weights] = field(default_factory=dict)
+    """Named arrays for the strategy (SCAFFOLD's control delta)."""
+    state: LearnerState | None = None
+    """The learner's state for its next round (None: unchanged)."""
 
 
 class TaskLearner:
@@ -37,12 +55,54 @@ class TaskLearner:
     def task(self) -> Task:
         return _task(self._spec_json)
 
-    def train(self, partition: int, weights: Weights, config: Config) -> LearnerOutput:
+    def train(
+        self,
+        partition: int,
+        weights: Weights,
+        config: Config,
+        *,
+        extras: dict[str, Weights] | None = None,
+        state: LearnerState | None = None,
+    ) -> LearnerOutput:
         task = self.task
-        data = task.learner_data(self._check(partition))
+        train = task.learner_data(self._check(partition)).train
+        if config.get(LABEL_FLIP):
+            # A simulated attacker (simulation/attacks.py) poisons its own labels.
+            train = ArrayDataset(train.x, _flipped(train.y, _num_classes(self._spec_json)))
         task.set_weights(weights)
-        metrics = task.train(data.train, settings_from_config(config))
-        return LearnerOutput(task.get_weights(), metrics, len(data.train))
+        settings = settings_from_config(config)
+        control = (extras or {}).get(SCAFFOLD_CONTROL)
+        if control is None:
+            metrics = task.train(train, settings)
+            return LearnerOutput(task.get_weights(), metrics, len(train))
+        # SCAFFOLD (Karimireddy et al., option II): correct every local gradient by
+        # c - c_i, then move c_i by what the local steps revealed about the drift.
+        if not isinstance(task, TorchTask):
+            raise TaskError("the scaffold strategy needs a torch task")
+        c = [_floats(a) for a in control]
+        own = [_floats(a) for a in (state or {}).get(SCAFFOLD_CONTROL) or control]
+        if SCAFFOLD_CONTROL not in (state or {}):
+            own = [np.zeros_like(a) for a in c]  # c_i starts at zero
+        correction: Weights = [
+            (ci_ - own_).astype(np.float32) for ci_, own_ in zip(c, own, strict=True)
+        ]
+        metrics = task.train(train, settings, correction=correction)
+        trained = task.get_weights()
+        scale = 1.0 / (max(metrics.get("local_steps", 1.0), 1.0) * settings.lr)
+        new_own: Weights = [
+            (o - g + (_floats(x) - _floats(y)) * scale).astype(np.float32)
+            for o, g, x, y in zip(own, c, weights, trained, strict=True)
+        ]
+        delta: Weights = [
+            (_floats(n) - o).astype(np.float32) for n, o in zip(new_own, own, strict=True)
+        ]
+        return LearnerOutput(
+            trained,
+            metrics,
+            len(train),
+            extras={SCAFFOLD_DELTA: delta},
+            state={**(state or {}), SCAFFOLD_CONTROL: new_own},
+        )
 
     def evaluate(self, partition: int, weights: Weights, config: Config) -> LearnerOutput:
         del config
@@ -52,6 +112,10 @@ class TaskLearner:
         test = data.test if data.test is not None and len(data.test) else data.train
         return LearnerOutput([], task.evaluate(test), len(test))
 
+    def declared_examples(self, partition: int) -> int:
+        """How many training examples learner ``partition`` holds (what it declares)."""
+        return len(self.task.learner_data(self._check(partition)).train)
+
     def _check(self, partition: int) -> int:
         if not 0 <= partition < self.spec.data.num_learners:
             raise ValueError(
@@ -59,6 +123,22 @@ class TaskLearner:
                 f"got partition-id={partition}"
             )
         return partition
+
+
+def _floats(array: np.ndarray) -> npt.NDArray[np.float64]:
+    return np.asarray(array, dtype=np.float64)
+
+
+def _flipped(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise TaskError("the label_flip attack needs integer class labels")
+    return (num_classes - 1 - labels).astype(labels.dtype)
+
+
+@functools.lru_cache(maxsize=4)
+def _num_classes(spec_json: str) -> int:
+    labels = _task(spec_json).pooled_train_data().y
+    return int(np.max(labels)) + 1
 
 
 @functools.lru_cache(maxsize=4)

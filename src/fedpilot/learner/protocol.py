@@ -9,6 +9,12 @@ from fedpilot.types import Config
 # Flower's convention: "server-round" and hyphenated keys; "num-examples" in replies.
 SERVER_ROUND = "server-round"
 NUM_EXAMPLES = "num-examples"
+# Set by the attack simulation: the learner trains on flipped labels.
+LABEL_FLIP = "label-flip"
+# SCAFFOLD: the server's control variate c travels beside the model; the learner keeps
+# its own c_i in its state and sends back the change of c_i.
+SCAFFOLD_CONTROL = "scaffold-control"
+SCAFFOLD_DELTA = "scaffold-control-delta"
 
 
 def train_config(settings: TrainSettings, server_round: int) -> Config:

@@ -1,9 +1,10 @@
 """Checkpoints: the global model and orchestrator state after every round.
 
 Layout under ``<run_dir>/checkpoints/``: ``round-NNNNNN/`` folders holding
-``weights.npz``, ``server_opt.npz`` and ``state.json``, plus a ``latest`` file naming
-the newest complete one. A folder is written under a temporary name and renamed, and
-``latest`` is replaced atomically, so a crash at any moment leaves a loadable checkpoint.
+``weights.npz``, ``server_opt.npz``, ``components.npz`` and ``state.json``, plus a
+``latest`` file naming the newest complete one. A folder is written under a temporary
+name and renamed, and ``latest`` is replaced atomically, so a crash at any moment
+leaves a loadable checkpoint.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ class RunState:
     rollbacks: int = 0
     history: list[RoundRecord] = field(default_factory=list)
     server_opt: dict[str, Any] = field(default_factory=dict)
+    components: dict[str, Any] = field(default_factory=dict)
+    """Other parts' ``state_dict()``s by name (selector, learner ledger, fleet): nested
+    JSON-able data whose leaves may be numpy arrays."""
 
 
 def save_checkpoint(run_dir: Path, state: RunState) -> Path:
@@ -49,12 +53,16 @@ def save_checkpoint(run_dir: Path, state: RunState) -> Path:
     arrays = {k: v for k, v in state.server_opt.items() if isinstance(v, np.ndarray)}
     scalars = {k: v for k, v in state.server_opt.items() if not isinstance(v, np.ndarray)}
     np.savez(tmp / "server_opt.npz", **arrays)  # type: ignore[arg-type]
+    component_arrays: dict[str, np.ndarray] = {}
+    components = _split_arrays(state.components, component_arrays)
+    np.savez(tmp / "components.npz", **component_arrays)  # type: ignore[arg-type]
     meta = {
         "round": state.round,
         "metrics": state.metrics,
         "rollbacks": state.rollbacks,
         "history": [asdict(r) for r in state.history],
         "server_opt_scalars": scalars,
+        "components": components,
         "num_arrays": len(state.weights),
     }
     (tmp / "state.json").write_text(json.dumps(meta, indent=1))
@@ -79,6 +87,8 @@ def load_checkpoint(run_dir: Path) -> RunState:
             weights = [npz[f"arr_{i}"] for i in range(int(meta["num_arrays"]))]
         with np.load(folder / "server_opt.npz") as npz:
             server_opt: dict[str, Any] = {k: npz[k] for k in npz.files}
+        with np.load(folder / "components.npz") as npz:
+            components = _join_arrays(meta.get("components", {}), {k: npz[k] for k in npz.files})
     except (OSError, KeyError, ValueError) as exc:
         raise ResumeError(f"checkpoint {str(folder)!r} is unreadable: {exc}") from exc
     server_opt.update(meta["server_opt_scalars"])
@@ -89,7 +99,36 @@ def load_checkpoint(run_dir: Path) -> RunState:
         rollbacks=int(meta["rollbacks"]),
         history=[RoundRecord(**r) for r in meta["history"]],
         server_opt=server_opt,
+        components=components,
     )
+
+
+_ARRAY = "__array__"
+
+
+def _split_arrays(value: Any, arrays: dict[str, np.ndarray]) -> Any:
+    """``value`` with each numpy array replaced by a reference into ``arrays``."""
+    if isinstance(value, np.ndarray):
+        key = f"a{len(arrays)}"
+        arrays[key] = value
+        return {_ARRAY: key}
+    if isinstance(value, dict):
+        return {str(k): _split_arrays(v, arrays) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_split_arrays(v, arrays) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _join_arrays(value: Any, arrays: dict[str, np.ndarray]) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {_ARRAY}:
+            return arrays[value[_ARRAY]]
+        return {k: _join_arrays(v, arrays) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_join_arrays(v, arrays) for v in value]
+    return value
 
 
 def _write_atomic(path: Path, text: str) -> None:

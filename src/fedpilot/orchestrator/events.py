@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from fedpilot.types import LearnerId, Metrics, RoundContext, Weights
 
@@ -72,6 +72,14 @@ class RoundSummary:
     bytes_received: int
     reason: str | None = None
     """Why the round failed or was rolled back."""
+    selection_reasons: dict[LearnerId, str] = field(default_factory=dict)
+    """Why the selector chose each participant."""
+    aggregation_weights: dict[LearnerId, dict[str, float]] = field(default_factory=dict)
+    """Each accepted update's weight and its factors (data, reliability, quality)."""
+    aggregation: dict[str, Any] = field(default_factory=dict)
+    """What the aggregator reports: updates it selected, clipped, the f it assumed."""
+    virtual_time: float | None = None
+    """Simulated seconds since the run began, in a simulation that models time."""
 
     def record(self) -> RoundRecord:
         """This round as one row of the run history."""
@@ -87,6 +95,7 @@ class RoundSummary:
             bytes_sent=self.bytes_sent,
             bytes_received=self.bytes_received,
             metrics=dict(self.global_metrics),
+            virtual_time=self.virtual_time,
         )
 
 
@@ -105,6 +114,7 @@ class RoundRecord:
     bytes_sent: int
     bytes_received: int
     metrics: Metrics
+    virtual_time: float | None = None
 
 
 @dataclass(frozen=True)

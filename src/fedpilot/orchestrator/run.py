@@ -12,17 +12,23 @@ import yaml
 
 from fedpilot._imports import import_object
 from fedpilot._threads import limit_torch_threads
-from fedpilot.aggregation import build_server_side
+from fedpilot.aggregation import build_aggregator, build_server_optimizer
+from fedpilot.aggregation.scaffold import ScaffoldStep
+from fedpilot.aggregation.weighting import UpdateWeighting, ValidationLoss
 from fedpilot.errors import ResumeError, SpecError
-from fedpilot.fleet import LocalFleet
+from fedpilot.fleet import Fleet, LocalFleet
 from fedpilot.guard import build_guard
 from fedpilot.orchestrator.checkpoint import RunState, load_checkpoint
 from fedpilot.orchestrator.evaluation import Evaluator
 from fedpilot.orchestrator.events import Callback, CallbackList, RunInfo, RunResult
+from fedpilot.orchestrator.ledger import LearnerLedger
 from fedpilot.orchestrator.status import StatusFileCallback
 from fedpilot.orchestrator.sync import RoundParts, SyncOrchestrator
 from fedpilot.privacy import UpdateValidator
+from fedpilot.selection import build_selector
+from fedpilot.simulation import build_simulated_fleet
 from fedpilot.spec import FederationSpec, load_spec
+from fedpilot.spec.sections import FedNovaStrategy, ScaffoldStrategy
 from fedpilot.tasks import build_task
 from fedpilot.tasks._base import Task
 from fedpilot.types import Weights
@@ -125,20 +131,57 @@ def run_federation(
         state = RunState(round=0, weights=initial_weights(spec, task), metrics={})
     observers = [*default_callbacks(spec), *callbacks] if default_tracking else list(callbacks)
     run = RunInfo(run_id=run_id, run_dir=run_dir, spec=spec, start_round=state.round + 1, task=task)
-    with LocalFleet(spec) as fleet:
-        aggregator, server_opt = build_server_side(
-            spec.strategy, replies_in_order=fleet.replies_in_order
-        )
-        evaluator = Evaluator(spec, task, fleet)
-        parts = RoundParts(
-            fleet=fleet,
-            aggregator=aggregator,
-            server_opt=server_opt,
-            validator=UpdateValidator(),
-            guard=build_guard(spec.guard),
-            evaluator=evaluator,
-        )
+    with build_simulated_fleet(LocalFleet(spec), spec.simulation, spec.seed) as fleet:
+        parts = build_parts(spec, task, fleet, run_dir)
         if state.round == 0 and not state.metrics:
             # The initial model is the first stable model the guard compares with.
-            state.metrics = evaluator.evaluate(state.weights, 0)
+            state.metrics = parts.evaluator.evaluate(state.weights, 0)
         return SyncOrchestrator(spec, parts, CallbackList(observers), run).run(state)
+
+
+def build_parts(spec: FederationSpec, task: Task | None, fleet: Fleet, run_dir: Path) -> RoundParts:
+    """Every pluggable part of a round, built from its section of the spec."""
+    strategy = spec.strategy
+    validator = UpdateValidator(
+        max_examples=spec.validation.max_examples,
+        declared_examples={info.id: info.declared_examples for info in fleet.learners()},
+        required_metrics=("local_steps",) if isinstance(strategy, FedNovaStrategy) else (),
+        norm_outlier_z=spec.validation.norm_outlier_z,
+    )
+    aggregator = build_aggregator(
+        spec.aggregation,
+        strategy,
+        replies_in_order=fleet.replies_in_order,
+        cohort_checks=validator.has_cohort_checks,
+        workdir=run_dir,
+        base_dir=spec.base_dir,
+    )
+    server_opt = (
+        ScaffoldStep(strategy.server_lr, spec.data.num_learners)
+        if isinstance(strategy, ScaffoldStrategy)
+        else build_server_optimizer(strategy)
+    )
+    ledger = LearnerLedger()
+    return RoundParts(
+        fleet=fleet,
+        selector=build_selector(spec.selection, base_dir=spec.base_dir),
+        aggregator=aggregator,
+        server_opt=server_opt,
+        validator=validator,
+        weighting=UpdateWeighting(spec.weighting, ledger, _validation_loss(task)),
+        guard=build_guard(spec.guard),
+        evaluator=Evaluator(spec, task, fleet),
+        ledger=ledger,
+    )
+
+
+def _validation_loss(task: Task | None) -> ValidationLoss | None:
+    validation = task.validation_data() if task is not None else None
+    if task is None or validation is None or len(validation) == 0:
+        return None
+
+    def loss(weights: Weights) -> float:
+        task.set_weights(weights)
+        return float(task.evaluate(validation)["loss"])
+
+    return loss

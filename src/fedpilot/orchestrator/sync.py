@@ -1,16 +1,20 @@
-"""The synchronous round loop: select → send → fold → server step → evaluate → guard →
-checkpoint → events. Nothing else lives here."""
+"""The synchronous round loop: select → send → validate and fold → cohort checks →
+server step → evaluate → guard → checkpoint → events. Nothing else lives here."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fedpilot.aggregation import Aggregator, ServerOptimizer
+from fedpilot.aggregation.scaffold import ScaffoldStep
+from fedpilot.aggregation.weighting import UpdateWeighting
 from fedpilot.fleet import Fleet
 from fedpilot.guard import Guard
 from fedpilot.learner.protocol import train_config
+from fedpilot.orchestrator._tally import RoundTally
 from fedpilot.orchestrator.checkpoint import RunState, save_checkpoint
 from fedpilot.orchestrator.evaluation import Evaluator
 from fedpilot.orchestrator.events import (
@@ -20,15 +24,20 @@ from fedpilot.orchestrator.events import (
     RunResult,
     UpdateVerdict,
 )
+from fedpilot.orchestrator.ledger import LearnerLedger
 from fedpilot.privacy import UpdateValidator
-from fedpilot.spec import FederationSpec, FedProxStrategy
+from fedpilot.selection import Selector
+from fedpilot.spec import FederationSpec
+from fedpilot.spec.sections import FedProxStrategy
 from fedpilot.tasks._base import TrainSettings
 from fedpilot.types import (
     Instruction,
     LearnerId,
     Metrics,
+    Reply,
     RoundContext,
     Update,
+    Weights,
     derive_rng,
     derive_seed,
 )
@@ -39,11 +48,14 @@ class RoundParts:
     """The pluggable pieces one round is made of."""
 
     fleet: Fleet
+    selector: Selector
     aggregator: Aggregator
     server_opt: ServerOptimizer
     validator: UpdateValidator
+    weighting: UpdateWeighting
     guard: Guard
     evaluator: Evaluator
+    ledger: LearnerLedger
 
 
 class SyncOrchestrator:
@@ -61,7 +73,7 @@ class SyncOrchestrator:
 
     def run(self, state: RunState) -> RunResult:
         """Rounds ``state.round + 1`` to ``spec.rounds``; returns however the run ended."""
-        self.parts.server_opt.load_state_dict(state.server_opt)
+        self._restore(state)
         self.callbacks.on_run_start(run=self.run_info)
         try:
             while state.round < self.spec.rounds:
@@ -73,6 +85,22 @@ class SyncOrchestrator:
             self._finish(state, "failed", f"{type(exc).__name__}: {exc}")
             raise
         return self._finish(state, "completed", None)
+
+    def _restore(self, state: RunState) -> None:
+        parts = self.parts
+        parts.server_opt.load_state_dict(state.server_opt)
+        components = state.components
+        parts.selector.load_state_dict(components.get("selector", {}))
+        parts.ledger.load_state_dict(components.get("ledger", {}))
+        parts.fleet.load_state_dict(components.get("fleet", {}))
+
+    def _components(self) -> dict[str, Any]:
+        parts = self.parts
+        return {
+            "selector": parts.selector.state_dict(),
+            "ledger": parts.ledger.state_dict(),
+            "fleet": parts.fleet.state_dict(),
+        }
 
     def _finish(self, state: RunState, status: str, error: str | None) -> RunResult:
         result = RunResult(
@@ -90,85 +118,68 @@ class SyncOrchestrator:
     def _round(self, state: RunState, round_: int) -> RunState:
         spec, parts = self.spec, self.parts
         started = time.perf_counter()
-        ctx = RoundContext(
-            run_id=self.run_info.run_id, round=round_, total_rounds=spec.rounds, seed=spec.seed
-        )
         learners = list(parts.fleet.learners())
-        rng = derive_rng(spec.seed, round_, "sampling")
-        size = spec.sampling.size(len(learners))
-        picked = sorted(rng.choice(len(learners), size=size, replace=False).tolist())
-        chosen = tuple(learners[i].id for i in picked)
-        self.callbacks.on_round_start(ctx=ctx, participants=chosen)
+        ctx = RoundContext(
+            run_id=self.run_info.run_id,
+            round=round_,
+            total_rounds=spec.rounds,
+            seed=spec.seed,
+            num_learners=len(learners),
+        )
+        selection = parts.selector.select(
+            candidates=learners,
+            size=spec.sampling.size(len(learners)),
+            ctx=ctx,
+            rng=derive_rng(spec.seed, round_, "sampling"),
+        )
+        self.callbacks.on_round_start(ctx=ctx, participants=selection.chosen)
 
+        position = {info.id: i for i, info in enumerate(learners)}
+        extras = (
+            parts.server_opt.learner_extras(state.weights)
+            if isinstance(parts.server_opt, ScaffoldStep)
+            else {}
+        )
         instructions = {
-            learner: Instruction("train", state.weights, self._config(round_, index))
-            for learner, index in zip(chosen, picked, strict=True)
+            learner: Instruction(
+                "train", state.weights, self._config(round_, position[learner]), extras
+            )
+            for learner in selection.chosen
         }
         parts.aggregator.begin(reference=state.weights, ctx=ctx)
-        accepted: list[LearnerId] = []
-        rejected: dict[LearnerId, str] = {}
-        failed: dict[LearnerId, str] = {}
-        learner_metrics: dict[LearnerId, Metrics] = {}
-        loss_sum = loss_weight = 0.0
-        sent = received = 0
+        parts.weighting.begin_round(state.weights)
+        tally = RoundTally(deadline_s=self._deadline_s())
         deadline = time.monotonic() + spec.runtime.round_timeout
         for reply in parts.fleet.dispatch(instructions, deadline=deadline):
-            sent += reply.bytes_sent
-            received += reply.bytes_received
-            if not reply.ok:
-                failed[reply.learner] = reply.error or "failed"
-                verdict = UpdateVerdict(False, reply.error, failed=True, duration=reply.duration)
-            else:
-                check = parts.validator.check(reply, state.weights)
-                verdict = UpdateVerdict(
-                    check.ok,
-                    check.reason,
-                    num_examples=check.num_examples,
-                    metrics=reply.metrics,
-                    duration=reply.duration,
-                    bytes_sent=reply.bytes_sent,
-                    bytes_received=reply.bytes_received,
-                )
-                if check.ok:
-                    parts.aggregator.add(
-                        Update(reply.learner, reply.weights, check.num_examples, reply.metrics)
-                    )
-                    accepted.append(reply.learner)
-                    learner_metrics[reply.learner] = {
-                        **reply.metrics,
-                        "num_examples": float(check.num_examples),
-                        "duration_s": reply.duration,
-                    }
-                    if "loss" in reply.metrics:
-                        loss_sum += check.num_examples * reply.metrics["loss"]
-                        loss_weight += check.num_examples
-                else:
-                    rejected[reply.learner] = check.reason or "rejected"
-            self.callbacks.on_update(ctx=ctx, learner=reply.learner, verdict=verdict)
+            self._take(ctx, reply, state.weights, tally)
+        self._cohort_checks(ctx, tally)
 
         candidate_metrics: Metrics = {}
+        aggregation_report: dict[str, Any] = {}
         reason: str | None = None
-        if len(accepted) < spec.sampling.min_learners:
+        if len(tally.accepted) < spec.sampling.min_learners:
             status = "failed"
             reason = (
-                f"{len(accepted)} accepted updates, fewer than "
+                f"{len(tally.accepted)} accepted updates, fewer than "
                 f"sampling.min_learners={spec.sampling.min_learners}; global model kept"
             )
         else:
             before = parts.server_opt.state_dict()
-            candidate = parts.server_opt.step(
-                current=state.weights, aggregate=parts.aggregator.result()
-            )
+            aggregate = parts.aggregator.result()
+            aggregation_report = _report(parts.aggregator)
+            if isinstance(parts.server_opt, ScaffoldStep):
+                parts.server_opt.absorb([tally.extras[k] for k in sorted(tally.extras)])
+            candidate = parts.server_opt.step(current=state.weights, aggregate=aggregate)
             candidate_metrics = parts.evaluator.evaluate(candidate, round_)
-            verdict_ = parts.guard.judge(candidate=candidate_metrics, stable=state.metrics)
-            if verdict_.accept:
+            verdict = parts.guard.judge(candidate=candidate_metrics, stable=state.metrics)
+            if verdict.accept:
                 status = "completed"
                 state.weights = candidate
                 # A round that evaluated nothing keeps the last known metrics.
                 state.metrics = candidate_metrics or state.metrics
             else:
                 status = "rolled_back"
-                reason = verdict_.reason
+                reason = verdict.reason
                 parts.server_opt.load_state_dict(before)
                 state.rollbacks += 1
                 self.callbacks.on_model_rolled_back(
@@ -178,30 +189,104 @@ class SyncOrchestrator:
                     stable=dict(state.metrics),
                 )
 
-        duration = time.perf_counter() - started
-        train_loss = loss_sum / loss_weight if loss_weight else None
+        parts.selector.observe(ctx=ctx, outcomes=tally.outcomes)
+        parts.ledger.record(round_, tally.outcomes)
         summary = RoundSummary(
             round=round_,
             status=status,  # type: ignore[arg-type]
-            participants=chosen,
-            accepted=tuple(accepted),
-            rejected=rejected,
-            failed=failed,
-            train_loss=train_loss,
+            participants=selection.chosen,
+            accepted=tuple(tally.accepted),
+            rejected=tally.rejected,
+            failed=tally.failed,
+            train_loss=tally.train_loss(),
             candidate_metrics=candidate_metrics,
             global_metrics=dict(state.metrics),
-            learner_metrics=learner_metrics,
-            duration=duration,
-            bytes_sent=sent,
-            bytes_received=received,
+            learner_metrics=tally.learner_metrics,
+            duration=time.perf_counter() - started,
+            bytes_sent=tally.bytes_sent,
+            bytes_received=tally.bytes_received,
             reason=reason,
+            selection_reasons=dict(selection.reasons),
+            aggregation_weights={k: f.as_dict() for k, f in tally.factors.items()},
+            aggregation=aggregation_report,
+            virtual_time=parts.fleet.virtual_time,
         )
         state.round = round_
         state.history.append(summary.record())
         state.server_opt = parts.server_opt.state_dict()
+        state.components = self._components()
         save_checkpoint(self.run_dir, state)
         self.callbacks.on_round_end(ctx=ctx, summary=summary)
         return state
+
+    def _take(self, ctx: RoundContext, reply: Reply, reference: Weights, tally: RoundTally) -> None:
+        """Validate one reply, weigh it and fold it in (or record why not)."""
+        parts = self.parts
+        tally.count_bytes(reply)
+        if not reply.ok:
+            tally.fail(reply)
+            verdict = UpdateVerdict(False, reply.error, failed=True, duration=reply.duration)
+            self.callbacks.on_update(ctx=ctx, learner=reply.learner, verdict=verdict)
+            return
+        check = parts.validator.check(reply, reference)
+        verdict = UpdateVerdict(
+            check.ok,
+            check.reason,
+            num_examples=check.num_examples,
+            metrics=reply.metrics,
+            duration=reply.duration,
+            bytes_sent=reply.bytes_sent,
+            bytes_received=reply.bytes_received,
+        )
+        if not check.ok:
+            tally.reject(reply, check.reason or "rejected")
+            self.callbacks.on_update(ctx=ctx, learner=reply.learner, verdict=verdict)
+            return
+        factors = parts.weighting.weigh(reply.learner, check.num_examples, reply.weights)
+        parts.aggregator.add(
+            Update(
+                reply.learner,
+                reply.weights,
+                check.num_examples,
+                reply.metrics,
+                weight=factors.weight,
+                extras=reply.extras,
+            )
+        )
+        tally.accept(reply, check.num_examples, factors, check.delta_norm)
+        if parts.validator.has_cohort_checks:
+            tally.held.append((reply.learner, verdict))  # judged again with its cohort
+        else:
+            self.callbacks.on_update(ctx=ctx, learner=reply.learner, verdict=verdict)
+
+    def _cohort_checks(self, ctx: RoundContext, tally: RoundTally) -> None:
+        """Reject updates that only look wrong next to the rest of the round's."""
+        outliers = self.parts.validator.cohort_outliers(tally.norms)
+        for learner, reason in sorted(outliers.items()):
+            self.parts.aggregator.exclude(learner, reason)
+            tally.withdraw(learner, reason)
+        for learner, verdict in tally.held:
+            if learner in outliers:
+                verdict = UpdateVerdict(
+                    False,
+                    outliers[learner],
+                    num_examples=verdict.num_examples,
+                    metrics=verdict.metrics,
+                    duration=verdict.duration,
+                    bytes_sent=verdict.bytes_sent,
+                    bytes_received=verdict.bytes_received,
+                )
+            self.callbacks.on_update(ctx=ctx, learner=learner, verdict=verdict)
+        tally.held.clear()
+
+    def _deadline_s(self) -> float | None:
+        """The round deadline in the unit replies' durations are in (for lateness)."""
+        simulation = self.spec.simulation
+        if simulation is not None and simulation.deadline is not None:
+            return simulation.deadline  # simulated seconds, like simulated durations
+        if self.parts.fleet.virtual_time is not None:
+            return None  # simulated durations, no simulated deadline: lateness unknown
+        return self.spec.runtime.round_timeout
 
     def _config(self, round_: int, learner_index: int) -> dict[str, bool | int | float | str]:
         strategy = self.spec.strategy
@@ -211,3 +296,18 @@ class SyncOrchestrator:
             proximal_mu=strategy.mu if isinstance(strategy, FedProxStrategy) else 0.0,
         )
         return train_config(settings, round_)
+
+
+def _report(aggregator: Aggregator) -> dict[str, Any]:
+    report = aggregator.last_report
+    out: dict[str, Any] = {}
+    if report.selected is not None:
+        out["selected"] = list(report.selected)
+    if report.clip_factors:
+        out["clip_factors"] = dict(report.clip_factors)
+    if report.byzantine is not None:
+        out["byzantine"] = report.byzantine
+    return out
+
+
+__all__ = ["LearnerId", "RoundParts", "SyncOrchestrator"]

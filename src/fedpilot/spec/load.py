@@ -97,7 +97,7 @@ def _explain(exc: ValidationError) -> SpecError:
     return SpecError(f"invalid spec: {detail}", field=first_field)
 
 
-_UNION_FIELDS = {"partition", "strategy", "runtime"}
+_UNION_FIELDS = {"partition", "strategy", "runtime", "selection"}
 
 
 def _strip_union_tags(loc: tuple[int | str, ...]) -> str:

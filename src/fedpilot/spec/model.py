@@ -10,10 +10,12 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
+from fedpilot.spec.aggregation import AggregationSpec
 from fedpilot.spec.sections import (
     DataSpec,
     EvaluationSpec,
     FedAvgStrategy,
+    FedNovaStrategy,
     GuardSpec,
     LocalRuntime,
     LocalSpec,
@@ -23,8 +25,12 @@ from fedpilot.spec.sections import (
     Strategy,
     TaskSpec,
     TrackingSpec,
+    ValidationSpec,
+    WeightingSpec,
     default_output_dir,
 )
+from fedpilot.spec.selection import RandomSelection, SelectionSpec
+from fedpilot.spec.simulation import SimulationSpec
 
 
 class FederationSpec(Section):
@@ -37,7 +43,14 @@ class FederationSpec(Section):
     rounds: int = Field(default=10, ge=1, le=1_000_000)
     sampling: SamplingSpec = Field(default_factory=SamplingSpec)
     local: LocalSpec = Field(default_factory=LocalSpec)
+    selection: SelectionSpec = Field(default_factory=RandomSelection)
     strategy: Strategy = Field(default_factory=FedAvgStrategy)
+    aggregation: AggregationSpec = Field(default_factory=AggregationSpec)
+    weighting: WeightingSpec = Field(default_factory=WeightingSpec)
+    validation: ValidationSpec = Field(default_factory=ValidationSpec)
+    simulation: SimulationSpec | None = Field(
+        default=None, description="Simulated heterogeneity and attackers (local runs)."
+    )
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     guard: GuardSpec = Field(default_factory=GuardSpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
@@ -66,6 +79,17 @@ class FederationSpec(Section):
                 f"`sampling.min_learners` must be <= the learners sampled per round "
                 f"({sampled} of data.num_learners={self.data.num_learners}), "
                 f"got min_learners={self.sampling.min_learners}"
+            )
+        if isinstance(self.strategy, FedNovaStrategy) and (
+            self.aggregation.rule != "mean"
+            or self.aggregation.clip is not None
+            or self.validation.norm_outlier_z is not None
+        ):
+            raise ValueError(
+                "`strategy.name` fednova normalises a streaming weighted mean: it needs "
+                "aggregation.rule=mean without aggregation.clip or "
+                f"validation.norm_outlier_z, got rule={self.aggregation.rule!r}, "
+                f"clip={self.aggregation.clip}, norm_outlier_z={self.validation.norm_outlier_z}"
             )
         return self
 

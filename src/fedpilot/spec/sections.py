@@ -106,6 +106,12 @@ class DataSpec(Section):
         default=0.2, ge=0, lt=1, description="Share of each learner's data held out locally."
     )
     params: dict[str, Any] = Field(default_factory=dict, description="Dataset generator options.")
+    server_validation: int = Field(
+        default=0,
+        ge=0,
+        description="Examples split off the server-held test set to validate updates "
+        "(adaptive weighting's quality factor); 0: none.",
+    )
 
     @field_validator("partition", mode="before")
     @classmethod
@@ -167,17 +173,127 @@ class LocalSpec(Section):
 
 
 class FedAvgStrategy(Section):
+    """FedAvg (McMahan et al.): the weighted mean of the learners' models."""
+
     name: Literal["fedavg"] = "fedavg"
     server_lr: float = Field(default=1.0, gt=0, description="Step along the averaged update.")
 
 
 class FedProxStrategy(Section):
+    """FedProx (Li et al.): FedAvg plus a proximal term in the learners' objective."""
+
     name: Literal["fedprox"] = "fedprox"
     mu: float = Field(default=0.01, ge=0, description="Weight of the proximal term mu/2·|w-w_g|².")
     server_lr: float = Field(default=1.0, gt=0)
 
 
-Strategy = Annotated[FedAvgStrategy | FedProxStrategy, Field(discriminator="name")]
+class FedAvgMStrategy(Section):
+    """FedAvgM (Hsu et al.): server momentum on the averaged update."""
+
+    name: Literal["fedavgm"] = "fedavgm"
+    server_lr: float = Field(default=1.0, gt=0)
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+
+
+class FedAdamStrategy(Section):
+    """FedAdam (Reddi et al., adaptive federated optimization)."""
+
+    name: Literal["fedadam"] = "fedadam"
+    server_lr: float = Field(default=0.01, gt=0, description="eta, the server learning rate.")
+    beta1: float = Field(default=0.9, ge=0, lt=1)
+    beta2: float = Field(default=0.99, ge=0, lt=1)
+    tau: float = Field(default=1e-3, gt=0, description="Adaptivity: larger is less adaptive.")
+
+
+class FedYogiStrategy(Section):
+    """FedYogi (Reddi et al.): Adam with Yogi's additive second-moment update."""
+
+    name: Literal["fedyogi"] = "fedyogi"
+    server_lr: float = Field(default=0.01, gt=0)
+    beta1: float = Field(default=0.9, ge=0, lt=1)
+    beta2: float = Field(default=0.99, ge=0, lt=1)
+    tau: float = Field(default=1e-3, gt=0)
+
+
+class FedAdagradStrategy(Section):
+    """FedAdagrad (Reddi et al.): accumulated squared pseudo-gradients."""
+
+    name: Literal["fedadagrad"] = "fedadagrad"
+    server_lr: float = Field(default=0.01, gt=0)
+    beta1: float = Field(default=0.0, ge=0, lt=1)
+    tau: float = Field(default=1e-3, gt=0)
+
+
+class ScaffoldStrategy(Section):
+    """SCAFFOLD (Karimireddy et al.): control variates correct the learners' drift; each
+    learner keeps its own across rounds."""
+
+    name: Literal["scaffold"] = "scaffold"
+    server_lr: float = Field(default=1.0, gt=0, description="eta_g, the global step size.")
+
+
+class FedNovaStrategy(Section):
+    """FedNova (Wang et al.): updates normalised by each learner's local step count."""
+
+    name: Literal["fednova"] = "fednova"
+    server_lr: float = Field(default=1.0, gt=0)
+
+
+Strategy = Annotated[
+    FedAvgStrategy
+    | FedProxStrategy
+    | FedAvgMStrategy
+    | FedAdamStrategy
+    | FedYogiStrategy
+    | FedAdagradStrategy
+    | ScaffoldStrategy
+    | FedNovaStrategy,
+    Field(discriminator="name"),
+]
+
+
+class WeightingSpec(Section):
+    """How much each accepted update counts in the aggregate.
+
+    ``data_size``: its ``num-examples`` (FedAvg). ``uniform``: equally. ``adaptive``:
+    data size × reliability × quality, where reliability is the learner's share of
+    accepted updates so far (with a Laplace prior) discounted by its lateness, and
+    quality compares the updated model's loss on the server's validation split
+    (``data.server_validation``) with the current global model's.
+    """
+
+    scheme: Literal["data_size", "uniform", "adaptive"] = "data_size"
+    lateness_penalty: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Reliability × (1 − penalty × mean share of the deadline the learner used).",
+    )
+    quality: bool = Field(
+        default=True, description="Use the quality factor when validation data exists."
+    )
+    quality_temperature: float = Field(
+        default=0.1,
+        gt=0,
+        description="Quality = exp(−max(0, loss_update − loss_global) / temperature).",
+    )
+
+
+class ValidationSpec(Section):
+    """Checks beyond shape, dtype, finiteness and a positive ``num-examples``."""
+
+    norm_outlier_z: float | None = Field(
+        default=None,
+        gt=0,
+        description="Reject updates whose delta norm has a robust z-score "
+        "(median/MAD over the round's cohort) above this; None: off.",
+    )
+    max_examples: int | None = Field(
+        default=None,
+        ge=1,
+        description="Largest plausible `num-examples` for any learner; a learner's own "
+        "declared size (when the fleet knows it) caps it further.",
+    )
 
 
 class EvaluationSpec(Section):

@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Literal
 
 from fedpilot.data._base import ArrayDataset, FederatedDataset, LearnerData
 from fedpilot.spec.sections import DataSpec, LocalSpec
-from fedpilot.types import Metrics, Weights
+from fedpilot.types import Metrics, Weights, derive_rng
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,28 @@ class Task(ABC):
         return self.federated_data().learner(index)
 
     def central_test_data(self) -> ArrayDataset | None:
-        return self.federated_data().central_test()
+        """The server-held test set (without the validation split, if any)."""
+        return self._server_split()[1]
+
+    def validation_data(self) -> ArrayDataset | None:
+        """The server-held validation split (``data.server_validation`` examples)."""
+        return self._server_split()[0]
+
+    def _server_split(self) -> tuple[ArrayDataset | None, ArrayDataset | None]:
+        cached: tuple[ArrayDataset | None, ArrayDataset | None] | None = self.__dict__.get(
+            "_server_split_cache"
+        )
+        if cached is None:
+            test = self.federated_data().central_test()
+            wanted = self.data_spec.server_validation
+            if test is None or wanted == 0 or len(test) < 2:
+                cached = (None, test)
+            else:
+                order = derive_rng(self.seed, 0, "server-validation").permutation(len(test))
+                size = min(wanted, len(test) - 1)
+                cached = (test.subset(order[:size]), test.subset(order[size:]))
+            self.__dict__["_server_split_cache"] = cached
+        return cached
 
     def pooled_train_data(self) -> ArrayDataset:
         return self.federated_data().pooled_train()

@@ -149,7 +149,9 @@ class SklearnLinearTask(Task):
         estimator.intercept_ = np.array(work.intercept_, dtype=np.float64).reshape(
             estimator.intercept_.shape
         )
-        return {"loss": self.evaluate(data)["loss"]}
+        # SGDClassifier updates once per sample; a logistic solve is one step for FedNova.
+        steps = max(1, round(settings.epochs * len(data))) if isinstance(work, SGDClassifier) else 1
+        return {"loss": self.evaluate(data)["loss"], "local_steps": float(steps)}
 
     def _train_sgd(
         self, work: Any, x: Floats, y: npt.NDArray[Any], settings: TrainSettings

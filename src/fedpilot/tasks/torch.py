@@ -128,13 +128,19 @@ class TorchTask(Task):
                 source = np.require(array, requirements=["C", "W"])
                 tensor.copy_(torch.from_numpy(source))
 
-    def train(self, data: ArrayDataset, settings: TrainSettings) -> Metrics:
-        """Mini-batch training; returns ``{"loss": mean batch loss}`` (without the prox term).
+    def train(
+        self, data: ArrayDataset, settings: TrainSettings, *, correction: Weights | None = None
+    ) -> Metrics:
+        """Mini-batch training; returns ``loss`` (mean batch loss, without the prox term)
+        and ``local_steps`` (optimizer steps taken, which FedNova and SCAFFOLD need).
 
         ``settings.epochs`` may be fractional: ``0.5`` runs half of one epoch's batches.
         Batches are drawn from a ``torch.Generator`` seeded with ``settings.seed``, and a
         fresh optimizer is made per call, so the same weights, data and settings give the
         same result.
+
+        ``correction`` (SCAFFOLD's c - c_i, one array per :meth:`get_weights` entry) is
+        added to every parameter's gradient at every step; entries of buffers are ignored.
 
         Raises:
             TaskError: ``data`` is empty or the settings are unusable.
@@ -155,6 +161,7 @@ class TorchTask(Task):
         optimizer = _make_optimizer(params, settings)
         mu = settings.proximal_mu
         anchor = [p.detach().clone() for p in params] if mu > 0 else []
+        shifts = self._gradient_shifts(correction) if correction is not None else []
         model.train()
         loss_sum = torch.zeros((), device=x.device)
         seen = steps = 0
@@ -174,11 +181,30 @@ class TorchTask(Task):
                         for p, p0 in zip(params, anchor, strict=True):
                             if p.grad is not None:
                                 p.grad.add_(p - p0, alpha=mu)
+                for p, shift in shifts:
+                    if p.grad is not None:
+                        p.grad.add_(shift)
                 optimizer.step()
                 loss_sum += loss.detach() * len(idx)
                 seen += len(idx)
                 steps += 1
-        return {"loss": float(loss_sum) / seen}
+        return {"loss": float(loss_sum) / seen, "local_steps": float(steps)}
+
+    def _gradient_shifts(self, correction: Weights) -> list[tuple[nn.Parameter, torch.Tensor]]:
+        # get_weights() lists state_dict entries (parameters and buffers); only trainable
+        # parameters take a gradient correction.
+        names = list(self.model.state_dict().keys())
+        if len(correction) != len(names):
+            raise TaskError(
+                f"expected {len(names)} correction arrays for this model, got {len(correction)}"
+            )
+        by_name = dict(zip(names, correction, strict=True))
+        shifts = []
+        for name, param in self.model.named_parameters():
+            if param.requires_grad and name in by_name:
+                array = np.ascontiguousarray(by_name[name], dtype=np.float32)
+                shifts.append((param, torch.from_numpy(array).to(param.device)))
+        return shifts
 
     def evaluate(self, data: ArrayDataset) -> Metrics:
         """Mean ``loss`` and, for class logits with integer targets, ``accuracy``.
