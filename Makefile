@@ -32,6 +32,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/aggregation.py
 	$(BIN)/python benchmarks/sim_overhead.py
 	$(BIN)/python benchmarks/mnist1d_vs_centralized.py
+	$(BIN)/python benchmarks/aggregators.py
+	$(BIN)/python benchmarks/fedprox_synthetic.py
+	$(BIN)/python benchmarks/robustness.py
+	$(BIN)/python benchmarks/selection.py
+	$(BIN)/python benchmarks/strategies.py
 
 clean:
 	rm -rf $(VENV) fedpilot-runs .pytest_cache .mypy_cache .ruff_cache

@@ -62,8 +62,11 @@ def main() -> None:
     from _runs import merged
 
     curves: dict[str, list[float]] = {}
-    accuracy: dict[tuple[str, float], list[float]] = {}
-    mean_accuracy: dict[tuple[str, float], list[float]] = {}
+    accuracy_curves: dict[str, list[float]] = {}
+    # (method, stragglers) -> per seed: final, mean over the last quarter, mean over all
+    final: dict[tuple[str, float], list[float]] = {}
+    late: dict[tuple[str, float], list[float]] = {}
+    overall: dict[tuple[str, float], list[float]] = {}
     rows: list[list[Any]] = []
     for seed in args.seeds:
         for stragglers in STRAGGLERS:
@@ -73,26 +76,30 @@ def main() -> None:
                 raw = merged(base_spec(args.rounds, seed), variant(method, stragglers))
                 _, result = run_spec(raw, callbacks=[loss])
                 seconds = time.perf_counter() - started
-                accs = [r.metrics.get("accuracy", float("nan")) for r in result.history]
-                final = result.final_metrics["accuracy"]
+                accs = [r.metrics["accuracy"] for r in result.history]
+                tail = accs[-max(1, len(accs) // 4) :]
                 key = (method, stragglers)
-                accuracy.setdefault(key, []).append(final)
-                mean_accuracy.setdefault(key, []).append(sum(accs) / len(accs))
-                curves[f"{method}-{int(stragglers * 100)}-seed{seed}"] = loss.losses
+                final.setdefault(key, []).append(accs[-1])
+                late.setdefault(key, []).append(sum(tail) / len(tail))
+                overall.setdefault(key, []).append(sum(accs) / len(accs))
+                name = f"{method}-{int(stragglers * 100)}-seed{seed}"
+                curves[name] = loss.losses
+                accuracy_curves[name] = accs
                 rows.append(
                     [
                         seed,
                         f"{int(stragglers * 100)}%",
                         method,
-                        final,
-                        sum(accs) / len(accs),
+                        accs[-1],
+                        late[key][-1],
+                        overall[key][-1],
                         loss.losses[-1],
                         seconds,
                     ]
                 )
                 print(
-                    f"seed {seed} stragglers {stragglers:.0%} {method}: acc {final:.3f} "
-                    f"({seconds:.0f} s)",
+                    f"seed {seed} stragglers {stragglers:.0%} {method}: final {accs[-1]:.3f}, "
+                    f"last-quarter mean {late[key][-1]:.3f} ({seconds:.0f} s)",
                     flush=True,
                 )
 
@@ -103,25 +110,33 @@ def main() -> None:
         "Test accuracy (union of the devices' test splits), mean over seeds",
         [
             "stragglers",
+            "FedAvg, last-quarter mean",
+            "FedProx, last-quarter mean",
+            "FedProx − FedAvg (points)",
             "FedAvg final",
             "FedProx final",
-            "FedProx − FedAvg (points)",
-            "FedAvg mean over rounds",
-            "FedProx mean over rounds",
+            "FedAvg mean over all rounds",
+            "FedProx mean over all rounds",
         ],
     )
-    gaps = {}
+    gaps: dict[float, float] = {}
+    final_gaps: dict[float, float] = {}
     for stragglers in STRAGGLERS:
-        fa, fp = avg(accuracy[("fedavg", stragglers)]), avg(accuracy[("fedprox", stragglers)])
+        fa, fp = avg(late[("fedavg", stragglers)]), avg(late[("fedprox", stragglers)])
         gaps[stragglers] = 100 * (fp - fa)
+        final_gaps[stragglers] = 100 * (
+            avg(final[("fedprox", stragglers)]) - avg(final[("fedavg", stragglers)])
+        )
         summary.rows.append(
             [
                 f"{int(stragglers * 100)}%",
                 fa,
                 fp,
                 gaps[stragglers],
-                avg(mean_accuracy[("fedavg", stragglers)]),
-                avg(mean_accuracy[("fedprox", stragglers)]),
+                avg(final[("fedavg", stragglers)]),
+                avg(final[("fedprox", stragglers)]),
+                avg(overall[("fedavg", stragglers)]),
+                avg(overall[("fedprox", stragglers)]),
             ]
         )
     runs = Table(
@@ -131,6 +146,7 @@ def main() -> None:
             "stragglers",
             "method",
             "final accuracy",
+            "last-quarter mean accuracy",
             "mean accuracy over rounds",
             "final global train loss",
             "wall s",
@@ -140,12 +156,21 @@ def main() -> None:
     plot = _plot(curves, args.seeds[0])
     checks = [
         Check(
-            "FedProx − FedAvg at 90% stragglers",
+            "FedProx − FedAvg at 90% stragglers (last-quarter mean accuracy)",
             gaps[0.9],
             MARGIN_POINTS,
             ">=",
             "points",
             "paper: about +22 points on average at 90%",
+        ),
+        Check(
+            "FedProx − FedAvg at 90% stragglers (final round only)",
+            final_gaps[0.9],
+            0.0,
+            ">=",
+            "points",
+            "one snapshot of an oscillating curve",
+            required=False,
         ),
         Check("FedProx − FedAvg at 50% stragglers", gaps[0.5], 0.0, ">=", "points", required=False),
         Check(
@@ -176,11 +201,14 @@ def main() -> None:
         checks=checks,
         notes=[
             f"Training-loss plot (global model on all devices' training data): {plot.name}",
+            "Accuracy is compared as the mean over the last quarter of the rounds: with 90% "
+            "stragglers FedAvg's model jumps from round to round (see the plot), so a "
+            "single final round can land anywhere in its swing.",
             "Stragglers are drawn per round among the sampled devices "
             "(simulation.stragglers); FedAvg's are dropped (policy drop), FedProx's do "
             "x of E epochs (policy partial).",
         ],
-        data={"train_loss_curves": curves},
+        data={"train_loss_curves": curves, "test_accuracy_curves": accuracy_curves},
     )
 
 

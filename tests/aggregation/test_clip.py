@@ -97,3 +97,22 @@ def test_clipping_runs_before_the_rule() -> None:
     agg = BufferedAggregator(Median(), clip=NormClipSpec(bound=1.0))
     np.testing.assert_allclose(fold(agg, reference, cohort)[0], [0.6, 0.8], rtol=1e-6)
     assert agg.last_report.clip_factors == pytest.approx({"a": 0.2, "c": 0.02})
+
+
+@pytest.mark.parametrize("quantile", [0.3, 0.8])
+def test_clipped_mean_matches_clip_then_average(quantile: float) -> None:
+    reference, cohort = random_cohort(np.random.default_rng(9), 8)
+    agg = BufferedAggregator(Mean(), clip=NormClipSpec(quantile=quantile), chunk_size=4)
+    result = fold(agg, reference, cohort)
+    ordered = sorted(cohort)
+    rows = np.stack(
+        [
+            np.concatenate([(u - r).ravel() for u, r in zip(w, reference, strict=True)])
+            for _, w, _ in ordered
+        ]
+    ).astype(np.float64)
+    norms = np.linalg.norm(rows, axis=1)
+    rows *= np.minimum(1.0, np.quantile(norms, quantile) / norms)[:, None]
+    want = np.average(rows, axis=0, weights=[c for _, _, c in ordered])
+    got = np.concatenate([(g - r).ravel() for g, r in zip(result, reference, strict=True)])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

@@ -93,7 +93,9 @@ def test_step_does_not_modify_its_arguments_or_a_saved_state(name: str) -> None:
             np.testing.assert_array_equal(x, y)
     for key, value in before.items():
         np.testing.assert_array_equal(value, copies[key])
-    assert all(o is not c and o is not a for o, c, a in zip(out, current, aggregates[1]))
+    assert all(
+        o is not c and o is not a for o, c, a in zip(out, current, aggregates[1], strict=True)
+    )
     # Rolling back restores the state: the repeated step gives the same model.
     opt.load_state_dict(before)
     again = opt.step(current=current, aggregate=aggregates[1])
@@ -124,7 +126,7 @@ def test_mismatched_models_are_clear_errors(name: str) -> None:
     with pytest.raises(ValueError, match=r"shape \(2, 3\)"):
         opt.step(current=_start()[:1], aggregate=[np.zeros((2, 3), np.float32)])
     if name != "fedavg":  # stateless
-        with pytest.raises(ValueError, match="unknown server optimizer state key 'q.0'"):
+        with pytest.raises(ValueError, match=r"unknown server optimizer state key 'q\.0'"):
             opt.load_state_dict({"q.0": np.zeros(2)})
 
 

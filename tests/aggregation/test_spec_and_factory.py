@@ -90,10 +90,14 @@ def test_plain_mean_streams_and_everything_else_is_buffered(tmp_path: Path) -> N
 
 def test_fednova_gets_its_own_mean_and_refuses_other_rules() -> None:
     nova = FedNovaStrategy()
-    assert isinstance(build_aggregator(AggregationSpec(), nova, replies_in_order=False), FedNovaMean)
-    with pytest.raises(SpecError, match="fednova with aggregation.rule='median' is not supported"):
+    assert isinstance(
+        build_aggregator(AggregationSpec(), nova, replies_in_order=False), FedNovaMean
+    )
+    with pytest.raises(
+        SpecError, match=r"fednova with aggregation\.rule='median' is not supported"
+    ):
         build_aggregator(AggregationSpec(rule="median"), nova, replies_in_order=True)
-    with pytest.raises(SpecError, match="fednova with aggregation.clip is not supported"):
+    with pytest.raises(SpecError, match=r"fednova with aggregation\.clip is not supported"):
         build_aggregator(
             AggregationSpec(clip=NormClipSpec(quantile=0.9)), nova, replies_in_order=True
         )

@@ -122,8 +122,8 @@ class UpdateBuffer:
                 stop = min(start + _STEP, slot.size)
                 delta = np.subtract(flat[start:stop], ref[start:stop], dtype=work)
                 delta32 = delta.astype(np.float32, copy=False)
-                wide = delta32.astype(np.float64)
-                squared += float(wide @ wide)
+                # float64 accumulation without a float64 copy of the slice.
+                squared += float(np.einsum("i,i->", delta32, delta32, dtype=np.float64))
                 _write_all(self._fd, delta32, row_start + (slot.offset + start) * _ITEM)
         self.discrete.append(discrete)
         self.rows += 1

@@ -13,6 +13,17 @@ from fedpilot.types import Weights
 StateArrays = dict[int, npt.NDArray[np.floating[Any]]]
 
 
+def check_pair(current: Weights, aggregate: Weights) -> None:
+    """Raise ValueError unless the two models have the same number and shapes of arrays."""
+    if len(current) != len(aggregate):
+        raise ValueError(f"aggregate has {len(aggregate)} arrays, the current model {len(current)}")
+    for index, (x, a) in enumerate(zip(current, aggregate, strict=True)):
+        if x.shape != a.shape:
+            raise ValueError(
+                f"aggregate array {index} has shape {a.shape}, the current model {x.shape}"
+            )
+
+
 class FedAvgStep(ServerOptimizer):
     """``w ← w + server_lr · (aggregate − w)``; with server_lr = 1 the aggregate itself."""
 
@@ -34,17 +45,6 @@ class FedAvgStep(ServerOptimizer):
             else:  # counters and other integer buffers follow the aggregate
                 out.append(a.copy())
         return out
-
-
-def check_pair(current: Weights, aggregate: Weights) -> None:
-    """Raise ValueError unless the two models have the same number and shapes of arrays."""
-    if len(current) != len(aggregate):
-        raise ValueError(f"aggregate has {len(aggregate)} arrays, the current model {len(current)}")
-    for index, (x, a) in enumerate(zip(current, aggregate, strict=True)):
-        if x.shape != a.shape:
-            raise ValueError(
-                f"aggregate array {index} has shape {a.shape}, the current model {x.shape}"
-            )
 
 
 def work_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:

@@ -15,7 +15,11 @@ import numpy.typing as npt
 from fedpilot.aggregation.rules._base import FloatRows, Rows, Vector
 
 SLICE = 16_384
-"""Columns handled at once inside a chunk."""
+"""Columns handled at once inside a chunk (float64 products)."""
+LANE_SLICE = 4_096
+"""Columns transposed and sorted at once by the coordinate-wise rules."""
+LANE_TILE = 8
+"""Rows copied at once when transposing (keeps the copy cache-friendly)."""
 
 
 def column_slices(width: int, step: int = SLICE) -> Iterator[slice]:
@@ -27,9 +31,36 @@ def column_slices(width: int, step: int = SLICE) -> Iterator[slice]:
 def lanes(block: FloatRows, cols: slice) -> FloatRows:
     """``block[:, cols]`` transposed into contiguous ``(width, rows)`` lanes.
 
-    Coordinate-wise statistics (median, partition, sort) then run along the fast axis.
+    Coordinate-wise statistics then run along the fast axis, where numpy's sort is
+    vectorised. The copy goes :data:`LANE_TILE` rows at a time: a plain transposed copy
+    strides through memory and was ~4x slower.
     """
-    return np.ascontiguousarray(block[:, cols].T)
+    rows = block.shape[0]
+    out = np.empty((cols.stop - cols.start, rows), dtype=np.float32)
+    for start in range(0, rows, LANE_TILE):
+        out[:, start : start + LANE_TILE] = block[start : start + LANE_TILE, cols].T
+    return out
+
+
+def sorted_lanes(block: FloatRows, cols: slice) -> FloatRows:
+    """:func:`lanes`, each sorted ascending.
+
+    A full sort beats ``np.partition`` here (~0.1 s vs ~1.7 s per million coordinates of
+    100 updates): numpy's float sort is SIMD-vectorised, its selection is not.
+    """
+    values = lanes(block, cols)
+    values.sort(axis=1)
+    return values
+
+
+def middle(values: FloatRows) -> npt.NDArray[np.float64]:
+    """The median of each row of sorted ``values`` (the mean of the two middle ones when
+    the count is even), in float64."""
+    count = values.shape[1]
+    upper = values[:, count // 2].astype(np.float64)
+    if count % 2:
+        return upper
+    return 0.5 * (values[:, count // 2 - 1] + upper)
 
 
 def normalised_weights(rows: Rows, rule: str, select: Sequence[int] | None = None) -> Vector:

@@ -6,7 +6,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fedpilot.aggregation.rules._base import AggregationRule, Rows, RuleOutcome
-from fedpilot.aggregation.rules._ops import column_slices, lanes
+from fedpilot.aggregation.rules._ops import LANE_SLICE, column_slices, middle, sorted_lanes
 
 
 class Median(AggregationRule):
@@ -21,9 +21,7 @@ class Median(AggregationRule):
 
     def combine(self, rows: Rows, out: npt.NDArray[np.float32]) -> RuleOutcome:
         for cols, block in rows.chunks():
-            for sub in column_slices(block.shape[1]):
-                values = lanes(block, sub)
-                out[cols.start + sub.start : cols.start + sub.stop] = np.median(
-                    values, axis=1, overwrite_input=True
-                )
+            for sub in column_slices(block.shape[1], LANE_SLICE):
+                values = sorted_lanes(block, sub)
+                out[cols.start + sub.start : cols.start + sub.stop] = middle(values)
         return RuleOutcome()

@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fedpilot.aggregation.rules._base import AggregationRule, Rows, RuleOutcome
-from fedpilot.aggregation.rules._ops import column_slices, lanes
+from fedpilot.aggregation.rules._ops import LANE_SLICE, column_slices, sorted_lanes
 
 if TYPE_CHECKING:
     from fedpilot.spec.aggregation import AggregationSpec
@@ -42,16 +42,9 @@ class TrimmedMean(AggregationRule):
         n = rows.n
         k = math.floor(self.trim_fraction * n)
         kept = n - 2 * k  # ≥ 1 because β < 0.5
-        kth = sorted({k, n - k - 1})
         for cols, block in rows.chunks():
-            for sub in column_slices(block.shape[1]):
-                values = lanes(block, sub)
-                if k:
-                    # After partitioning at k and n−k−1, positions k..n−k−1 hold exactly
-                    # the kept order statistics. Their arrangement (hence the float sum)
-                    # depends only on the input, which comes in canonical row order.
-                    values.partition(kth, axis=1)
-                    values = values[:, k : n - k]
+            for sub in column_slices(block.shape[1], LANE_SLICE):
+                values = sorted_lanes(block, sub)[:, k : n - k]
                 mean = values.sum(axis=1, dtype=np.float64) / kept
                 out[cols.start + sub.start : cols.start + sub.stop] = mean
         return RuleOutcome()
