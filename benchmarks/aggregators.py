@@ -426,7 +426,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 1e-3,
                 "<=",
                 "",
-                f"max |diff| {agreement[name]:.3g}; float32 results summed in other orders",
+                f"max |diff| {agreement[name]:.3g}; "
+                + (
+                    "values equally close to the median are kept differently (see notes)"
+                    if name == "bulyan"
+                    else "float32 results summed in other orders"
+                ),
                 required=False,
             )
         )

@@ -6,7 +6,7 @@ strategies that change local training or only average, the server lr for the
 server-optimizer family) and is reported with its best grid point: rounds to the target
 accuracy and final accuracy.
 
-Run: ``python benchmarks/strategies.py [--rounds 40] [--target 0.6] [--seed 0]``.
+Run: ``python benchmarks/strategies.py [--rounds 40] [--target 0.5] [--seed 0]``.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def spec(rounds: int, seed: int, name: str, lr: float) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=40)
-    parser.add_argument("--target", type=float, default=0.6)
+    parser.add_argument("--target", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--strategies", nargs="+", default=list(GRIDS))
     args = parser.parse_args()

@@ -123,6 +123,19 @@ def test_bulyan_matches_the_paper_recipe(n: int, fraction: float) -> None:
     assert report.selected is not None and len(report.selected) == n - 2 * f
 
 
+def test_bulyan_keeps_the_values_closest_to_the_median_with_duplicates() -> None:
+    # n = 7, f = 1: θ = 5 selected (the five honest ones; the outliers come last in
+    # canonical order), β = 3 averaged. Sorted honest values 1, 1, 3, 4, 9 with median 3:
+    # the three closest are 3, 4 and one 1 (not both 1s, which are as far as each other).
+    reference = [np.zeros(1, np.float32)]
+    values = {"a": 1.0, "b": 1.0, "c": 3.0, "d": 4.0, "e": 9.0, "z1": 1000.0, "z2": -1000.0}
+    cohort = [(k, [np.array([v], np.float32)], 1) for k, v in values.items()]
+    agg = BufferedAggregator(Bulyan(0.2))
+    result = fold(agg, reference, cohort)
+    assert agg.last_report.selected == ("a", "b", "c", "d", "e")
+    np.testing.assert_allclose(result[0], [8.0 / 3.0], rtol=1e-6)
+
+
 def naive_weiszfeld(rows: Matrix, weights: Matrix, iters: int = 500) -> Matrix:
     p = weights / weights.sum()
     z = p @ rows

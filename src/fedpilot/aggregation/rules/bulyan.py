@@ -48,17 +48,34 @@ class Bulyan(ByzantineRule):
             remaining.remove(best)
         chosen.sort()
         offsets = np.arange(beta)
+        span = theta - beta + 1  # candidate windows of β consecutive sorted values
         for cols, block in rows.chunks(chosen):
             for sub in column_slices(block.shape[1], LANE_SLICE):
                 values = sorted_lanes(block, sub)
-                median = middle(values)[:, None]
-                # In sorted order the β values closest to the median are a contiguous
-                # window; it is the one whose farthest end is nearest (first on ties).
-                reach = np.maximum(
-                    median - values[:, : theta - beta + 1], values[:, beta - 1 :] - median
-                )
-                first = np.argmin(reach, axis=1)[:, None]
-                kept = np.take_along_axis(values, first + offsets, axis=1)
+                first = _closest_window(values, middle(values)[:, None], beta, span)
+                kept = np.take_along_axis(values, first[:, None] + offsets, axis=1)
                 mean = kept.sum(axis=1, dtype=np.float64) / beta
                 out[cols.start + sub.start : cols.start + sub.stop] = mean
         return RuleOutcome(selected=tuple(chosen), byzantine=f)
+
+
+def _closest_window(
+    values: npt.NDArray[np.float32], median: npt.NDArray[np.float64], beta: int, span: int
+) -> npt.NDArray[np.intp]:
+    """Per row of sorted ``values``, the start of the β values closest to ``median``.
+
+    Distances to the median fall and then rise along a sorted row, so the β closest
+    values are a contiguous window: one whose farthest member is no farther than either
+    value just outside it. Of several such windows (equal distances at its ends) the
+    first is taken, i.e. the smaller values. Only a window's own farthest member is not
+    enough: with two equal values at that distance, the window holding both can skip a
+    nearer value on the other side.
+    """
+    rows = values.shape[0]
+    reach = np.maximum(median - values[:, :span], values[:, beta - 1 :] - median)
+    left_out = np.full((rows, span), np.inf)
+    left_out[:, 1:] = median - values[:, : span - 1]
+    right_out = np.full((rows, span), np.inf)
+    right_out[:, :-1] = values[:, beta:] - median
+    valid = (left_out >= reach) & (right_out >= reach)
+    return np.asarray(np.argmax(valid, axis=1), dtype=np.intp)
