@@ -13,7 +13,7 @@ UPDATES, PARAMS = 100, 1_000_000
 ROWS_BYTES = UPDATES * PARAMS * 4  # 400 MB if the rows were held in memory
 LIMIT = 200_000_000
 
-# Extra RSS = peak RSS at the end (ru_maxrss) minus the RSS right before the first add
+# Extra RSS = peak RSS at the end (VmHWM) minus the RSS right before the first add
 # (not the peak so far, which import-time spikes could inflate): an upper bound.
 SCRIPT = textwrap.dedent(
     f"""
@@ -29,6 +29,20 @@ SCRIPT = textwrap.dedent(
         except OSError:
             return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
+    def peak_rss():
+        # VmHWM is this address space's own high-water mark. ru_maxrss is not: Linux
+        # carries the parent's peak across fork/vfork + exec, so a child of a big pytest
+        # worker would report the worker's size.
+        try:
+            with open("/proc/self/status") as status:
+                for line in status:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        scale = 1 if sys.platform == "darwin" else 1024  # macOS reports bytes, Linux KiB
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
     rule = {{"median": Median(), "krum": Krum(0.2)}}[sys.argv[1]]
     reference = [np.zeros({PARAMS}, np.float32)]
     agg = BufferedAggregator(rule)
@@ -41,9 +55,7 @@ SCRIPT = textwrap.dedent(
         del update
     result = agg.result()
     assert result[0].shape == ({PARAMS},)
-    scale = 1 if sys.platform == "darwin" else 1024  # macOS reports bytes, Linux KiB
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-    print(peak - before)
+    print(peak_rss() - before)
     """
 )
 
