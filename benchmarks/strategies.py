@@ -145,7 +145,7 @@ def main() -> None:
             "FedAdam/FedYogi 0.003-0.03, FedAdagrad 0.01-0.1) found each best at the top "
             "edge, so the grids were moved up one step.",
             "Learners run plain SGD (no momentum) so that SCAFFOLD's and FedNova's "
-            "corrections apply as derived in their papers."
+            "corrections apply as derived in their papers.",
         ],
         data={"runs": runs},
     )
