@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from fedpilot.selection._base import LearnerOutcome
@@ -67,7 +67,8 @@ class LearnerLedger:
         return rec.lateness_sum / rec.timed if rec.timed else 0.0
 
     def state_dict(self) -> dict[str, Any]:
-        return {learner: asdict(rec) for learner, rec in sorted(self._records.items())}
+        # vars() rather than asdict(): this runs every round, and asdict deep-copies.
+        return {learner: dict(vars(rec)) for learner, rec in sorted(self._records.items())}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._records = {learner: LearnerRecord(**rec) for learner, rec in state.items()}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -139,7 +139,8 @@ class ParticipationLog:
                     record.failed += 1
 
     def state_dict(self) -> dict[str, Any]:
-        return {learner: asdict(record) for learner, record in self.records.items()}
+        # vars() rather than asdict(): this runs every round, and asdict deep-copies.
+        return {learner: dict(vars(record)) for learner, record in self.records.items()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         try:
