@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,6 +91,16 @@ class ServerOptimizer(ABC):
     def step(self, *, current: Weights, aggregate: Weights) -> Weights:
         """The candidate global model; must not modify its arguments."""
 
+    def learner_extras(self, current: Weights) -> dict[str, Weights]:
+        """Named arrays every train instruction carries beside the model (SCAFFOLD's
+        control variate); none by default."""
+        del current
+        return {}
+
+    def absorb(self, extras: Sequence[dict[str, Weights]]) -> None:
+        """The accepted updates' extras, before :meth:`step`; ignored by default."""
+        del extras
+
     def state_dict(self) -> dict[str, Any]:
         """What must survive a checkpoint (numpy arrays allowed as values)."""
         return {}
@@ -96,3 +108,32 @@ class ServerOptimizer(ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
         del state
+
+
+def check_weight(update: Update) -> float:
+    """The update's aggregation weight, which must be finite and >= 0."""
+    weight = update.aggregation_weight
+    if not (math.isfinite(weight) and weight >= 0):
+        raise ValueError(
+            f"update from {update.learner}: aggregation weight must be finite and >= 0, "
+            f"got {weight}"
+        )
+    return weight
+
+
+def check_shapes(update: Update, shapes: Sequence[tuple[int, ...]]) -> None:
+    """The update has one array per expected shape, each of that shape.
+
+    Checked, not left to torch or numpy: an in-place add would broadcast a (4,) array
+    into (3, 4).
+    """
+    if len(update.weights) != len(shapes):
+        raise ValueError(
+            f"update from {update.learner} has {len(update.weights)} arrays, expected {len(shapes)}"
+        )
+    for index, (array, shape) in enumerate(zip(update.weights, shapes, strict=True)):
+        if array.shape != shape:
+            raise ValueError(
+                f"update from {update.learner}: array {index} has shape {array.shape}, "
+                f"expected {shape}"
+            )

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-from fedpilot.aggregation._base import AggregationReport, Aggregator
+from fedpilot.aggregation._base import AggregationReport, Aggregator, check_weight
 from fedpilot.aggregation.buffer import BufferRows, UpdateBuffer
 from fedpilot.aggregation.clip import clip_factors, norm_bound
 from fedpilot.aggregation.rules._base import AggregationRule
@@ -75,12 +74,7 @@ class BufferedAggregator(Aggregator):
         buffer = self._require_round()
         if update.learner in self._rows:
             raise ValueError(f"an update from {update.learner!r} was already added this round")
-        weight = update.aggregation_weight
-        if not (math.isfinite(weight) and weight >= 0):
-            raise ValueError(
-                f"update from {update.learner}: aggregation weight must be finite and >= 0, "
-                f"got {weight}"
-            )
+        weight = check_weight(update)
         norm = buffer.append(update.learner, update.weights)
         self._rows[update.learner] = buffer.rows - 1
         self._weights.append(weight)

@@ -20,10 +20,12 @@ from fedpilot.aggregation.rules import (
     MultiKrum,
     TrimmedMean,
 )
+from fedpilot.aggregation.scaffold import ScaffoldStep
 from fedpilot.aggregation.server_opt import FedAvgM, FedAvgStep
 from fedpilot.errors import SpecError
 from fedpilot.spec.aggregation import AggregationSpec
 from fedpilot.spec.sections import (
+    AnyStrategy,
     FedAdagradStrategy,
     FedAdamStrategy,
     FedAvgMStrategy,
@@ -32,17 +34,6 @@ from fedpilot.spec.sections import (
     FedProxStrategy,
     FedYogiStrategy,
     ScaffoldStrategy,
-)
-
-AnyStrategy = (
-    FedAvgStrategy
-    | FedProxStrategy
-    | FedAvgMStrategy
-    | FedAdamStrategy
-    | FedYogiStrategy
-    | FedAdagradStrategy
-    | ScaffoldStrategy
-    | FedNovaStrategy
 )
 
 AGGREGATION_RULES: dict[str, type[AggregationRule]] = {
@@ -129,15 +120,18 @@ def build_aggregator(
     )
 
 
-def build_server_optimizer(strategy: AnyStrategy) -> ServerOptimizer:
+def build_server_optimizer(
+    strategy: AnyStrategy, *, num_learners: int | None = None
+) -> ServerOptimizer:
     """The server step of a spec's ``strategy`` section.
 
     FedAvg, FedProx (whose difference is on the learner side) and FedNova (whose
-    difference is in the aggregate) step with :class:`FedAvgStep`.
+    difference is in the aggregate) step with :class:`FedAvgStep`. SCAFFOLD's step also
+    moves its control variate by the participating share, so it needs the federation's
+    size ``num_learners``.
 
     Raises:
-        NotImplementedError: for SCAFFOLD, whose server step also updates control
-            variates and is built elsewhere.
+        NotImplementedError: for SCAFFOLD without ``num_learners``.
     """
     match strategy:
         case FedAvgStrategy() | FedProxStrategy() | FedNovaStrategy():
@@ -155,7 +149,9 @@ def build_server_optimizer(strategy: AnyStrategy) -> ServerOptimizer:
         case FedAdagradStrategy():
             return FedAdagrad(strategy.server_lr, beta1=strategy.beta1, tau=strategy.tau)
         case ScaffoldStrategy():
-            raise NotImplementedError(
-                "SCAFFOLD's server step (model and control variates) is not built here"
-            )
+            if num_learners is None:
+                raise NotImplementedError(
+                    "SCAFFOLD's server step (model and control variates) needs num_learners"
+                )
+            return ScaffoldStep(strategy.server_lr, num_learners)
     raise TypeError(f"unknown strategy section {type(strategy).__name__}")

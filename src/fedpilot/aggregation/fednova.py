@@ -8,7 +8,7 @@ import math
 import numpy as np
 import torch
 
-from fedpilot.aggregation._base import AggregationReport, Aggregator
+from fedpilot.aggregation._base import AggregationReport, Aggregator, check_shapes, check_weight
 from fedpilot.aggregation.mean import _as_tensor
 from fedpilot.types import LearnerId, RoundContext, Update, Weights
 
@@ -60,23 +60,8 @@ class FedNovaMean(Aggregator):
             raise ValueError(
                 f"update from {update.learner}: metrics[{LOCAL_STEPS!r}] must be >= 1, got {tau}"
             )
-        weight = update.aggregation_weight
-        if not (math.isfinite(weight) and weight >= 0):
-            raise ValueError(
-                f"update from {update.learner}: aggregation weight must be finite and >= 0, "
-                f"got {weight}"
-            )
-        if len(update.weights) != len(self._sums):
-            raise ValueError(
-                f"update from {update.learner} has {len(update.weights)} arrays, "
-                f"expected {len(self._sums)}"
-            )
-        for index, (total, array) in enumerate(zip(self._sums, update.weights, strict=True)):
-            if array.shape != tuple(total.shape):
-                raise ValueError(
-                    f"update from {update.learner}: array {index} has shape {array.shape}, "
-                    f"expected {tuple(total.shape)}"
-                )
+        weight = check_weight(update)
+        check_shapes(update, [tuple(total.shape) for total in self._sums])
         for ref, total, array in zip(self._reference, self._sums, update.weights, strict=True):
             # Counters are averaged, not normalised: a step count means nothing to them.
             coefficient = weight / tau if ref.dtype.kind == "f" else weight

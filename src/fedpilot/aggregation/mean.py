@@ -6,7 +6,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from fedpilot.aggregation._base import AggregationReport, Aggregator
+from fedpilot.aggregation._base import AggregationReport, Aggregator, check_shapes
 from fedpilot.types import LearnerId, RoundContext, Update, Weights
 
 
@@ -62,18 +62,7 @@ class WeightedMean(Aggregator):
 
     def add(self, update: Update) -> None:
         weight = update.aggregation_weight
-        if len(update.weights) != len(self._sums):
-            raise ValueError(
-                f"update from {update.learner} has {len(update.weights)} arrays, "
-                f"expected {len(self._sums)}"
-            )
-        for index, (total, array) in enumerate(zip(self._sums, update.weights, strict=True)):
-            # Checked, not left to torch: add_ would broadcast a (4,) array into (3, 4).
-            if array.shape != tuple(total.shape):
-                raise ValueError(
-                    f"update from {update.learner}: array {index} has shape {array.shape}, "
-                    f"expected {tuple(total.shape)}"
-                )
+        check_shapes(update, [tuple(total.shape) for total in self._sums])
         for total, array in zip(self._sums, update.weights, strict=True):
             total.add_(_as_tensor(array), alpha=weight)
         self._total_weight += weight

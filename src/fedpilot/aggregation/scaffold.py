@@ -17,7 +17,8 @@ class ScaffoldStep(FedAvgStep):
     """``x ← x + η_g·(mean y_i − x)`` and ``c ← c + (|S|/N)·mean Δc_i``.
 
     The orchestrator sends :meth:`learner_extras` with every train instruction and hands
-    the accepted learners' control deltas to :meth:`absorb` before :meth:`step`. ``c`` is
+    the accepted learners' extras (their control deltas) to :meth:`absorb` before
+    :meth:`step`. ``c`` is
     part of :meth:`state_dict`, so checkpoints, resumes and rollbacks carry it.
 
     Args:

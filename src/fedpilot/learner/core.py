@@ -80,9 +80,8 @@ class TaskLearner:
         if not isinstance(task, TorchTask):
             raise TaskError("the scaffold strategy needs a torch task")
         c = [_floats(a) for a in control]
-        own = [_floats(a) for a in (state or {}).get(SCAFFOLD_CONTROL) or control]
-        if SCAFFOLD_CONTROL not in (state or {}):
-            own = [np.zeros_like(a) for a in c]  # c_i starts at zero
+        kept = (state or {}).get(SCAFFOLD_CONTROL)
+        own = [_floats(a) for a in kept] if kept else [np.zeros_like(a) for a in c]  # c_i = 0
         correction: Weights = [
             (ci_ - own_).astype(np.float32) for ci_, own_ in zip(c, own, strict=True)
         ]

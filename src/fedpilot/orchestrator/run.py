@@ -13,7 +13,6 @@ import yaml
 from fedpilot._imports import import_object
 from fedpilot._threads import limit_torch_threads
 from fedpilot.aggregation import build_aggregator, build_server_optimizer
-from fedpilot.aggregation.scaffold import ScaffoldStep
 from fedpilot.aggregation.weighting import UpdateWeighting, ValidationLoss
 from fedpilot.errors import ResumeError, SpecError
 from fedpilot.fleet import Fleet, LocalFleet
@@ -28,7 +27,7 @@ from fedpilot.privacy import UpdateValidator
 from fedpilot.selection import build_selector
 from fedpilot.simulation import build_simulated_fleet
 from fedpilot.spec import FederationSpec, load_spec
-from fedpilot.spec.sections import FedNovaStrategy, ScaffoldStrategy
+from fedpilot.spec.sections import FedNovaStrategy
 from fedpilot.tasks import build_task
 from fedpilot.tasks._base import Task
 from fedpilot.types import Weights
@@ -156,17 +155,12 @@ def build_parts(spec: FederationSpec, task: Task | None, fleet: Fleet, run_dir: 
         workdir=run_dir,
         base_dir=spec.base_dir,
     )
-    server_opt = (
-        ScaffoldStep(strategy.server_lr, spec.data.num_learners)
-        if isinstance(strategy, ScaffoldStrategy)
-        else build_server_optimizer(strategy)
-    )
     ledger = LearnerLedger()
     return RoundParts(
         fleet=fleet,
         selector=build_selector(spec.selection, base_dir=spec.base_dir),
         aggregator=aggregator,
-        server_opt=server_opt,
+        server_opt=build_server_optimizer(strategy, num_learners=spec.data.num_learners),
         validator=validator,
         weighting=UpdateWeighting(spec.weighting, ledger, _validation_loss(task)),
         guard=build_guard(spec.guard),

@@ -4,12 +4,11 @@ server step → evaluate → guard → checkpoint → events. Nothing else lives
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from fedpilot.aggregation import Aggregator, ServerOptimizer
-from fedpilot.aggregation.scaffold import ScaffoldStep
 from fedpilot.aggregation.weighting import UpdateWeighting
 from fedpilot.fleet import Fleet
 from fedpilot.guard import Guard
@@ -135,11 +134,7 @@ class SyncOrchestrator:
         self.callbacks.on_round_start(ctx=ctx, participants=selection.chosen)
 
         position = {info.id: i for i, info in enumerate(learners)}
-        extras = (
-            parts.server_opt.learner_extras(state.weights)
-            if isinstance(parts.server_opt, ScaffoldStep)
-            else {}
-        )
+        extras = parts.server_opt.learner_extras(state.weights)
         instructions = {
             learner: Instruction(
                 "train", state.weights, self._config(round_, position[learner]), extras
@@ -167,8 +162,7 @@ class SyncOrchestrator:
             before = parts.server_opt.state_dict()
             aggregate = parts.aggregator.result()
             aggregation_report = _report(parts.aggregator)
-            if isinstance(parts.server_opt, ScaffoldStep):
-                parts.server_opt.absorb([tally.extras[k] for k in sorted(tally.extras)])
+            parts.server_opt.absorb([tally.extras[k] for k in sorted(tally.extras)])
             candidate = parts.server_opt.step(current=state.weights, aggregate=aggregate)
             candidate_metrics = parts.evaluator.evaluate(candidate, round_)
             verdict = parts.guard.judge(candidate=candidate_metrics, stable=state.metrics)
@@ -267,15 +261,7 @@ class SyncOrchestrator:
             tally.withdraw(learner, reason)
         for learner, verdict in tally.held:
             if learner in outliers:
-                verdict = UpdateVerdict(
-                    False,
-                    outliers[learner],
-                    num_examples=verdict.num_examples,
-                    metrics=verdict.metrics,
-                    duration=verdict.duration,
-                    bytes_sent=verdict.bytes_sent,
-                    bytes_received=verdict.bytes_received,
-                )
+                verdict = replace(verdict, accepted=False, reason=outliers[learner])
             self.callbacks.on_update(ctx=ctx, learner=learner, verdict=verdict)
         tally.held.clear()
 

@@ -31,6 +31,13 @@ def check_size(size: int) -> None:
         raise ValueError(f"`size` must be >= 0, got size={size}")
 
 
+def available_pool(candidates: Iterable[LearnerInfo], size: int) -> tuple[list[LearnerInfo], int]:
+    """The distinct candidates available now, and how many of them to pick."""
+    check_size(size)
+    pool = [info for info in unique(candidates) if info.available]
+    return pool, min(size, len(pool))
+
+
 def in_candidate_order(candidates: Sequence[LearnerInfo], reasons: Mapping[str, str]) -> Selection:
     """The Selection of the ids in ``reasons``, listed in candidate order."""
     chosen = tuple(info.id for info in candidates if info.id in reasons)

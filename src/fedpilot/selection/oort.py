@@ -34,10 +34,9 @@ import numpy as np
 from fedpilot.selection._base import LearnerOutcome, Selection
 from fedpilot.selection._common import (
     LoggedSelector,
-    check_size,
+    available_pool,
     in_candidate_order,
     rank_descending,
-    unique,
     weighted_sample,
 )
 from fedpilot.types import LearnerId, LearnerInfo, RoundContext
@@ -141,9 +140,7 @@ class OortSelector(LoggedSelector):
         ctx: RoundContext,
         rng: np.random.Generator,
     ) -> Selection:
-        check_size(size)
-        pool = [info for info in unique(candidates) if info.available]
-        k = min(size, len(pool))
+        pool, k = available_pool(candidates, size)
         if k == 0:
             return Selection()
         banned = [i for i in pool if self.banned_until.get(i.id, -1) >= ctx.round]

@@ -18,10 +18,9 @@ import numpy as np
 from fedpilot.selection._base import Selection
 from fedpilot.selection._common import (
     LoggedSelector,
-    check_size,
+    available_pool,
     in_candidate_order,
     rank_descending,
-    unique,
 )
 from fedpilot.types import LearnerInfo, RoundContext
 
@@ -50,9 +49,7 @@ class PowerOfChoiceSelector(LoggedSelector):
         ctx: RoundContext,
         rng: np.random.Generator,
     ) -> Selection:
-        check_size(size)
-        pool = [info for info in unique(candidates) if info.available]
-        k = min(size, len(pool))
+        pool, k = available_pool(candidates, size)
         if k == 0:
             return Selection()
         d = min(len(pool), math.ceil(self.factor * k - 1e-9))

@@ -11,11 +11,10 @@ import numpy as np
 from fedpilot.selection._base import LearnerOutcome, Selection
 from fedpilot.selection._common import (
     LoggedSelector,
-    check_size,
+    available_pool,
     finite_or_none,
     in_candidate_order,
     rank_descending,
-    unique,
 )
 from fedpilot.types import LearnerId, LearnerInfo, RoundContext
 
@@ -87,9 +86,7 @@ class UcbSelector(LoggedSelector):
         ctx: RoundContext,
         rng: np.random.Generator,
     ) -> Selection:
-        check_size(size)
-        pool = [info for info in unique(candidates) if info.available]
-        k = min(size, len(pool))
+        pool, k = available_pool(candidates, size)
         if k == 0:
             return Selection()
         log_t = math.log(max(self.rounds, 1))

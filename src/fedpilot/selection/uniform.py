@@ -7,7 +7,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from fedpilot.selection._base import Selection
-from fedpilot.selection._common import LoggedSelector, check_size, in_candidate_order, unique
+from fedpilot.selection._common import (
+    LoggedSelector,
+    available_pool,
+    check_size,
+    in_candidate_order,
+    unique,
+)
 from fedpilot.types import LearnerInfo, RoundContext
 
 
@@ -53,9 +59,7 @@ class AvailableSelector(LoggedSelector):
         ctx: RoundContext,
         rng: np.random.Generator,
     ) -> Selection:
-        check_size(size)
-        pool = [info for info in unique(candidates) if info.available]
-        k = min(size, len(pool))
+        pool, k = available_pool(candidates, size)
         picked = [int(i) for i in rng.choice(len(pool), size=k, replace=False)]
         reasons = {
             pool[index].id: f"uniform draw, {k} of {len(pool)} available" for index in picked

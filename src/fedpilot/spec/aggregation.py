@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
 
-from fedpilot.spec.sections import Section, _is_object_ref
+from fedpilot.spec.sections import Section, is_object_ref
 
 BUILTIN_RULES: tuple[str, ...] = (
     "mean",
@@ -98,7 +98,7 @@ class AggregationSpec(Section):
     @field_validator("rule")
     @classmethod
     def _known_rule(cls, value: str) -> str:
-        if value in BUILTIN_RULES or _is_object_ref(value):
+        if value in BUILTIN_RULES or is_object_ref(value):
             return value
         raise ValueError(
             f"`rule` must be one of {' | '.join(BUILTIN_RULES)} or look like "

@@ -52,12 +52,12 @@ class TaskSpec(Section):
             )
         for ref_name in ("flower_clientapp",):
             ref = getattr(self, ref_name)
-            if ref is not None and not _is_object_ref(ref):
+            if ref is not None and not is_object_ref(ref):
                 raise ValueError(f"`{ref_name}` must look like `package.module:attr`, got {ref!r}")
         return self
 
 
-def _is_object_ref(text: str) -> bool:
+def is_object_ref(text: str) -> bool:
     return re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", text) is not None
 
 
@@ -239,7 +239,7 @@ class FedNovaStrategy(Section):
     server_lr: float = Field(default=1.0, gt=0)
 
 
-Strategy = Annotated[
+AnyStrategy = (
     FedAvgStrategy
     | FedProxStrategy
     | FedAvgMStrategy
@@ -247,9 +247,9 @@ Strategy = Annotated[
     | FedYogiStrategy
     | FedAdagradStrategy
     | ScaffoldStrategy
-    | FedNovaStrategy,
-    Field(discriminator="name"),
-]
+    | FedNovaStrategy
+)
+Strategy = Annotated[AnyStrategy, Field(discriminator="name")]
 
 
 class WeightingSpec(Section):

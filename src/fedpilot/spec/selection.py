@@ -7,12 +7,11 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Discriminator, Field, Tag, field_validator, model_validator
 
-from fedpilot.spec.sections import Section
+from fedpilot.spec.sections import Section, is_object_ref
 
 BUILTIN_SELECTORS = ("random", "available", "power_of_choice", "oort", "ucb")
 """The spec names of the built-in selectors, in the order the docs list them."""
@@ -145,7 +144,7 @@ class CustomSelection(Section):
     @field_validator("name")
     @classmethod
     def _object_ref(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", value):
+        if not is_object_ref(value):
             raise ValueError(
                 f"`selection.name` must be one of {', '.join(BUILTIN_SELECTORS)} "
                 f"or `package.module:Class`, got name={value!r}"
