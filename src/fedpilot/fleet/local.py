@@ -14,7 +14,7 @@ from fedpilot.fleet._messages import LearnerJob, failed_reply, run_learner
 from fedpilot.fleet._pool import WorkerPool
 from fedpilot.fleet.apps import LearnerSource
 from fedpilot.learner.core import LearnerState, TaskLearner
-from fedpilot.spec import FederationSpec
+from fedpilot.spec import FederationSpec, LocalRuntime
 from fedpilot.types import Instruction, LearnerId, LearnerInfo, Reply
 
 
@@ -36,7 +36,9 @@ class LocalFleet(Fleet):
         self._source = LearnerSource.from_spec(spec)
         self._num = spec.data.num_learners
         self._run_config = dict(spec.task.run_config)
-        self._workers = spec.runtime.workers if workers is None else workers
+        if workers is None:
+            workers = spec.runtime.workers if isinstance(spec.runtime, LocalRuntime) else 0
+        self._workers = workers
         self._states: dict[LearnerId, RecordDict | LearnerState] = {}
         self._ids = itertools.count()
         sizes: list[int | None] = [None] * self._num

@@ -14,7 +14,7 @@ from fedpilot._imports import import_object
 from fedpilot._threads import limit_torch_threads
 from fedpilot.aggregation import build_aggregator, build_server_optimizer
 from fedpilot.aggregation.weighting import UpdateWeighting, ValidationLoss
-from fedpilot.errors import ResumeError, SpecError
+from fedpilot.errors import ResumeError, SpecError, UserError
 from fedpilot.fleet import Fleet, LocalFleet
 from fedpilot.guard import build_guard
 from fedpilot.orchestrator.checkpoint import RunState, load_checkpoint
@@ -26,7 +26,7 @@ from fedpilot.orchestrator.sync import RoundParts, SyncOrchestrator
 from fedpilot.privacy import UpdateValidator
 from fedpilot.selection import build_selector
 from fedpilot.simulation import build_simulated_fleet
-from fedpilot.spec import FederationSpec, load_spec
+from fedpilot.spec import FederationSpec, FlowerRuntime, RayRuntime, load_spec
 from fedpilot.spec.sections import FedNovaStrategy
 from fedpilot.tasks import build_task
 from fedpilot.tasks._base import Task
@@ -109,6 +109,8 @@ def run_federation(
     callbacks: Sequence[Callback] = (),
     resume_dir: Path | None = None,
     default_tracking: bool = True,
+    fleet: Fleet | None = None,
+    run_dir: Path | None = None,
 ) -> RunResult:
     """Run (or resume) a federation to its end and return how it ended.
 
@@ -118,24 +120,45 @@ def run_federation(
         callbacks: extra observers (a live view, say), after the default ones.
         resume_dir: continue this run from its latest checkpoint.
         default_tracking: add the event log, status file and MLflow callbacks.
+        fleet: the learners to use (closed at the end); default :func:`build_fleet`.
+        run_dir: a run directory made by :func:`new_run_dir` to start this run in.
     """
     limit_torch_threads(spec.runtime.torch_threads)
     task = server_task(spec)
     if resume_dir is not None:
         run_dir = resume_dir
-        run_id = run_dir.name
         state = load_checkpoint(run_dir)
     else:
-        run_id, run_dir = new_run_dir(spec)
+        if run_dir is None:
+            _, run_dir = new_run_dir(spec)
         state = RunState(round=0, weights=initial_weights(spec, task), metrics={})
+    run_id = run_dir.name
     observers = [*default_callbacks(spec), *callbacks] if default_tracking else list(callbacks)
     run = RunInfo(run_id=run_id, run_dir=run_dir, spec=spec, start_round=state.round + 1, task=task)
-    with build_simulated_fleet(LocalFleet(spec), spec.simulation, spec.seed) as fleet:
+    with fleet if fleet is not None else build_fleet(spec) as fleet:
         parts = build_parts(spec, task, fleet, run_dir)
         if state.round == 0 and not state.metrics:
             # The initial model is the first stable model the guard compares with.
             state.metrics = parts.evaluator.evaluate(state.weights, 0)
         return SyncOrchestrator(spec, parts, CallbackList(observers), run).run(state)
+
+
+def build_fleet(spec: FederationSpec) -> Fleet:
+    """The fleet ``runtime`` names, wrapped in ``simulation``'s heterogeneity if set."""
+    runtime = spec.runtime
+    inner: Fleet
+    if isinstance(runtime, FlowerRuntime):
+        raise UserError(
+            "`runtime.mode` flower runs learners on their own machines: start it with "
+            "`fedpilot server SPEC`, not `fedpilot run`"
+        )
+    if isinstance(runtime, RayRuntime):
+        from fedpilot.fleet.ray import RayFleet
+
+        inner = RayFleet(spec)
+    else:
+        inner = LocalFleet(spec)
+    return build_simulated_fleet(inner, spec.simulation, spec.seed)
 
 
 def build_parts(spec: FederationSpec, task: Task | None, fleet: Fleet, run_dir: Path) -> RoundParts:

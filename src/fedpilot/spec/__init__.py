@@ -2,6 +2,7 @@
 
 from fedpilot.spec.load import apply_overrides, load_spec, schema, validate_spec
 from fedpilot.spec.model import FederationSpec
+from fedpilot.spec.runtime import FlowerRuntime, LocalRuntime, RayRuntime
 from fedpilot.spec.sections import (
     DataSpec,
     DirichletPartition,
@@ -10,7 +11,6 @@ from fedpilot.spec.sections import (
     FedProxStrategy,
     GuardSpec,
     IidPartition,
-    LocalRuntime,
     LocalSpec,
     PowerLawPartition,
     SamplingSpec,
@@ -26,11 +26,13 @@ __all__ = [
     "FedAvgStrategy",
     "FedProxStrategy",
     "FederationSpec",
+    "FlowerRuntime",
     "GuardSpec",
     "IidPartition",
     "LocalRuntime",
     "LocalSpec",
     "PowerLawPartition",
+    "RayRuntime",
     "SamplingSpec",
     "ShardsPartition",
     "TaskSpec",

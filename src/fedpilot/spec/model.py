@@ -11,15 +11,14 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from fedpilot.spec.aggregation import AggregationSpec
+from fedpilot.spec.runtime import LocalRuntime, Runtime
 from fedpilot.spec.sections import (
     DataSpec,
     EvaluationSpec,
     FedAvgStrategy,
     FedNovaStrategy,
     GuardSpec,
-    LocalRuntime,
     LocalSpec,
-    Runtime,
     SamplingSpec,
     Section,
     Strategy,

@@ -325,19 +325,5 @@ class TrackingSpec(Section):
     log_model: bool = True
 
 
-class LocalRuntime(Section):
-    mode: Literal["local"] = "local"
-    workers: int = Field(
-        default=0, ge=0, le=256, description="0: learners run in this process; N: a pool of N."
-    )
-    round_timeout: float = Field(default=600.0, gt=0, description="Seconds a round may take.")
-    torch_threads: int = Field(
-        default=1, ge=1, le=256, description="torch threads per process (server and learners)."
-    )
-
-
-Runtime = Annotated[LocalRuntime, Field(discriminator="mode")]
-
-
 def default_output_dir() -> Path:
     return Path("fedpilot-runs")
