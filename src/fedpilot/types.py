@@ -33,6 +33,16 @@ class LearnerInfo:
 
 
 @dataclass(frozen=True)
+class FleetNotice:
+    """A change in who the fleet can reach: a learner joined, left, or was refused."""
+
+    kind: Literal["joined", "left", "refused"]
+    learner: LearnerId
+    """The learner's id; for a refusal, the fingerprint of the key it presented."""
+    detail: str = ""
+
+
+@dataclass(frozen=True)
 class Instruction:
     """What the orchestrator asks one learner to do this round."""
 

@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from fedpilot.types import Instruction, LearnerId, LearnerInfo, Reply
+from fedpilot.types import FleetNotice, Instruction, LearnerId, LearnerInfo, Reply
 
 
 class Fleet(ABC):
@@ -35,6 +35,11 @@ class Fleet(ABC):
         the result independent of arrival order to keep runs reproducible.
         """
         return False
+
+    def notices(self) -> list[FleetNotice]:
+        """Learners that joined, left or were refused since the last call (a fleet of
+        real machines; a simulated fleet's membership is fixed)."""
+        return []
 
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint must keep for a resumed run to continue exactly (learners'

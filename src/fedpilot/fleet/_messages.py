@@ -98,7 +98,7 @@ def _run_clientapp(app: ClientApp, job: LearnerJob) -> tuple[Reply, RecordDict]:
         run_config=dict(job.run_config),
     )
     message = _to_message(job.instruction, node_id=node_id, message_id=job.message_id)
-    return _from_message(job.learner, job.instruction, app(message, context)), context.state
+    return reply_from_message(job.learner, job.instruction, app(message, context)), context.state
 
 
 def _to_message(instruction: Instruction, *, node_id: int, message_id: str) -> Message:
@@ -113,20 +113,26 @@ def _to_message(instruction: Instruction, *, node_id: int, message_id: str) -> M
         ttl=3600.0,
         message_type=instruction.kind,
     )
-    content = RecordDict(
-        {
-            "arrays": ArrayRecord(list(instruction.weights)),
-            "config": ConfigRecord(dict(instruction.config)),
-            **{name: ArrayRecord(list(arrays)) for name, arrays in instruction.extras.items()},
-        }
-    )
+    content = instruction_content(instruction)
     # Flower sets instruction metadata from the running task's identity, which only
     # exists under a SuperLink; the in-process fleet is that identity, so it sets it.
     message: Message = Message(content=content, metadata=metadata)  # type: ignore[call-overload]
     return message
 
 
-def _from_message(learner: LearnerId, instruction: Instruction, message: Message) -> Reply:
+def instruction_content(instruction: Instruction) -> RecordDict:
+    """An instruction in Flower's convention: ``"arrays"``, ``"config"`` and the extras."""
+    return RecordDict(
+        {
+            "arrays": ArrayRecord(list(instruction.weights)),
+            "config": ConfigRecord(dict(instruction.config)),
+            **{name: ArrayRecord(list(arrays)) for name, arrays in instruction.extras.items()},
+        }
+    )
+
+
+def reply_from_message(learner: LearnerId, instruction: Instruction, message: Message) -> Reply:
+    """A learner's reply Message as a fedpilot Reply (an error Message becomes a failure)."""
     if message.has_error():
         return Reply(
             learner=learner,

@@ -6,25 +6,27 @@ ServerApp, and any ClientApp that speaks it can stand in for it.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from fedpilot.learner.core import LearnerState, TaskLearner
+from fedpilot.learner.core import DataSource, LearnerState, TaskLearner
 from fedpilot.learner.protocol import NUM_EXAMPLES
 from fedpilot.spec import FederationSpec
 from fedpilot.types import Config, Weights
 
 
 def make_clientapp(spec: FederationSpec) -> ClientApp:
-    """A ClientApp serving ``spec``'s Task; the learner's share of the data is chosen by
-    ``context.node_config["partition-id"]``."""
+    """A ClientApp serving ``spec``'s Task. The learner's data is its own file when
+    ``context.node_config`` names a ``data-path``, else partition ``partition-id``."""
     app = ClientApp()
     learner = TaskLearner(spec)
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
         out = learner.train(
-            _partition(context),
+            data_source(context),
             _arrays(msg),
             _config(msg),
             extras=_extras(msg.content),
@@ -44,7 +46,7 @@ def make_clientapp(spec: FederationSpec) -> ClientApp:
 
     @app.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:
-        out = learner.evaluate(_partition(context), _arrays(msg), _config(msg))
+        out = learner.evaluate(data_source(context), _arrays(msg), _config(msg))
         metrics = MetricRecord({**out.metrics, NUM_EXAMPLES: out.num_examples})
         return Message(RecordDict({"metrics": metrics}), reply_to=msg)
 
@@ -76,8 +78,14 @@ def _config(msg: Message) -> Config:
     return {k: v for k, v in record.items() if isinstance(v, (bool, int, float, str))}
 
 
-def _partition(context: Context) -> int:
+def data_source(context: Context) -> DataSource:
+    """Where this node's data is: ``data-path`` (a file) or ``partition-id``."""
+    path = context.node_config.get("data-path")
+    if isinstance(path, str) and path:
+        return Path(path)
     try:
         return int(context.node_config["partition-id"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError("the learner needs an integer `partition-id` in its node config") from exc
+        raise ValueError(
+            "the learner needs an integer `partition-id` or a `data-path` in its node config"
+        ) from exc

@@ -9,13 +9,15 @@ back would cost more than training a small model.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-from fedpilot.data._base import ArrayDataset
+from fedpilot.data._base import ArrayDataset, LearnerData
 from fedpilot.errors import TaskError
+from fedpilot.learner import sysmetrics
 from fedpilot.learner.protocol import (
     LABEL_FLIP,
     SCAFFOLD_CONTROL,
@@ -30,6 +32,10 @@ from fedpilot.types import Config, Metrics, Weights
 
 LearnerState = dict[str, Weights]
 """What a learner keeps between rounds (SCAFFOLD's control variate c_i)."""
+
+DataSource = int | Path
+"""A learner's data: partition i of the spec's dataset, or an .npz file of its own
+(``x_train``, ``y_train`` and optionally ``x_test``, ``y_test``)."""
 
 
 @dataclass(frozen=True)
@@ -57,15 +63,31 @@ class TaskLearner:
 
     def train(
         self,
-        partition: int,
+        source: DataSource,
         weights: Weights,
         config: Config,
         *,
         extras: dict[str, Weights] | None = None,
         state: LearnerState | None = None,
     ) -> LearnerOutput:
+        """Train from ``weights`` on ``source``'s data; the reply's metrics include the
+        learner's system metrics (``sys.*``)."""
+        with sysmetrics.measure(weights) as usage:
+            out = self._train(source, weights, config, extras=extras, state=state)
+        sent = sysmetrics.bytes_sent(out.weights, *out.extras.values())
+        return replace(out, metrics={**out.metrics, **usage, **sent})
+
+    def _train(
+        self,
+        source: DataSource,
+        weights: Weights,
+        config: Config,
+        *,
+        extras: dict[str, Weights] | None,
+        state: LearnerState | None,
+    ) -> LearnerOutput:
         task = self.task
-        train = task.learner_data(self._check(partition)).train
+        train = self.data(source).train
         if config.get(LABEL_FLIP):
             # A simulated attacker (simulation/attacks.py) poisons its own labels.
             train = ArrayDataset(train.x, _flipped(train.y, _num_classes(self._spec_json)))
@@ -103,17 +125,25 @@ class TaskLearner:
             state={**(state or {}), SCAFFOLD_CONTROL: new_own},
         )
 
-    def evaluate(self, partition: int, weights: Weights, config: Config) -> LearnerOutput:
+    def evaluate(self, source: DataSource, weights: Weights, config: Config) -> LearnerOutput:
         del config
-        task = self.task
-        data = task.learner_data(self._check(partition))
-        task.set_weights(weights)
-        test = data.test if data.test is not None and len(data.test) else data.train
-        return LearnerOutput([], task.evaluate(test), len(test))
+        with sysmetrics.measure(weights) as usage:
+            task = self.task
+            data = self.data(source)
+            task.set_weights(weights)
+            test = data.test if data.test is not None and len(data.test) else data.train
+            metrics = task.evaluate(test)
+        return LearnerOutput([], {**metrics, **usage}, len(test))
 
-    def declared_examples(self, partition: int) -> int:
-        """How many training examples learner ``partition`` holds (what it declares)."""
-        return len(self.task.learner_data(self._check(partition)).train)
+    def declared_examples(self, source: DataSource) -> int:
+        """How many training examples the learner holds (what it declares)."""
+        return len(self.data(source).train)
+
+    def data(self, source: DataSource) -> LearnerData:
+        """The learner's share of the spec's dataset, or its own file's data."""
+        if isinstance(source, Path):
+            return _file_data(str(source))
+        return self.task.learner_data(self._check(source))
 
     def _check(self, partition: int) -> int:
         if not 0 <= partition < self.spec.data.num_learners:
@@ -138,6 +168,26 @@ def _flipped(labels: np.ndarray, num_classes: int) -> np.ndarray:
 def _num_classes(spec_json: str) -> int:
     labels = _task(spec_json).pooled_train_data().y
     return int(np.max(labels)) + 1
+
+
+@functools.lru_cache(maxsize=2)
+def _file_data(path: str) -> LearnerData:
+    try:
+        with np.load(path) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except (OSError, ValueError) as exc:
+        raise TaskError(f"cannot read the learner's data file {path!r}: {exc}") from exc
+    missing = [key for key in ("x_train", "y_train") if key not in arrays]
+    if missing:
+        raise TaskError(
+            f"the learner's data file {path!r} must hold arrays x_train and y_train "
+            f"(and optionally x_test, y_test), missing {missing}; it has {sorted(arrays)}"
+        )
+    train = ArrayDataset(arrays["x_train"], arrays["y_train"])
+    test = None
+    if "x_test" in arrays and "y_test" in arrays:
+        test = ArrayDataset(arrays["x_test"], arrays["y_test"])
+    return LearnerData(train=train, test=test)
 
 
 @functools.lru_cache(maxsize=4)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from fedpilot.types import LearnerId, Metrics, RoundContext, Weights
+from fedpilot.types import FleetNotice, LearnerId, Metrics, RoundContext, Weights
 
 if TYPE_CHECKING:
     from fedpilot.spec import FederationSpec
@@ -80,6 +80,8 @@ class RoundSummary:
     """What the aggregator reports: updates it selected, clipped, the f it assumed."""
     virtual_time: float | None = None
     """Simulated seconds since the run began, in a simulation that models time."""
+    learners_online: int | None = None
+    """Learners the fleet could reach when the round began (who could have taken part)."""
 
     def record(self) -> RoundRecord:
         """This round as one row of the run history."""
@@ -96,6 +98,7 @@ class RoundSummary:
             bytes_received=self.bytes_received,
             metrics=dict(self.global_metrics),
             virtual_time=self.virtual_time,
+            learners_online=self.learners_online,
         )
 
 
@@ -115,6 +118,7 @@ class RoundRecord:
     bytes_received: int
     metrics: Metrics
     virtual_time: float | None = None
+    learners_online: int | None = None
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,9 @@ class Callback:
         self, *, ctx: RoundContext, reason: str, candidate: Metrics, stable: Metrics
     ) -> None:
         """The guard refused this round's model; the last stable model stays."""
+
+    def on_fleet_notice(self, *, round: int, notice: FleetNotice) -> None:
+        """A learner joined, left or was refused before ``round`` began."""
 
     def on_round_end(self, *, ctx: RoundContext, summary: RoundSummary) -> None:
         """After the round's checkpoint was written."""
@@ -175,6 +182,10 @@ class CallbackList(Callback):
     ) -> None:
         for cb in self.callbacks:
             cb.on_model_rolled_back(ctx=ctx, reason=reason, candidate=candidate, stable=stable)
+
+    def on_fleet_notice(self, *, round: int, notice: FleetNotice) -> None:
+        for cb in self.callbacks:
+            cb.on_fleet_notice(round=round, notice=notice)
 
     def on_round_end(self, *, ctx: RoundContext, summary: RoundSummary) -> None:
         for cb in self.callbacks:

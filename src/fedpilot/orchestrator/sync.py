@@ -118,6 +118,8 @@ class SyncOrchestrator:
         spec, parts = self.spec, self.parts
         started = time.perf_counter()
         learners = list(parts.fleet.learners())
+        for notice in parts.fleet.notices():
+            self.callbacks.on_fleet_notice(round=round_, notice=notice)
         ctx = RoundContext(
             run_id=self.run_info.run_id,
             round=round_,
@@ -204,6 +206,7 @@ class SyncOrchestrator:
             aggregation_weights={k: f.as_dict() for k, f in tally.factors.items()},
             aggregation=aggregation_report,
             virtual_time=parts.fleet.virtual_time,
+            learners_online=sum(info.available for info in learners),
         )
         state.round = round_
         state.history.append(summary.record())

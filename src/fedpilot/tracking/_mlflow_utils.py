@@ -101,6 +101,8 @@ def round_metrics(summary: RoundSummary) -> dict[str, float]:
         "bytes_received": summary.bytes_received,
         "rolled_back": 1.0 if summary.status == "rolled_back" else 0.0,
     }
+    if summary.learners_online is not None:
+        counts["learners_online"] = summary.learners_online
     metrics.update(prefixed("", counts))
     for learner, values in summary.learner_metrics.items():
         metrics.update(prefixed(f"learner.{learner}.", values))

@@ -30,7 +30,7 @@ from fedpilot.orchestrator.events import (
     RunResult,
     UpdateVerdict,
 )
-from fedpilot.types import LearnerId, Metrics, RoundContext
+from fedpilot.types import FleetNotice, LearnerId, Metrics, RoundContext
 
 EVENTS_FILE = "events.jsonl"
 """Name of the event log inside a run directory."""
@@ -172,6 +172,10 @@ class EventLogCallback(Callback):
             candidate=candidate,
             stable=stable,
         )
+
+    def on_fleet_notice(self, *, round: int, notice: FleetNotice) -> None:
+        event = {"joined": "LearnerJoined", "left": "LearnerLeft", "refused": "LearnerRefused"}
+        self._write(event[notice.kind], notice, round=round)
 
     def on_round_end(self, *, ctx: RoundContext, summary: RoundSummary) -> None:
         """Writes ``RoundCompleted`` (completed or rolled back) or ``RoundFailed``."""

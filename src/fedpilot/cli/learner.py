@@ -1,0 +1,133 @@
+"""`fedpilot learner`: serve this machine's data to a federation's server."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich.console import Console
+
+from fedpilot.errors import UserError
+
+if TYPE_CHECKING:
+    from fedpilot.fleet.flower.supernode import LearnerData
+
+READY_TIMEOUT_S = 120.0
+EXIT_REFUSED = 3
+
+
+def learner_command(
+    server: str = typer.Option(..., "--server", help="host:port of the server's SuperLink."),
+    partition: str | None = typer.Option(
+        None, "--partition", help="I/N: serve partition I of N of the spec's dataset."
+    ),
+    data: Path | None = typer.Option(
+        None, "--data", help="An .npz file of this machine's data (x_train, y_train, ...)."
+    ),
+    name: str | None = typer.Option(None, "--name", help="Shown in logs."),
+    ca: Path | None = typer.Option(
+        None, "--ca", help="The CA certificate that signed the server's (ca.crt)."
+    ),
+    key: Path | None = typer.Option(
+        None, "--key", help="This learner's private key (`fedpilot learners keygen`)."
+    ),
+    insecure: bool = typer.Option(False, "--insecure", help="No TLS (development only)."),
+    workdir: Path | None = typer.Option(
+        None, "--workdir", help="Where the SuperNode keeps its state and log."
+    ),
+    verbose: bool = typer.Option(False, "--verbose", help="Echo the SuperNode's log."),
+) -> None:
+    """Join a federation: start a Flower SuperNode serving fedpilot's learner with this
+    machine's data, print when it is registered and ready, and serve until stopped."""
+    from fedpilot.cli.server import INSECURE_WARNING
+    from fedpilot.fleet.flower.superlink import Transport
+    from fedpilot.fleet.flower.supernode import SuperNodeProcess
+    from fedpilot.spec.runtime import check_address
+
+    console = Console(stderr=True)
+    try:
+        check_address(server, "--server")
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    learner_data = _learner_data(partition, data)
+    if insecure:
+        console.print(INSECURE_WARNING)
+    elif ca is None:
+        raise UserError(
+            "TLS is on by default: give --ca CA_CERT (ca.crt from `fedpilot certs init`), "
+            "or --insecure"
+        )
+    for label, path in (("--ca", ca), ("--key", key)):
+        if path is not None and not path.is_file():
+            raise UserError(f"`{label}` must be a readable file, got {str(path)!r}")
+    node = SuperNodeProcess(
+        server,
+        learner_data,
+        Transport(insecure=insecure, ca_cert=None if insecure else ca),
+        workdir=workdir or Path(tempfile.mkdtemp(prefix="fedpilot-learner-")),
+        key=key,
+        name=name,
+    )
+    node.start(on_line=console.print if verbose else None)
+    try:
+        if not node.wait_ready(READY_TIMEOUT_S):
+            node.stop()
+            if node.refused:
+                console.print(
+                    f"[red]the server at {server} refused this learner[/]: its key is not on "
+                    "the server's allow-list (runtime.authorized_learners), or it has none. "
+                    f"Log: {node.log_file}"
+                )
+                raise typer.Exit(EXIT_REFUSED)
+            raise UserError(
+                f"the learner did not register with {server} within {READY_TIMEOUT_S:.0f}s; "
+                f"see {node.log_file}"
+            )
+        console.print(
+            f"learner {name or ''} registered with {server} as node {node.node_id}; "
+            f"ready in {process_age():.2f}s (serving {_describe(learner_data)})"
+        )
+        code = node.wait()
+    except KeyboardInterrupt:
+        node.stop()
+        code = 130
+    raise typer.Exit(code)
+
+
+def _learner_data(partition: str | None, data: Path | None) -> LearnerData:
+    from fedpilot.fleet.flower.supernode import LearnerData
+
+    if (partition is None) == (data is None):
+        raise UserError("give exactly one of --partition I/N and --data PATH")
+    if data is not None:
+        if not data.is_file():
+            raise UserError(f"`--data` must be an existing .npz file, got {str(data)!r}")
+        return LearnerData(path=data)
+    match = re.fullmatch(r"(\d+)/(\d+)", partition or "")
+    if match is None or not int(match.group(1)) < int(match.group(2)):
+        raise UserError(f"`--partition` must be I/N with 0 <= I < N, got {partition!r}")
+    return LearnerData(index=int(match.group(1)), count=int(match.group(2)))
+
+
+def _describe(data: LearnerData) -> str:
+    return str(data.path) if data.path is not None else f"partition {data.index}/{data.count}"
+
+
+def process_age() -> float:
+    """Seconds since this process started (what a learner's start-to-ready time counts)."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        started_ticks = int(fields[19])
+        boot = next(
+            float(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime")
+        )
+        return time.time() - (boot + started_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return time.process_time()

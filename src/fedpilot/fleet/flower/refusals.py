@@ -1,0 +1,58 @@
+"""Learners the SuperLink refused, read from its log.
+
+Flower answers an unknown key with an API error to the SuperNode and one log line on
+the SuperLink; nothing else records it. The ServerApp reads the new lines of that log
+each round and turns every refusal into a ``refused`` notice naming the key's
+fingerprint, so the refusal lands in the run's events.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from fedpilot.errors import UserError
+from fedpilot.types import FleetNotice
+
+# [/v1/fleet/activate-node][ApiError:2004] Attempted to register SuperNode with public
+# key: b'-----BEGIN PUBLIC KEY-----\n...', exception: No SuperNode found with the ...
+_REFUSED = re.compile(
+    r"\[ApiError:\d+\] Attempted to register SuperNode with public key: (b'[^']*')"
+    r", exception: (.*)$"
+)
+
+
+class RefusalLog:
+    """Follows a SuperLink log file from its current end."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._offset = path.stat().st_size if path.exists() else 0
+        self._partial = b""
+
+    def __call__(self) -> list[FleetNotice]:
+        """Refusals logged since the last call."""
+        if not self._path.exists():
+            return []
+        with self._path.open("rb") as log:
+            if log.seek(0, 2) < self._offset:
+                self._offset = 0  # rotated
+            log.seek(self._offset)
+            chunk = self._partial + log.read()
+            self._offset = log.tell()
+        *lines, self._partial = chunk.split(b"\n")
+        return [n for line in lines if (n := parse_refusal(line.decode(errors="replace")))]
+
+
+def parse_refusal(line: str) -> FleetNotice | None:
+    """A ``refused`` notice for a SuperLink log line that records a refused key."""
+    from fedpilot.security.keys import public_key_fingerprint
+
+    match = _REFUSED.search(line.rstrip())
+    if match is None:
+        return None
+    try:
+        fingerprint = public_key_fingerprint(match.group(1))
+    except UserError:
+        fingerprint = "unknown-key"
+    return FleetNotice("refused", fingerprint, detail=match.group(2).strip())

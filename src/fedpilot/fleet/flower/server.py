@@ -1,0 +1,221 @@
+"""`fedpilot server`: start a SuperLink, submit the federation as a Flower app, follow it.
+
+The orchestrator itself runs as the ServerApp, in the process Flower starts for the
+run (:mod:`.apps`); it writes the run directory as a local run does. This process
+follows that directory's event log, so what it shows is what was recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fedpilot.errors import SpecError
+from fedpilot.fleet.flower.apps import SERVER_ERROR_FILE
+from fedpilot.fleet.flower.bundle import FederationConfig, build_fab
+from fedpilot.fleet.flower.superlink import (
+    FINISHED,
+    Control,
+    SuperLinkProcess,
+    Transport,
+    local_address,
+)
+from fedpilot.security.certs import CertificatePaths
+from fedpilot.security.keys import load_allow_list
+from fedpilot.spec import FederationSpec, FlowerRuntime
+
+EVENTS_FILE = "events.jsonl"
+FLOWER_DIR = "flower"
+
+Event = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ServerOutcome:
+    status: str
+    """completed, failed or interrupted (as a local run's)."""
+    error: str | None = None
+    finished: Event | None = None
+    """The run's RunFinished event, when the ServerApp got that far."""
+
+
+def flower_runtime(spec: FederationSpec) -> FlowerRuntime:
+    if not isinstance(spec.runtime, FlowerRuntime):
+        raise SpecError(
+            "`fedpilot server` runs a federation across machines: the spec needs "
+            f"runtime.mode=flower, got runtime.mode={spec.runtime.mode!r} "
+            "(add --set runtime.mode=flower)",
+            field="runtime.mode",
+        )
+    return spec.runtime
+
+
+def _resolve(spec: FederationSpec, path: Path) -> Path:
+    if not path.is_absolute() and spec.base_dir is not None:
+        path = spec.base_dir / path
+    return path.resolve()
+
+
+class FederationServer:
+    """Runs one federation over Flower's deployment engine.
+
+    Args:
+        spec: the run's spec (``runtime.mode: flower``).
+        resume_dir: continue this run directory from its last checkpoint; otherwise
+            :meth:`prepare` makes a new one.
+        superlink: use this running SuperLink instead of starting one.
+        insecure: no TLS (development only).
+        on_event: called with every event the run records, as it is recorded.
+    """
+
+    def __init__(
+        self,
+        spec: FederationSpec,
+        *,
+        resume_dir: Path | None = None,
+        superlink: str | None = None,
+        insecure: bool | None = None,
+        on_event: Callable[[Event], None] = lambda event: None,
+    ) -> None:
+        self.spec = spec
+        self.runtime = flower_runtime(spec)
+        self.run_dir = resume_dir.resolve() if resume_dir is not None else Path()
+        self.resume = resume_dir is not None
+        self.superlink = superlink if superlink is not None else self.runtime.superlink
+        self.insecure = self.runtime.insecure if insecure is None else insecure
+        self.on_event = on_event
+        self.link: SuperLinkProcess | None = None
+        self.flower_run_id: int | None = None
+        self._certificates: CertificatePaths | None = None
+        if not self.insecure:
+            if self.runtime.certificates is None:
+                raise SpecError(
+                    "TLS is on by default: set runtime.certificates to the folder "
+                    "`fedpilot certs init DIR --host HOST` wrote, or pass --insecure",
+                    field="runtime.certificates",
+                )
+            self._certificates = CertificatePaths.in_dir(_resolve(spec, self.runtime.certificates))
+            self._certificates.require_server_files()
+        self._allowed = None
+        if self.runtime.authorized_learners is not None:
+            self._allowed = load_allow_list(_resolve(spec, self.runtime.authorized_learners))
+
+    def prepare(self) -> Path:
+        """The run directory: a new one (made now) unless resuming."""
+        if not self.resume and self.run_dir == Path():
+            from fedpilot.orchestrator.run import new_run_dir
+
+            self.run_dir = new_run_dir(self.spec)[1].resolve()
+        return self.run_dir
+
+    @property
+    def transport(self) -> Transport:
+        ca = self._certificates.ca_cert if self._certificates is not None else None
+        return Transport(insecure=self.insecure, ca_cert=ca)
+
+    def run(self) -> ServerOutcome:
+        self.prepare()
+        workdir = self.run_dir / FLOWER_DIR
+        follower = EventFollower(self.run_dir / EVENTS_FILE)
+        address = self.superlink
+        if address is None:
+            self.link = SuperLinkProcess(
+                workdir,
+                self.runtime.listen,
+                certificates=self._certificates,
+                authenticate=self._allowed is not None,
+            )
+            self.link.start()
+            address = local_address(self.runtime.listen)
+        control = Control(address, self.transport)
+        try:
+            if self._allowed is not None:
+                control.register(self._allowed)
+            fab, digest = build_fab(workdir)
+            config = FederationConfig(
+                spec_json=self.spec.model_dump_json(),
+                run_dir=str(self.run_dir),
+                resume=self.resume,
+                superlink_log=str(self.link.log_file) if self.link is not None else "",
+            )
+            self.flower_run_id = control.start_run(fab, digest, config.as_run_config())
+            return self._follow(control, follower)
+        except KeyboardInterrupt:
+            if self.flower_run_id is not None:
+                control.stop_run(self.flower_run_id)
+            return ServerOutcome("interrupted", "interrupted by the user (Ctrl-C)")
+        finally:
+            control.close()
+            if self.link is not None:
+                self.link.stop()
+
+    def _follow(self, control: Control, follower: EventFollower) -> ServerOutcome:
+        assert self.flower_run_id is not None
+        finished: Event | None = None
+        next_status = 0.0
+        while finished is None:
+            for event in follower.new_events():
+                self.on_event(event)
+                if event.get("event") == "RunFinished":
+                    finished = event
+            if finished is not None:
+                break
+            if time.monotonic() >= next_status:
+                next_status = time.monotonic() + 1.0
+                status, sub_status, details = control.run_status(self.flower_run_id)
+                if status == FINISHED:
+                    for event in follower.new_events():
+                        self.on_event(event)
+                        if event.get("event") == "RunFinished":
+                            finished = event
+                    if finished is None:
+                        return ServerOutcome("failed", self._server_error(sub_status, details))
+            time.sleep(0.1)
+        status = str(finished.get("status", "failed"))
+        return ServerOutcome(status, finished.get("error"), finished)
+
+    def _server_error(self, sub_status: str, details: str) -> str:
+        path = self.run_dir / SERVER_ERROR_FILE
+        if path.exists():
+            return path.read_text().strip()
+        return f"the ServerApp ended ({sub_status or 'unknown'}) before the run finished" + (
+            f": {details}" if details else ""
+        )
+
+
+class EventFollower:
+    """Reads the events a run appends to its ``events.jsonl``, from the current end."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._offset = path.stat().st_size if path.exists() else 0
+        self._partial = b""
+
+    def new_events(self) -> Iterator[Event]:
+        if not self._path.exists():
+            return
+        with self._path.open("rb") as log:
+            log.seek(self._offset)
+            chunk = self._partial + log.read()
+            self._offset = log.tell()
+        *lines, self._partial = chunk.split(b"\n")
+        for line in lines:
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+
+
+def prepare_spec(spec: FederationSpec) -> FederationSpec:
+    """The spec as the ServerApp must see it: paths absolute (it may run elsewhere)."""
+    if spec.output_dir.is_absolute():
+        return spec
+    return spec.model_copy(update={"output_dir": spec.output_dir.resolve()})
+
+
+__all__ = ["EventFollower", "FederationServer", "ServerOutcome", "prepare_spec"]

@@ -1,0 +1,190 @@
+"""A learner machine's side of Flower's deployment engine: a SuperNode child process
+that serves fedpilot's ClientApp with this machine's data."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from fedpilot.fleet.flower.superlink import Transport, _die_with_parent, _tool, flower_env
+from fedpilot.fleet.flower.warm import write_launcher
+
+_READY = re.compile(r"SuperNode ID: (\d+)")
+_REFUSED = ("Failed to activate SuperNode", "Exit Code: 305")
+
+
+@dataclass(frozen=True)
+class LearnerData:
+    """This learner's data: partition ``index`` of ``count``, or its own file."""
+
+    index: int | None = None
+    count: int | None = None
+    path: Path | None = None
+
+    def node_config(self, name: str | None) -> str:
+        items = {"name": name} if name else {}
+        if self.path is not None:
+            items["data-path"] = str(self.path.resolve())
+            return _config_text(items)
+        return _config_text(items) + f" partition-id={self.index} num-partitions={self.count}"
+
+
+def _config_text(items: dict[str, str]) -> str:
+    # Flower parses --node-config values as TOML: strings need quotes.
+    return " ".join(f'{k}="{v}"' for k, v in items.items())
+
+
+class SuperNodeProcess:
+    """A SuperNode connecting to ``server``, started and watched until it is registered.
+
+    Args:
+        server: host:port of the SuperLink's Fleet API.
+        data: which data this learner serves.
+        transport: TLS (with the CA that signed the server's certificate) or insecure.
+        key: this learner's private key (``fedpilot learners keygen``), when the server
+            authenticates learners.
+        workdir: Flower's home and the SuperNode's log.
+        name: shown in logs and passed to the ClientApp.
+        warm: serve messages from a pre-imported zygote (:mod:`.warm`) instead of a
+            fresh Python process per message.
+    """
+
+    def __init__(
+        self,
+        server: str,
+        data: LearnerData,
+        transport: Transport,
+        *,
+        workdir: Path,
+        key: Path | None = None,
+        name: str | None = None,
+        warm: bool = True,
+    ) -> None:
+        self.server = server
+        self.data = data
+        self.transport = transport
+        self.workdir = workdir
+        self.key = key
+        self.name = name
+        self.node_id: int | None = None
+        self.log_file = workdir / "supernode.log"
+        self.warm = warm
+        self._process: subprocess.Popen[str] | None = None
+        self._zygote: subprocess.Popen[bytes] | None = None
+        self._ready = threading.Event()
+        self._refused = threading.Event()
+
+    def command(self) -> list[str]:
+        cmd = [
+            _tool("flower-supernode"),
+            f"--superlink={self.server}",
+            f"--node-config={self.data.node_config(self.name)}",
+            "--host=127.0.0.1",  # the ClientApp processes' API: this machine only
+            f"--port={_free_port()}",
+        ]
+        if self.transport.insecure:
+            cmd.append("--insecure")
+        else:
+            cmd.append(f"--root-certificates={self.transport.ca_cert}")
+        if self.key is not None:
+            cmd.append(f"--auth-supernode-private-key={self.key}")
+        return cmd
+
+    def start(self, on_line: Callable[[str], None] | None = None) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        command = self.command()
+        env = flower_env(self.workdir)
+        if self.warm:
+            env["PATH"] = os.pathsep.join([str(self._start_zygote()), env["PATH"]])
+        with self.log_file.open("a") as log:
+            log.write(f"$ {shlex.join(command)}\n")
+        self._process = subprocess.Popen(
+            command,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            preexec_fn=_die_with_parent,
+        )
+        threading.Thread(target=self._watch, args=(on_line,), daemon=True).start()
+
+    def _start_zygote(self) -> Path:
+        """Start the zygote; returns the folder holding its ``flwr-clientapp`` launcher."""
+        socket_path = Path(tempfile.mkdtemp(prefix="fedpilot-")) / "zygote.sock"
+        bin_dir = self.workdir / "bin"
+        write_launcher(bin_dir, socket_path)
+        with (self.workdir / "zygote.log").open("ab") as log:
+            self._zygote = subprocess.Popen(
+                [sys.executable, "-m", "fedpilot.fleet.flower.warm", str(socket_path)],
+                env=flower_env(self.workdir),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
+            )
+        return bin_dir
+
+    def _watch(self, on_line: Callable[[str], None] | None) -> None:
+        assert self._process is not None and self._process.stdout is not None
+        with self.log_file.open("a") as log:
+            for line in self._process.stdout:
+                log.write(line)
+                log.flush()
+                if on_line is not None:
+                    on_line(line.rstrip("\n"))
+                if not self._ready.is_set() and (match := _READY.search(line)):
+                    self.node_id = int(match.group(1))
+                    self._ready.set()
+                if any(marker in line for marker in _REFUSED):
+                    self._refused.set()
+
+    def wait_ready(self, timeout: float) -> bool:
+        """True once registered; False if refused, exited or ``timeout`` passed."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._ready.wait(0.02):
+                return True
+            if self._refused.is_set() or self.returncode is not None:
+                return False
+        return False
+
+    @property
+    def refused(self) -> bool:
+        return self._refused.is_set()
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self._process is None else self._process.poll()
+
+    def wait(self) -> int:
+        assert self._process is not None
+        return self._process.wait()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        for process in (self._process, self._zygote):
+            if process is None or process.poll() is not None:
+                continue
+            process.terminate()
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._process = self._zygote = None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
