@@ -7,8 +7,12 @@ import sys
 import click
 import typer
 
+from fedpilot.cli.deploy import deploy_app
+from fedpilot.cli.learner import learner_command
 from fedpilot.cli.run import run_command
 from fedpilot.cli.runs import runs_app
+from fedpilot.cli.security import certs_app, learners_app
+from fedpilot.cli.server import server_command
 from fedpilot.cli.spec import spec_app
 from fedpilot.errors import UserError
 
@@ -20,8 +24,13 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("run")(run_command)
+app.command("server")(server_command)
+app.command("learner")(learner_command)
 app.add_typer(spec_app, name="spec")
 app.add_typer(runs_app, name="runs")
+app.add_typer(certs_app, name="certs")
+app.add_typer(learners_app, name="learners")
+app.add_typer(deploy_app, name="deploy")
 
 
 def main(argv: list[str] | None = None) -> int:

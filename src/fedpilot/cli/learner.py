@@ -15,7 +15,7 @@ from rich.console import Console
 from fedpilot.errors import UserError
 
 if TYPE_CHECKING:
-    from fedpilot.fleet.flower.supernode import LearnerData
+    from fedpilot.fleet.flower.supernode import LearnerData, SuperNodeProcess
 
 READY_TIMEOUT_S = 120.0
 EXIT_REFUSED = 3
@@ -41,6 +41,13 @@ def learner_command(
         None, "--workdir", help="Where the SuperNode keeps its state and log."
     ),
     verbose: bool = typer.Option(False, "--verbose", help="Echo the SuperNode's log."),
+    refused_grace: float = typer.Option(
+        90.0,
+        "--refused-grace",
+        help="Seconds to keep retrying when refused: a server registers allowed keys just "
+        "after it starts, and a learner restarted after a crash is refused until the server "
+        "has seen its old session time out (Flower: two missed 30 s heartbeats).",
+    ),
 ) -> None:
     """Join a federation: start a Flower SuperNode serving fedpilot's learner with this
     machine's data, print when it is registered and ready, and serve until stopped."""
@@ -73,21 +80,8 @@ def learner_command(
         key=key,
         name=name,
     )
-    node.start(on_line=console.print if verbose else None)
     try:
-        if not node.wait_ready(READY_TIMEOUT_S):
-            node.stop()
-            if node.refused:
-                console.print(
-                    f"[red]the server at {server} refused this learner[/]: its key is not on "
-                    "the server's allow-list (runtime.authorized_learners), or it has none. "
-                    f"Log: {node.log_file}"
-                )
-                raise typer.Exit(EXIT_REFUSED)
-            raise UserError(
-                f"the learner did not register with {server} within {READY_TIMEOUT_S:.0f}s; "
-                f"see {node.log_file}"
-            )
+        _register(node, console, verbose=verbose, grace=refused_grace)
         console.print(
             f"learner {name or ''} registered with {server} as node {node.node_id}; "
             f"ready in {process_age():.2f}s (serving {_describe(learner_data)})"
@@ -97,6 +91,30 @@ def learner_command(
         node.stop()
         code = 130
     raise typer.Exit(code)
+
+
+def _register(node: SuperNodeProcess, console: Console, *, verbose: bool, grace: float) -> None:
+    """Start the SuperNode until it is registered; a refusal is retried for ``grace`` s."""
+    give_up = time.monotonic() + grace
+    while True:
+        node.start(on_line=console.print if verbose else None)
+        if node.wait_ready(READY_TIMEOUT_S):
+            return
+        node.stop()
+        if not node.refused:
+            raise UserError(
+                f"the learner did not register with {node.server} within "
+                f"{READY_TIMEOUT_S:.0f}s; see {node.log_file}"
+            )
+        if time.monotonic() >= give_up:
+            console.print(
+                f"[red]the server at {node.server} refused this learner[/]: its key is not "
+                "on the server's allow-list (runtime.authorized_learners), or it has none. "
+                f"Log: {node.log_file}"
+            )
+            raise typer.Exit(EXIT_REFUSED)
+        console.print("refused; retrying in 3s (the server may still be registering keys)")
+        time.sleep(3.0)
 
 
 def _learner_data(partition: str | None, data: Path | None) -> LearnerData:

@@ -50,7 +50,11 @@ def run_federation_on(grid: Grid, config: FederationConfig) -> None:
     runtime = spec.runtime
     if not isinstance(runtime, FlowerRuntime):
         raise SpecError("`runtime.mode` must be flower for a Flower run", field="runtime.mode")
-    refusals = RefusalLog(Path(config.superlink_log)) if config.superlink_log else None
+    refusals = (
+        RefusalLog(Path(config.superlink_log), config.superlink_log_offset)
+        if config.superlink_log
+        else None
+    )
     fleet = FlowerFleet(grid, poll_interval=runtime.poll_interval, refusals=refusals)
     wait_for_learners(fleet, runtime.min_learners_to_start or spec.sampling.min_learners, runtime)
     run_federation(

@@ -39,6 +39,7 @@ fedpilot-spec = ""
 fedpilot-run-dir = ""
 fedpilot-resume = false
 fedpilot-superlink-log = ""
+fedpilot-superlink-log-offset = 0
 """
 
 
@@ -53,13 +54,16 @@ class FederationConfig:
     resume: bool = False
     superlink_log: str = ""
     """The SuperLink's log file, read for refused learners ('' if not ours)."""
+    superlink_log_offset: int = 0
+    """Where in that file this server's SuperLink began writing."""
 
-    def as_run_config(self) -> dict[str, str | bool]:
+    def as_run_config(self) -> dict[str, str | bool | int]:
         return {
             "fedpilot-spec": self.spec_json,
             "fedpilot-run-dir": self.run_dir,
             "fedpilot-resume": self.resume,
             "fedpilot-superlink-log": self.superlink_log,
+            "fedpilot-superlink-log-offset": self.superlink_log_offset,
         }
 
     @classmethod
@@ -75,6 +79,7 @@ class FederationConfig:
             run_dir=str(config.get("fedpilot-run-dir", "")),
             resume=bool(config.get("fedpilot-resume", False)),
             superlink_log=str(config.get("fedpilot-superlink-log", "")),
+            superlink_log_offset=int(config.get("fedpilot-superlink-log-offset", 0)),
         )
 
 

@@ -23,11 +23,12 @@ _REFUSED = re.compile(
 
 
 class RefusalLog:
-    """Follows a SuperLink log file from its current end."""
+    """Follows a SuperLink log file from byte ``offset`` (where this server's SuperLink
+    began writing: refusals before the ServerApp started count too)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, offset: int = 0) -> None:
         self._path = path
-        self._offset = path.stat().st_size if path.exists() else 0
+        self._offset = offset
         self._partial = b""
 
     def __call__(self) -> list[FleetNotice]:
@@ -49,7 +50,9 @@ def parse_refusal(line: str) -> FleetNotice | None:
     from fedpilot.security.keys import public_key_fingerprint
 
     match = _REFUSED.search(line.rstrip())
-    if match is None:
+    # A known key whose previous session has not timed out yet ("could not be
+    # activated") is a learner coming back, not a refusal.
+    if match is None or "No SuperNode found" not in match.group(2):
         return None
     try:
         fingerprint = public_key_fingerprint(match.group(1))

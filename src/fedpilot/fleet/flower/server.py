@@ -122,6 +122,7 @@ class FederationServer:
         workdir = self.run_dir / FLOWER_DIR
         follower = EventFollower(self.run_dir / EVENTS_FILE)
         address = self.superlink
+        log_offset = 0
         if address is None:
             self.link = SuperLinkProcess(
                 workdir,
@@ -129,6 +130,7 @@ class FederationServer:
                 certificates=self._certificates,
                 authenticate=self._allowed is not None,
             )
+            log_offset = self.link.log_file.stat().st_size if self.link.log_file.exists() else 0
             self.link.start()
             address = local_address(self.runtime.listen)
         control = Control(address, self.transport)
@@ -141,8 +143,12 @@ class FederationServer:
                 run_dir=str(self.run_dir),
                 resume=self.resume,
                 superlink_log=str(self.link.log_file) if self.link is not None else "",
+                superlink_log_offset=log_offset,
             )
-            self.flower_run_id = control.start_run(fab, digest, config.as_run_config())
+            # A user's ClientApp reads its own settings from the run config, as under
+            # fedpilot's local fleet.
+            run_config = {**self.spec.task.run_config, **config.as_run_config()}
+            self.flower_run_id = control.start_run(fab, digest, run_config)
             return self._follow(control, follower)
         except KeyboardInterrupt:
             if self.flower_run_id is not None:

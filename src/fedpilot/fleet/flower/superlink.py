@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -188,7 +189,9 @@ class Control:
     def close(self) -> None:
         self._client.close()
 
-    def start_run(self, fab: bytes, fab_hash: str, run_config: dict[str, str | bool]) -> int:
+    def start_run(
+        self, fab: bytes, fab_hash: str, run_config: Mapping[str, str | bool | int | float]
+    ) -> int:
         from flwr.common.serde import fab_to_proto, user_config_to_proto
         from flwr.proto.control_pb2 import StartRunRequest
         from flwr.supercore.fab import Fab

@@ -101,7 +101,10 @@ class SuperNodeProcess:
         return cmd
 
     def start(self, on_line: Callable[[str], None] | None = None) -> None:
+        """Start the SuperNode (again, after :meth:`stop`) and watch its log."""
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self._ready.clear()
+        self._refused.clear()
         command = self.command()
         env = flower_env(self.workdir)
         if self.warm:
@@ -130,7 +133,7 @@ class SuperNodeProcess:
                 env=flower_env(self.workdir),
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=_background_child,
             )
         return bin_dir
 
@@ -181,6 +184,12 @@ class SuperNodeProcess:
                 process.kill()
                 process.wait()
         self._process = self._zygote = None
+
+
+def _background_child() -> None:  # pragma: no cover - runs in the child before exec
+    # The zygote's imports must not slow the SuperNode's registration on a small machine.
+    _die_with_parent()
+    os.nice(5)
 
 
 def _free_port() -> int:
