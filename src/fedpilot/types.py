@@ -13,6 +13,9 @@ Weights = list[npt.NDArray[np.generic]]
 """A model's parameters as an ordered list of numpy arrays (Flower's convention)."""
 
 LearnerId = str
+
+NUM_EXAMPLES = "num-examples"
+"""The reply metric Flower's convention names the training set's size with."""
 Scalar = bool | int | float | str
 Metrics = dict[str, float]
 Config = dict[str, Scalar]

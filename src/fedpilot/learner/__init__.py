@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fedpilot.learner.protocol import NUM_EXAMPLES, SERVER_ROUND, settings_from_config, train_config
+from fedpilot.learner.protocol import SERVER_ROUND, settings_from_config, train_config
+from fedpilot.types import NUM_EXAMPLES
 
 if TYPE_CHECKING:
     from fedpilot.learner.app import make_clientapp

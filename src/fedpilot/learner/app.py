@@ -12,9 +12,8 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 
 from fedpilot.learner.core import DataSource, LearnerState, TaskLearner
-from fedpilot.learner.protocol import NUM_EXAMPLES
 from fedpilot.spec import FederationSpec
-from fedpilot.types import Config, Weights
+from fedpilot.types import NUM_EXAMPLES, Config, Weights
 
 
 def make_clientapp(spec: FederationSpec) -> ClientApp:

@@ -8,7 +8,6 @@ from fedpilot.types import Config
 
 # Flower's convention: "server-round" and hyphenated keys; "num-examples" in replies.
 SERVER_ROUND = "server-round"
-NUM_EXAMPLES = "num-examples"
 # Set by the attack simulation: the learner trains on flipped labels.
 LABEL_FLIP = "label-flip"
 # SCAFFOLD: the server's control variate c travels beside the model; the learner keeps

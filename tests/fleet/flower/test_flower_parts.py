@@ -9,8 +9,8 @@ import pytest
 from flwr.app import Context, RecordDict
 
 from fedpilot.errors import SpecError
-from fedpilot.fleet.flower import learner_id
 from fedpilot.fleet.flower.bundle import FederationConfig, build_fab
+from fedpilot.fleet.flower.fleet import learner_id
 from fedpilot.fleet.flower.refusals import RefusalLog, parse_refusal
 from fedpilot.fleet.flower.server import EventFollower, FederationServer, flower_runtime
 from fedpilot.fleet.flower.superlink import local_address
@@ -159,3 +159,64 @@ def test_event_follower_yields_each_event_once(tmp_path: Path) -> None:
     with path.open("a") as out:
         out.write('"RunFinished"}\n')
     assert [e["event"] for e in follower.new_events()] == ["RunFinished"]
+
+
+def test_the_waits_fedpilot_shortens_are_still_flowers() -> None:
+    """_tuning replaces module-level names of Flower's; if an upgrade moves them, this
+    fails instead of rounds silently going slow again."""
+    import inspect
+
+    from flwr.superlink.grid import http_grid
+    from flwr.supernode import start_client_internal
+
+    from fedpilot.fleet.flower._tuning import (
+        IDLE_WAIT_S,
+        REPLY_WAIT_S,
+        ShorterWaits,
+    )
+
+    source = inspect.getsource(start_client_internal)
+    assert f"time.sleep({IDLE_WAIT_S})" in source
+    assert f"time.sleep({REPLY_WAIT_S})" in source
+    for module in (start_client_internal, http_grid):
+        assert "pull_objects(" in inspect.getsource(module)
+        assert callable(module.pull_objects)
+    waits = ShorterWaits(idle_cap=0.05, reply=0.001)
+    started = waits.monotonic()
+    waits.sleep(IDLE_WAIT_S)
+    waits.sleep(REPLY_WAIT_S)
+    assert waits.monotonic() - started < 1.0
+
+
+def test_polls_are_quick_while_active_then_back_off_to_the_cap() -> None:
+    from fedpilot.fleet.flower import _tuning
+    from fedpilot.fleet.flower._tuning import IDLE_WAIT_S, REPLY_WAIT_S, ShorterWaits
+
+    slept: list[float] = []
+    waits = ShorterWaits(idle_cap=3.0, reply=0.05, sleep=slept.append)
+    for _ in range(4):  # never served anything: idle from the start
+        waits.sleep(IDLE_WAIT_S)
+    waits.sleep(REPLY_WAIT_S)  # a message is being served
+    waits.sleep(IDLE_WAIT_S)
+    waits.sleep(IDLE_WAIT_S)
+    waits.sleep(1.25)  # any other wait is Flower's own
+    assert slept == [0.5, 1.0, 2.0, 3.0, 0.05, 0.5, 0.5, 1.25]
+    waits.__dict__["_served_at"] -= _tuning.ACTIVE_WINDOW_S  # long ago
+    waits.sleep(IDLE_WAIT_S)
+    waits.sleep(IDLE_WAIT_S)
+    assert slept[-2:] == [0.5, 1.0]
+
+
+def test_early_object_pulls_retry_after_milliseconds() -> None:
+    import functools
+
+    from fedpilot.fleet.flower._tuning import quicker_object_pulls
+
+    class Module:
+        pull_objects = staticmethod(lambda *a, **k: k)
+
+    quicker_object_pulls(Module)  # type: ignore[arg-type]
+    assert isinstance(Module.pull_objects, functools.partial)
+    assert Module.pull_objects()["initial_backoff"] < 0.1
+    quicker_object_pulls(Module)  # type: ignore[arg-type]  # idempotent
+    assert not isinstance(Module.pull_objects.func, functools.partial)

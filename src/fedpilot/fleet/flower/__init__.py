@@ -1,9 +1,5 @@
 """Flower's deployment engine as a fleet: SuperLink on the server, SuperNodes on learners.
 
-Importing this package does not import the ServerApp/ClientApp components (:mod:`.apps`),
-which Flower loads by name in its own processes.
+Nothing is imported here: a learner machine's tools (:mod:`.supernode`) must stay light,
+and Flower loads the ServerApp/ClientApp components (:mod:`.apps`) by name.
 """
-
-from fedpilot.fleet.flower.fleet import FlowerFleet, learner_id
-
-__all__ = ["FlowerFleet", "learner_id"]

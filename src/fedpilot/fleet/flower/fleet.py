@@ -8,6 +8,7 @@ one by one as they arrive, so the orchestrator folds each into the aggregate at 
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
@@ -16,7 +17,8 @@ from flwr.app import Message
 from flwr.serverapp import Grid
 
 from fedpilot.fleet._base import Fleet
-from fedpilot.fleet._messages import instruction_content, reply_from_message
+from fedpilot.fleet._convention import instruction_content, reply_from_message
+from fedpilot.fleet.flower._tuning import quicker_object_pulls
 from fedpilot.types import (
     FleetNotice,
     Instruction,
@@ -55,6 +57,8 @@ class FlowerFleet(Fleet):
     ) -> None:
         self._grid = grid
         self._poll = poll_interval
+        # A reply is pullable a moment before its arrays are; Flower would then wait 1 s.
+        quicker_object_pulls(sys.modules[type(grid).__module__])
         self._refusals = refusals
         self._nodes: dict[LearnerId, int] = {}
         self._notices: list[FleetNotice] = []

@@ -128,15 +128,17 @@ class SuperLinkProcess:
             process.wait()
 
 
-def flower_env(workdir: Path) -> dict[str, str]:
+def flower_env(workdir: Path, task_poll_s: float = 0.1) -> dict[str, str]:
     """Environment for Flower's processes: its home in ``workdir``, this interpreter's
-    tools first on PATH (Flower starts ``flwr-serverapp``/``flwr-clientapp`` by name)."""
+    tools first on PATH (Flower starts ``flwr-serverapp``/``flwr-clientapp`` by name).
+
+    ``task_poll_s``: how often SuperExec asks for a new app process to start (Flower's
+    default: every second). Each message waits on it; each ask is a local request.
+    """
     env = dict(os.environ)
     env["FLWR_HOME"] = str(workdir / "flwr-home")
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    # SuperExec polls for new app processes to start every second by default; a round
-    # waits on it, and one local request per 50 ms costs nothing.
-    env.setdefault("FLWR_SUPEREXEC_TASK_POLL_INTERVAL", "0.05")
+    env.setdefault("FLWR_SUPEREXEC_TASK_POLL_INTERVAL", str(task_poll_s))
     return env
 
 

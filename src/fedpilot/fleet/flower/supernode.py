@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fedpilot.fleet.flower.superlink import Transport, _die_with_parent, _tool, flower_env
+from fedpilot.fleet.flower.superlink import Transport, _die_with_parent, flower_env
 from fedpilot.fleet.flower.warm import write_launcher
 
 _READY = re.compile(r"SuperNode ID: (\d+)")
@@ -57,6 +57,8 @@ class SuperNodeProcess:
         name: shown in logs and passed to the ClientApp.
         warm: serve messages from a pre-imported zygote (:mod:`.warm`) instead of a
             fresh Python process per message.
+        poll_interval: the longest the SuperNode waits before asking the server again
+            when idle; it starts at 0.1 s after each message (:mod:`._tuning`).
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class SuperNodeProcess:
         key: Path | None = None,
         name: str | None = None,
         warm: bool = True,
+        poll_interval: float = 3.0,
     ) -> None:
         self.server = server
         self.data = data
@@ -79,14 +82,22 @@ class SuperNodeProcess:
         self.node_id: int | None = None
         self.log_file = workdir / "supernode.log"
         self.warm = warm
+        self.poll_interval = poll_interval
         self._process: subprocess.Popen[str] | None = None
         self._zygote: subprocess.Popen[bytes] | None = None
+        self._socket: Path | None = None
         self._ready = threading.Event()
         self._refused = threading.Event()
 
     def command(self) -> list[str]:
+        reply_wait = 0.05
         cmd = [
-            _tool("flower-supernode"),
+            sys.executable,
+            "-m",
+            "fedpilot.fleet.flower.node_main",
+            str(self.poll_interval),
+            str(reply_wait),
+            "--",
             f"--superlink={self.server}",
             f"--node-config={self.data.node_config(self.name)}",
             "--host=127.0.0.1",  # the ClientApp processes' API: this machine only
@@ -108,7 +119,7 @@ class SuperNodeProcess:
         command = self.command()
         env = flower_env(self.workdir)
         if self.warm:
-            env["PATH"] = os.pathsep.join([str(self._start_zygote()), env["PATH"]])
+            env["PATH"] = os.pathsep.join([str(self._prepare_launcher()), env["PATH"]])
         with self.log_file.open("a") as log:
             log.write(f"$ {shlex.join(command)}\n")
         self._process = subprocess.Popen(
@@ -122,20 +133,29 @@ class SuperNodeProcess:
         )
         threading.Thread(target=self._watch, args=(on_line,), daemon=True).start()
 
-    def _start_zygote(self) -> Path:
-        """Start the zygote; returns the folder holding its ``flwr-clientapp`` launcher."""
-        socket_path = Path(tempfile.mkdtemp(prefix="fedpilot-")) / "zygote.sock"
+    def _prepare_launcher(self) -> Path:
+        """Write the ``flwr-clientapp`` launcher; returns the folder to put on PATH.
+
+        The zygote itself starts once the SuperNode is registered (:meth:`wait_ready`):
+        its imports would otherwise compete with the registration for a small machine's
+        CPUs, and until it listens the launcher runs Flower's ClientApp cold.
+        """
+        self._socket = Path(tempfile.mkdtemp(prefix="fedpilot-")) / "zygote.sock"
         bin_dir = self.workdir / "bin"
-        write_launcher(bin_dir, socket_path)
+        write_launcher(bin_dir, self._socket)
+        return bin_dir
+
+    def _start_zygote(self) -> None:
+        if self._socket is None or self._zygote is not None:
+            return
         with (self.workdir / "zygote.log").open("ab") as log:
             self._zygote = subprocess.Popen(
-                [sys.executable, "-m", "fedpilot.fleet.flower.warm", str(socket_path)],
+                [sys.executable, "-m", "fedpilot.fleet.flower.warm", str(self._socket)],
                 env=flower_env(self.workdir),
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_background_child,
+                preexec_fn=_die_with_parent,
             )
-        return bin_dir
 
     def _watch(self, on_line: Callable[[str], None] | None) -> None:
         assert self._process is not None and self._process.stdout is not None
@@ -156,6 +176,7 @@ class SuperNodeProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._ready.wait(0.02):
+                self._start_zygote()
                 return True
             if self._refused.is_set() or self.returncode is not None:
                 return False
@@ -184,12 +205,6 @@ class SuperNodeProcess:
                 process.kill()
                 process.wait()
         self._process = self._zygote = None
-
-
-def _background_child() -> None:  # pragma: no cover - runs in the child before exec
-    # The zygote's imports must not slow the SuperNode's registration on a small machine.
-    _die_with_parent()
-    os.nice(5)
 
 
 def _free_port() -> int:
