@@ -101,7 +101,7 @@ class SuperLinkProcess:
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         deadline = time.monotonic() + timeout
         while not _port_open(local_address(self.listen)):
@@ -118,14 +118,19 @@ class SuperLinkProcess:
     def stop(self, timeout: float = 15.0) -> None:
         """Stop the SuperLink (and the ServerApp it runs) gracefully, then by force."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout)
+
+
+def stop_process(process: subprocess.Popen[Any] | None, timeout: float) -> None:
+    """SIGTERM, then SIGKILL after ``timeout`` seconds; nothing if it already ended."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def flower_env(workdir: Path, task_poll_s: float = 0.1) -> dict[str, str]:
@@ -147,7 +152,7 @@ def _tool(name: str) -> str:
     return str(path) if path.exists() else name
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+def die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
     # PR_SET_PDEATHSIG: the kernel sends SIGTERM when the server process dies, however
     # it dies, so a killed server leaves no SuperLink holding its port.
     if sys.platform.startswith("linux"):

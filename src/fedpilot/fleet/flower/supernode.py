@@ -16,7 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fedpilot.fleet.flower.superlink import Transport, _die_with_parent, flower_env
+from fedpilot.fleet.flower.superlink import (
+    Transport,
+    die_with_parent,
+    flower_env,
+    stop_process,
+)
 from fedpilot.fleet.flower.warm import write_launcher
 
 _READY = re.compile(r"SuperNode ID: (\d+)")
@@ -129,7 +134,7 @@ class SuperNodeProcess:
             stderr=subprocess.STDOUT,
             text=True,
             bufsize=1,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         threading.Thread(target=self._watch, args=(on_line,), daemon=True).start()
 
@@ -154,7 +159,7 @@ class SuperNodeProcess:
                 env=flower_env(self.workdir),
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
 
     def _watch(self, on_line: Callable[[str], None] | None) -> None:
@@ -196,14 +201,7 @@ class SuperNodeProcess:
 
     def stop(self, timeout: float = 10.0) -> None:
         for process in (self._process, self._zygote):
-            if process is None or process.poll() is not None:
-                continue
-            process.terminate()
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process, timeout)
         self._process = self._zygote = None
 
 
