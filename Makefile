@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/robustness.py
 	$(BIN)/python benchmarks/selection.py
 	$(BIN)/python benchmarks/strategies.py
+	$(BIN)/python benchmarks/deploy_round_overhead.py
 
 clean:
 	rm -rf $(VENV) fedpilot-runs .pytest_cache .mypy_cache .ruff_cache
