@@ -15,7 +15,7 @@ from rich.console import Console
 from fedpilot.errors import UserError
 
 if TYPE_CHECKING:
-    from fedpilot.fleet.flower.supernode import LearnerData, SuperNodeProcess
+    from fedpilot.fleet.flower.supernode import NodeData, SuperNodeProcess
 
 READY_TIMEOUT_S = 120.0
 EXIT_REFUSED = 3
@@ -68,7 +68,7 @@ def learner_command(
         check_address(server, "--server")
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    learner_data = _learner_data(partition, data)
+    node_data = _node_data(partition, data)
     if insecure:
         console.print(INSECURE_WARNING)
     elif ca is None:
@@ -81,7 +81,7 @@ def learner_command(
             raise UserError(f"`{label}` must be a readable file, got {str(path)!r}")
     node = SuperNodeProcess(
         server,
-        learner_data,
+        node_data,
         Transport(insecure=insecure, ca_cert=None if insecure else ca),
         workdir=workdir or Path(tempfile.mkdtemp(prefix="fedpilot-learner-")),
         key=key,
@@ -92,7 +92,7 @@ def learner_command(
         _register(node, console, verbose=verbose, grace=refused_grace)
         console.print(
             f"learner {name or ''} registered with {server} as node {node.node_id}; "
-            f"ready in {process_age():.2f}s (serving {_describe(learner_data)})",
+            f"ready in {process_age():.2f}s (serving {_describe(node_data)})",
             soft_wrap=True,  # one line, whatever the width: scripts read it
         )
         code = node.wait()
@@ -126,22 +126,22 @@ def _register(node: SuperNodeProcess, console: Console, *, verbose: bool, grace:
         time.sleep(3.0)
 
 
-def _learner_data(partition: str | None, data: Path | None) -> LearnerData:
-    from fedpilot.fleet.flower.supernode import LearnerData
+def _node_data(partition: str | None, data: Path | None) -> NodeData:
+    from fedpilot.fleet.flower.supernode import NodeData
 
     if (partition is None) == (data is None):
         raise UserError("give exactly one of --partition I/N and --data PATH")
     if data is not None:
         if not data.is_file():
             raise UserError(f"`--data` must be an existing .npz file, got {str(data)!r}")
-        return LearnerData(path=data)
+        return NodeData(path=data)
     match = re.fullmatch(r"(\d+)/(\d+)", partition or "")
     if match is None or not int(match.group(1)) < int(match.group(2)):
         raise UserError(f"`--partition` must be I/N with 0 <= I < N, got {partition!r}")
-    return LearnerData(index=int(match.group(1)), count=int(match.group(2)))
+    return NodeData(index=int(match.group(1)), count=int(match.group(2)))
 
 
-def _describe(data: LearnerData) -> str:
+def _describe(data: NodeData) -> str:
     return str(data.path) if data.path is not None else f"partition {data.index}/{data.count}"
 
 

@@ -23,6 +23,26 @@ def format_metrics(metrics: Metrics, limit: int = 4) -> str:
     return "  ".join(f"{k}={v:.4f}" for k, v in shown[:limit])
 
 
+def round_line(
+    *,
+    round_: int,
+    total: int,
+    accepted: int,
+    participants: int,
+    problems: int,
+    metrics: Metrics,
+    duration: float,
+    status: str,
+) -> str:
+    """One finished round, as the terminal shows it."""
+    note = {"rolled_back": " [yellow]rolled back[/]", "failed": " [red]failed[/]"}.get(status, "")
+    return (
+        f"round {round_:>3}/{total}  {accepted}/{participants} accepted"
+        + (f" ({problems} rejected/failed)" if problems else "")
+        + f"  {format_metrics(metrics)}  {duration:.1f}s{note}"
+    )
+
+
 class LiveView(Callback):
     def __init__(self, console: Console) -> None:
         self.console = console
@@ -59,15 +79,15 @@ class LiveView(Callback):
             )
 
     def on_round_end(self, *, ctx: RoundContext, summary: RoundSummary) -> None:
-        note = {"rolled_back": " [yellow]rolled back[/]", "failed": " [red]failed[/]"}.get(
-            summary.status, ""
-        )
-        problems = len(summary.rejected) + len(summary.failed)
-        line = (
-            f"round {summary.round:>3}/{ctx.total_rounds}  "
-            f"{len(summary.accepted)}/{len(summary.participants)} accepted"
-            + (f" ({problems} rejected/failed)" if problems else "")
-            + f"  {format_metrics(summary.global_metrics)}  {summary.duration:.1f}s{note}"
+        line = round_line(
+            round_=summary.round,
+            total=ctx.total_rounds,
+            accepted=len(summary.accepted),
+            participants=len(summary.participants),
+            problems=len(summary.rejected) + len(summary.failed),
+            metrics=summary.global_metrics,
+            duration=summary.duration,
+            status=summary.status,
         )
         if self._progress is not None and self._task_id is not None:
             self._progress.update(

@@ -113,7 +113,7 @@ class EventPrinter:
         self.spec = spec
 
     def print(self, event: dict[str, Any]) -> None:
-        from fedpilot.cli.live import format_metrics
+        from fedpilot.cli.live import format_metrics, round_line
 
         kind = event.get("event")
         if kind == "RunStarted":
@@ -127,24 +127,22 @@ class EventPrinter:
                 f"{event.get('detail', '')}"
             )
         elif kind in ("RoundCompleted", "RoundFailed"):
-            participants = event.get("participants") or []
-            accepted = event.get("accepted") or []
-            problems = len(event.get("rejected") or {}) + len(event.get("failed") or {})
-            note = {"rolled_back": " [yellow]rolled back[/]", "failed": " [red]failed[/]"}.get(
-                str(event.get("status")), ""
-            )
             metrics = {
                 k: float(v)
                 for k, v in (event.get("global_metrics") or {}).items()
                 if isinstance(v, int | float)
             }
-            self.console.print(
-                f"round {event.get('round'):>3}/{self.spec.rounds}  "
-                f"{len(accepted)}/{len(participants)} accepted"
-                + (f" ({problems} rejected/failed)" if problems else "")
-                + f"  {format_metrics(metrics)}  {float(event.get('duration') or 0):.1f}s{note}",
-                soft_wrap=True,
+            line = round_line(
+                round_=int(event.get("round") or 0),
+                total=self.spec.rounds,
+                accepted=len(event.get("accepted") or []),
+                participants=len(event.get("participants") or []),
+                problems=len(event.get("rejected") or {}) + len(event.get("failed") or {}),
+                metrics=metrics,
+                duration=float(event.get("duration") or 0),
+                status=str(event.get("status")),
             )
+            self.console.print(line, soft_wrap=True)
         elif kind == "RunFinished":
             self.console.print(
                 f"run {event.get('status')}: {event.get('rounds_completed')} rounds, "

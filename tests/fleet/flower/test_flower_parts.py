@@ -14,7 +14,7 @@ from fedpilot.fleet.flower.fleet import learner_id
 from fedpilot.fleet.flower.refusals import RefusalLog, parse_refusal
 from fedpilot.fleet.flower.server import EventFollower, FederationServer, flower_runtime
 from fedpilot.fleet.flower.superlink import local_address
-from fedpilot.fleet.flower.supernode import LearnerData
+from fedpilot.fleet.flower.supernode import NodeData
 from fedpilot.security.keys import generate_learner_keys, public_key_fingerprint
 from fedpilot.spec import FederationSpec, validate_spec
 
@@ -102,11 +102,11 @@ def test_learner_ids_and_addresses() -> None:
 
 
 def test_node_config_quotes_strings_for_flower(tmp_path: Path) -> None:
-    assert LearnerData(index=1, count=3).node_config("a") == (
+    assert NodeData(index=1, count=3).node_config("a") == (
         'name="a" partition-id=1 num-partitions=3'
     )
     data = tmp_path / "mine.npz"
-    assert LearnerData(path=data).node_config(None) == f'data-path="{data.resolve()}"'
+    assert NodeData(path=data).node_config(None) == f'data-path="{data.resolve()}"'
 
 
 def _spec(tmp_path: Path, runtime: dict[str, object]) -> FederationSpec:

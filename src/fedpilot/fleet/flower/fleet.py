@@ -88,11 +88,11 @@ class FlowerFleet(Fleet):
         self, instructions: Mapping[LearnerId, Instruction], *, deadline: float
     ) -> Iterator[Reply]:
         ttl = max(deadline - time.monotonic(), 1.0)
-        sent: dict[str, LearnerId] = {}
-        unreachable = [lid for lid in instructions if lid not in self._nodes]
-        for lid in unreachable:
-            yield Reply(learner=lid, kind=instructions[lid].kind, error="learner is not connected")
         order = [lid for lid in instructions if lid in self._nodes]
+        for lid in (lid for lid in instructions if lid not in self._nodes):
+            yield Reply(learner=lid, kind=instructions[lid].kind, error="learner is not connected")
+        started = time.perf_counter()
+        sent: dict[str, LearnerId] = {}
         if order:
             messages = [
                 Message(
@@ -104,14 +104,13 @@ class FlowerFleet(Fleet):
                 )
                 for lid in order
             ]
-            started = time.perf_counter()
             ids = list(self._grid.push_messages(messages))
             for lid, message_id in zip(order, ids, strict=True):
                 if message_id:
                     sent[message_id] = lid
                 else:
                     yield Reply(lid, instructions[lid].kind, error="the SuperLink refused it")
-        yield from self._collect(sent, instructions, deadline, started if order else 0.0)
+        yield from self._collect(sent, instructions, deadline, started)
 
     def _collect(
         self,

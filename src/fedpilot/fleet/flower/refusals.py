@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from fedpilot.errors import UserError
+from fedpilot.fleet.flower._tail import LineFollower
 from fedpilot.types import FleetNotice
 
 # [/v1/fleet/activate-node][ApiError:2004] Attempted to register SuperNode with public
@@ -27,22 +28,11 @@ class RefusalLog:
     began writing: refusals before the ServerApp started count too)."""
 
     def __init__(self, path: Path, offset: int = 0) -> None:
-        self._path = path
-        self._offset = offset
-        self._partial = b""
+        self._lines = LineFollower(path, offset)
 
     def __call__(self) -> list[FleetNotice]:
         """Refusals logged since the last call."""
-        if not self._path.exists():
-            return []
-        with self._path.open("rb") as log:
-            if log.seek(0, 2) < self._offset:
-                self._offset = 0  # rotated
-            log.seek(self._offset)
-            chunk = self._partial + log.read()
-            self._offset = log.tell()
-        *lines, self._partial = chunk.split(b"\n")
-        return [n for line in lines if (n := parse_refusal(line.decode(errors="replace")))]
+        return [n for line in self._lines.new_lines() if (n := parse_refusal(line))]
 
 
 def parse_refusal(line: str) -> FleetNotice | None:

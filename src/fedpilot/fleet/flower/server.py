@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fedpilot.errors import SpecError
+from fedpilot.fleet.flower._tail import LineFollower
 from fedpilot.fleet.flower.apps import SERVER_ERROR_FILE
 from fedpilot.fleet.flower.bundle import FederationConfig, build_fab
 from fedpilot.fleet.flower.superlink import (
@@ -161,28 +162,31 @@ class FederationServer:
 
     def _follow(self, control: Control, follower: EventFollower) -> ServerOutcome:
         assert self.flower_run_id is not None
-        finished: Event | None = None
         next_status = 0.0
-        while finished is None:
-            for event in follower.new_events():
-                self.on_event(event)
-                if event.get("event") == "RunFinished":
-                    finished = event
-            if finished is not None:
-                break
+        while True:
+            ended = False
             if time.monotonic() >= next_status:
                 next_status = time.monotonic() + 1.0
                 status, sub_status, details = control.run_status(self.flower_run_id)
-                if status == FINISHED:
-                    for event in follower.new_events():
-                        self.on_event(event)
-                        if event.get("event") == "RunFinished":
-                            finished = event
-                    if finished is None:
-                        return ServerOutcome("failed", self._server_error(sub_status, details))
+                ended = status == FINISHED
+            # Read the events after the status: a ServerApp that has ended wrote them all.
+            finished = self._relay(follower)
+            if finished is not None:
+                return ServerOutcome(
+                    str(finished.get("status", "failed")), finished.get("error"), finished
+                )
+            if ended:
+                return ServerOutcome("failed", self._server_error(sub_status, details))
             time.sleep(0.1)
-        status = str(finished.get("status", "failed"))
-        return ServerOutcome(status, finished.get("error"), finished)
+
+    def _relay(self, follower: EventFollower) -> Event | None:
+        """Pass on the new events; the RunFinished one if it is among them."""
+        finished = None
+        for event in follower.new_events():
+            self.on_event(event)
+            if event.get("event") == "RunFinished":
+                finished = event
+        return finished
 
     def _server_error(self, sub_status: str, details: str) -> str:
         path = self.run_dir / SERVER_ERROR_FILE
@@ -197,19 +201,10 @@ class EventFollower:
     """Reads the events a run appends to its ``events.jsonl``, from the current end."""
 
     def __init__(self, path: Path) -> None:
-        self._path = path
-        self._offset = path.stat().st_size if path.exists() else 0
-        self._partial = b""
+        self._lines = LineFollower(path)
 
     def new_events(self) -> Iterator[Event]:
-        if not self._path.exists():
-            return
-        with self._path.open("rb") as log:
-            log.seek(self._offset)
-            chunk = self._partial + log.read()
-            self._offset = log.tell()
-        *lines, self._partial = chunk.split(b"\n")
-        for line in lines:
+        for line in self._lines.new_lines():
             if line.strip():
                 try:
                     yield json.loads(line)

@@ -29,7 +29,7 @@ _REFUSED = ("Failed to activate SuperNode", "Exit Code: 305")
 
 
 @dataclass(frozen=True)
-class LearnerData:
+class NodeData:
     """This learner's data: partition ``index`` of ``count``, or its own file."""
 
     index: int | None = None
@@ -69,7 +69,7 @@ class SuperNodeProcess:
     def __init__(
         self,
         server: str,
-        data: LearnerData,
+        data: NodeData,
         transport: Transport,
         *,
         workdir: Path,
