@@ -75,9 +75,7 @@ def initial_weights(spec: FederationSpec, task: Task | None) -> Weights:
     source = spec.task.initial_weights
     assert source is not None  # the spec validator requires it without a task name
     if source.endswith(".npz"):
-        path = Path(source)
-        if not path.is_absolute() and spec.base_dir is not None:
-            path = spec.base_dir / path
+        path = spec.resolve_path(source)
         try:
             with np.load(path) as npz:
                 return [npz[k] for k in sorted(npz.files, key=_npz_order)]

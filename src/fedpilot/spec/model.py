@@ -102,6 +102,13 @@ class FederationSpec(Section):
         text = json.dumps(self.model_dump(mode="json", exclude={"base_dir"}), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
+    def resolve_path(self, path: str | Path) -> Path:
+        """``path`` as named in the spec: relative paths are to the spec file's folder."""
+        path = Path(path)
+        if not path.is_absolute() and self.base_dir is not None:
+            path = self.base_dir / path
+        return path
+
     def mlflow_uri(self) -> str:
         if self.tracking.mlflow_uri:
             return self.tracking.mlflow_uri

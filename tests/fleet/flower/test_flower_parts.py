@@ -220,3 +220,19 @@ def test_early_object_pulls_retry_after_milliseconds() -> None:
     assert Module.pull_objects()["initial_backoff"] < 0.1
     quicker_object_pulls(Module)  # type: ignore[arg-type]  # idempotent
     assert not isinstance(Module.pull_objects.func, functools.partial)
+
+
+def test_an_allowed_key_turned_away_early_is_not_a_refusal(tmp_path: Path) -> None:
+    """A listed learner that connects before the server registered the keys (or while
+    its old session lives) is turned away and retries; the run records no refusal."""
+    from cryptography.hazmat.primitives import serialization
+
+    pair = generate_learner_keys(tmp_path, "alpha")
+    pem = serialization.load_ssh_public_key(pair.public_key.read_bytes()).public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    log = tmp_path / "superlink.log"
+    log.write_text(_refused_line(repr(pem), UNKNOWN) + "\n" + _refused_line(PEM, UNKNOWN) + "\n")
+    allowed = frozenset({public_key_fingerprint(pair.public_key.read_text())})
+    notices = RefusalLog(log, 0, allowed)()
+    assert [n.learner for n in notices] == [public_key_fingerprint(PEM)]

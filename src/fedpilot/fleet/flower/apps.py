@@ -21,6 +21,7 @@ from fedpilot.errors import SpecError
 from fedpilot.fleet.flower.bundle import FederationConfig
 from fedpilot.fleet.flower.fleet import FlowerFleet
 from fedpilot.fleet.flower.refusals import RefusalLog
+from fedpilot.security.keys import load_allow_list
 from fedpilot.spec import FederationSpec, FlowerRuntime
 
 SERVER_ERROR_FILE = "server-error.txt"
@@ -50,11 +51,14 @@ def run_federation_on(grid: Grid, config: FederationConfig) -> None:
     runtime = spec.runtime
     if not isinstance(runtime, FlowerRuntime):
         raise SpecError("`runtime.mode` must be flower for a Flower run", field="runtime.mode")
-    refusals = (
-        RefusalLog(Path(config.superlink_log), config.superlink_log_offset)
-        if config.superlink_log
-        else None
-    )
+    refusals = None
+    if config.superlink_log:
+        allowed: frozenset[str] = frozenset()
+        if runtime.authorized_learners is not None:
+            path = spec.resolve_path(runtime.authorized_learners)
+            allowed = frozenset(learner.fingerprint for learner in load_allow_list(path))
+        log = Path(config.superlink_log)
+        refusals = RefusalLog(log, config.superlink_log_offset, allowed)
     fleet = FlowerFleet(grid, poll_interval=runtime.poll_interval, refusals=refusals)
     wait_for_learners(fleet, runtime.min_learners_to_start or spec.sampling.min_learners, runtime)
     run_federation(

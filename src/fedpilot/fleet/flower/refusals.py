@@ -9,6 +9,7 @@ fingerprint, so the refusal lands in the run's events.
 from __future__ import annotations
 
 import re
+from collections.abc import Set
 from pathlib import Path
 
 from fedpilot.errors import UserError
@@ -25,14 +26,21 @@ _REFUSED = re.compile(
 
 class RefusalLog:
     """Follows a SuperLink log file from byte ``offset`` (where this server's SuperLink
-    began writing: refusals before the ServerApp started count too)."""
+    began writing: refusals before the ServerApp started count too).
 
-    def __init__(self, path: Path, offset: int = 0) -> None:
+    Keys on the allow-list (their fingerprints in ``allowed``) are not refusals: such a
+    learner is turned away only while the server is still registering keys or while
+    its previous session has not expired, and it retries until it is let in.
+    """
+
+    def __init__(self, path: Path, offset: int = 0, allowed: Set[str] = frozenset()) -> None:
         self._lines = LineFollower(path, offset)
+        self._allowed = allowed
 
     def __call__(self) -> list[FleetNotice]:
         """Refusals logged since the last call."""
-        return [n for line in self._lines.new_lines() if (n := parse_refusal(line))]
+        notices = (parse_refusal(line) for line in self._lines.new_lines())
+        return [n for n in notices if n is not None and n.learner not in self._allowed]
 
 
 def parse_refusal(line: str) -> FleetNotice | None:

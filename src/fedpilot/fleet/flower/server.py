@@ -55,12 +55,6 @@ def flower_runtime(spec: FederationSpec) -> FlowerRuntime:
     return spec.runtime
 
 
-def _resolve(spec: FederationSpec, path: Path) -> Path:
-    if not path.is_absolute() and spec.base_dir is not None:
-        path = spec.base_dir / path
-    return path.resolve()
-
-
 class FederationServer:
     """Runs one federation over Flower's deployment engine.
 
@@ -99,11 +93,13 @@ class FederationServer:
                     "`fedpilot certs init DIR --host HOST` wrote, or pass --insecure",
                     field="runtime.certificates",
                 )
-            self._certificates = CertificatePaths.in_dir(_resolve(spec, self.runtime.certificates))
+            self._certificates = CertificatePaths.in_dir(
+                spec.resolve_path(self.runtime.certificates)
+            )
             self._certificates.require_server_files()
         self._allowed = None
         if self.runtime.authorized_learners is not None:
-            self._allowed = load_allow_list(_resolve(spec, self.runtime.authorized_learners))
+            self._allowed = load_allow_list(spec.resolve_path(self.runtime.authorized_learners))
 
     def prepare(self) -> Path:
         """The run directory: a new one (made now) unless resuming."""
