@@ -85,6 +85,7 @@ class FederationServer:
         self.on_event = on_event
         self.link: SuperLinkProcess | None = None
         self.flower_run_id: int | None = None
+        self._started = False
         self._certificates: CertificatePaths | None = None
         if not self.insecure:
             if self.runtime.certificates is None:
@@ -134,6 +135,8 @@ class FederationServer:
         try:
             if self._allowed is not None:
                 control.register(self._allowed)
+            if self.resume:
+                control.stop_unfinished_runs()  # a killed server's run must not go on
             fab, digest = build_fab(workdir)
             config = FederationConfig(
                 spec_json=self.spec.model_dump_json(),
@@ -176,11 +179,17 @@ class FederationServer:
             time.sleep(0.1)
 
     def _relay(self, follower: EventFollower) -> Event | None:
-        """Pass on the new events; the RunFinished one if it is among them."""
+        """Pass on the new events of this server's ServerApp (from its RunStarted on:
+        a ServerApp of a killed server may still be finishing, and write, for a moment);
+        the RunFinished event if it is among them."""
         finished = None
         for event in follower.new_events():
+            kind = event.get("event")
+            self._started = self._started or kind == "RunStarted"
+            if not self._started:
+                continue
             self.on_event(event)
-            if event.get("event") == "RunFinished":
+            if kind == "RunFinished":
                 finished = event
         return finished
 

@@ -227,6 +227,14 @@ class Control:
 
         self._client.StopRun(StopRunRequest(run_id=run_id))
 
+    def stop_unfinished_runs(self) -> None:
+        """Stop every run this SuperLink's state still holds as not finished."""
+        from flwr.proto.control_pb2 import ListRunsRequest
+
+        for run_id, run in self._client.ListRuns(ListRunsRequest()).run_dict.items():
+            if run.status.status != FINISHED:
+                self.stop_run(int(run_id))
+
     def nodes(self) -> list[Any]:
         """Every node the SuperLink knows (Flower ``NodeInfo``: id, name, status, key)."""
         from flwr.proto.control_pb2 import ListNodesRequest
