@@ -5,8 +5,9 @@ fields come from the hook's dataclasses, turned into JSON generically, so a fiel
 an event dataclass shows up in the log without touching this module. The file is flushed
 at every round boundary (and on every event outside a round), in step with the round's
 checkpoint: a crash loses at most the update lines of a round that had not completed, and
-a resumed run redoes that round. Per-update flushes would cost more than training a small
-model. Readers (:mod:`fedpilot.tracking.store`) skip a torn last line.
+a resumed run redoes that round. Update lines are also serialized only then, in one go:
+per-update writes, between one learner's training and the next, cost more than training a
+small model. Readers (:mod:`fedpilot.tracking.store`) skip a torn last line.
 """
 
 from __future__ import annotations
@@ -38,11 +39,13 @@ EVENTS_FILE = "events.jsonl"
 _logger = logging.getLogger(__name__)
 
 # Fields too large or not meaningful in a log line; everything else is written as is.
-# The weights are the model itself and the history repeats the RoundCompleted lines.
+# The weights are the model itself, the history repeats the RoundCompleted lines and a
+# round's learner metrics repeat its update lines.
 _OMITTED_FIELDS: dict[type, frozenset[str]] = {
     RunInfo: frozenset({"spec", "task"}),
     RunResult: frozenset({"weights", "history"}),
     RoundContext: frozenset({"run_id"}),
+    RoundSummary: frozenset({"learner_metrics"}),
 }
 
 
@@ -118,6 +121,8 @@ class EventLogCallback(Callback):
         self._file: IO[str] | None = None
         self._path: Path | None = None
         self._lock = threading.Lock()
+        self._updates: list[tuple[str, str, UpdateVerdict, int, LearnerId]] = []
+        """The round's update events so far: name, time, verdict, round, learner."""
 
     @property
     def path(self) -> Path | None:
@@ -158,7 +163,8 @@ class EventLogCallback(Callback):
             event = "UpdateFailed"
         else:
             event = "UpdateRejected"
-        self._write(event, verdict, round=ctx.round, learner=learner)
+        with self._lock:
+            self._updates.append((event, _now(), verdict, ctx.round, learner))
 
     def on_model_rolled_back(
         self, *, ctx: RoundContext, reason: str, candidate: Metrics, stable: Metrics
@@ -191,6 +197,7 @@ class EventLogCallback(Callback):
 
     def close(self) -> None:
         """Closes the file (a later ``on_run_start`` opens it again)."""
+        self._write_updates()
         with self._lock:
             if self._file is not None:
                 try:
@@ -200,27 +207,44 @@ class EventLogCallback(Callback):
                 self._file = None
 
     def _write(self, event: str, payload: object, **fields: Any) -> None:
-        # Update events are buffered until their round ends; everything else is flushed.
-        self._append(event, payload, flush=not event.startswith("Update"), **fields)
+        # Any other event follows the round's updates so far, and is flushed with them.
+        self._write_updates()
+        line = _line(event, _now(), payload, fields)
+        with self._lock:
+            if self._file is None or line is None:
+                return
+            try:
+                self._file.write(line)
+                self._file.flush()
+            except OSError as exc:
+                _logger.warning("writing %s to the event log failed: %s", event, exc)
 
-    def _append(self, event: str, payload: object, *, flush: bool, **fields: Any) -> None:
-        body: dict[str, Any] = {} if payload is None else to_json(payload)
-        body.update(to_json(fields))
-        record: dict[str, Any] = {"event": event, "time": _now()}
-        if "round" in body:
-            record["round"] = body.pop("round")
-        record.update(body)
-        try:
-            line = json.dumps(record, allow_nan=False, separators=(",", ":"))
-        except (TypeError, ValueError) as exc:
-            _logger.warning("event %s cannot be written as JSON: %s", event, exc)
-            return
+    def _write_updates(self) -> None:
+        with self._lock:
+            updates, self._updates = self._updates, []
+        lines = [
+            _line(event, time, verdict, {"round": round_, "learner": learner})
+            for event, time, verdict, round_, learner in updates
+        ]
         with self._lock:
             if self._file is None:
                 return
             try:
-                self._file.write(line + "\n")
-                if flush:
-                    self._file.flush()
+                self._file.write("".join(line for line in lines if line is not None))
             except OSError as exc:
-                _logger.warning("writing %s to the event log failed: %s", event, exc)
+                _logger.warning("writing update events to the event log failed: %s", exc)
+
+
+def _line(event: str, time: str, payload: object, fields: dict[str, Any]) -> str | None:
+    """One event as a JSON line (None, with a warning, if it cannot be written)."""
+    body: dict[str, Any] = {} if payload is None else to_json(payload)
+    body.update(to_json(fields))
+    record: dict[str, Any] = {"event": event, "time": time}
+    if "round" in body:
+        record["round"] = body.pop("round")
+    record.update(body)
+    try:
+        return json.dumps(record, allow_nan=False, separators=(",", ":")) + "\n"
+    except (TypeError, ValueError) as exc:
+        _logger.warning("event %s cannot be written as JSON: %s", event, exc)
+        return None
