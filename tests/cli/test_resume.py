@@ -19,9 +19,9 @@ from fedpilot.orchestrator import load_checkpoint
 def _wait_for_round(run_root: Path, round_: int, proc: subprocess.Popen[str]) -> Path:
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
-        for latest in run_root.glob("*/checkpoints/latest"):
-            if latest.read_text().strip() >= f"round-{round_:06d}":
-                return latest.parent.parent
+        for checkpoint in run_root.glob("*/checkpoints/round-*.npz"):
+            if checkpoint.name >= f"round-{round_:06d}.npz":
+                return checkpoint.parent.parent
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.05)
     raise AssertionError(f"round {round_} never checkpointed")

@@ -105,6 +105,6 @@ def test_every_round_is_checkpointed(make_app_spec: Any) -> None:
     for a, b in zip(state.weights, result.weights, strict=True):
         np.testing.assert_array_equal(a, b)
     kept = sorted(p.name for p in (run_dir / "checkpoints").glob("round-*"))
-    assert kept == ["round-000002", "round-000003", "round-000004"]
+    assert kept == ["round-000002.npz", "round-000003.npz", "round-000004.npz"]
     status = json.loads((run_dir / "status.json").read_text())
     assert status["status"] == "completed" and status["rounds_completed"] == 4

@@ -40,6 +40,12 @@ def test_bad_updates_are_rejected_with_reason(weights: list, n: object, reason: 
     assert check.reason is not None and reason in check.reason
 
 
+def test_large_finite_values_whose_sum_overflows_are_finite() -> None:
+    big = np.finfo(np.float32).max / 2
+    weights = [np.full((2, 3), big, np.float32), np.full(3, -big, np.float32)]
+    assert UpdateValidator().check(reply(weights), REF).ok
+
+
 def test_integral_float_count_is_accepted() -> None:
     assert UpdateValidator().check(reply(REF, 12.0), REF).num_examples == 12
 

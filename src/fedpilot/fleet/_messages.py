@@ -43,9 +43,8 @@ def run_learner(
     state = job.state
     try:
         if isinstance(runtime, TaskLearner):
-            reply, state = _run_direct(runtime, job)
-        else:
-            reply, state = _run_clientapp(runtime, job)
+            return _run_direct(runtime, job, started)
+        reply, state = _run_clientapp(runtime, job)
     except Exception as exc:  # a learner's bug must not crash the federation
         reply = failed_reply(job, f"learner raised {type(exc).__name__}: {exc}")
     sent = weights_nbytes(job.instruction.weights)
@@ -57,7 +56,9 @@ def failed_reply(job: LearnerJob, reason: str) -> Reply:
     return Reply(learner=job.learner, kind=job.instruction.kind, error=reason)
 
 
-def _run_direct(learner: TaskLearner, job: LearnerJob) -> tuple[Reply, LearnerState | None]:
+def _run_direct(
+    learner: TaskLearner, job: LearnerJob, started: float
+) -> tuple[Reply, LearnerState | None]:
     instruction = job.instruction
     state = job.state if isinstance(job.state, dict) else None
     if instruction.kind == "train":
@@ -77,6 +78,8 @@ def _run_direct(learner: TaskLearner, job: LearnerJob) -> tuple[Reply, LearnerSt
         metrics=out.metrics,
         num_examples=out.num_examples,
         extras=out.extras,
+        duration=time.perf_counter() - started,
+        bytes_sent=weights_nbytes(instruction.weights),
         bytes_received=weights_nbytes(out.weights)
         + sum(weights_nbytes(w) for w in out.extras.values()),
     )

@@ -9,7 +9,7 @@ back would cost more than training a small model.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,7 @@ class LearnerOutput:
     weights: Weights
     """The trained weights (empty for an evaluation)."""
     metrics: Metrics
+    """The learner's own dict: :meth:`TaskLearner.train` adds the system metrics to it."""
     num_examples: int
     extras: dict[str, Weights] = field(default_factory=dict)
     """Named arrays for the strategy (SCAFFOLD's control delta)."""
@@ -72,10 +73,10 @@ class TaskLearner:
     ) -> LearnerOutput:
         """Train from ``weights`` on ``source``'s data; the reply's metrics include the
         learner's system metrics (``sys.*``)."""
-        with sysmetrics.measure(weights) as usage:
-            out = self._train(source, weights, config, extras=extras, state=state)
-        sent = sysmetrics.bytes_sent(out.weights, *out.extras.values())
-        return replace(out, metrics={**out.metrics, **usage, **sent})
+        meter = sysmetrics.Meter(weights)
+        out = self._train(source, weights, config, extras=extras, state=state)
+        out.metrics.update(meter.read(out.weights, *out.extras.values()))
+        return out
 
     def _train(
         self,
@@ -96,7 +97,7 @@ class TaskLearner:
         control = (extras or {}).get(SCAFFOLD_CONTROL)
         if control is None:
             metrics = task.train(train, settings)
-            return LearnerOutput(task.get_weights(), metrics, len(train))
+            return LearnerOutput(task.get_weights(), dict(metrics), len(train))
         # SCAFFOLD (Karimireddy et al., option II): correct every local gradient by
         # c - c_i, then move c_i by what the local steps revealed about the drift.
         if not isinstance(task, TorchTask):
@@ -119,7 +120,7 @@ class TaskLearner:
         ]
         return LearnerOutput(
             trained,
-            metrics,
+            dict(metrics),
             len(train),
             extras={SCAFFOLD_DELTA: delta},
             state={**(state or {}), SCAFFOLD_CONTROL: new_own},
@@ -127,13 +128,13 @@ class TaskLearner:
 
     def evaluate(self, source: DataSource, weights: Weights, config: Config) -> LearnerOutput:
         del config
-        with sysmetrics.measure(weights) as usage:
-            task = self.task
-            data = self.data(source)
-            task.set_weights(weights)
-            test = data.test if data.test is not None and len(data.test) else data.train
-            metrics = task.evaluate(test)
-        return LearnerOutput([], {**metrics, **usage}, len(test))
+        meter = sysmetrics.Meter(weights)
+        task = self.task
+        data = self.data(source)
+        task.set_weights(weights)
+        test = data.test if data.test is not None and len(data.test) else data.train
+        metrics = task.evaluate(test)
+        return LearnerOutput([], {**metrics, **meter.read()}, len(test))
 
     def declared_examples(self, source: DataSource) -> int:
         """How many training examples the learner holds (what it declares)."""

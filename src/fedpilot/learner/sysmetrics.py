@@ -5,8 +5,6 @@ from __future__ import annotations
 import resource
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from fedpilot.types import Metrics, Weights, weights_nbytes
 
@@ -14,25 +12,26 @@ PREFIX = "sys."
 """Reply metrics under this prefix describe the machine, not the model."""
 
 
-@contextmanager
-def measure(received: Weights) -> Iterator[Metrics]:
-    """Measure the work done inside the block; the yielded dict is filled on exit with
-    ``sys.train_seconds`` (wall), ``sys.cpu_seconds`` (this process), ``sys.peak_rss_mb``
-    (this process's peak so far) and ``sys.bytes_received`` (the instruction's arrays).
-    The caller adds ``sys.bytes_sent`` once the reply is built (:func:`bytes_sent`)."""
-    metrics: Metrics = {}
-    wall, cpu = time.perf_counter(), time.process_time()
-    try:
-        yield metrics
-    finally:
-        metrics[PREFIX + "train_seconds"] = time.perf_counter() - wall
-        metrics[PREFIX + "cpu_seconds"] = time.process_time() - cpu
-        metrics[PREFIX + "peak_rss_mb"] = _peak_rss_mb()
-        metrics[PREFIX + "bytes_received"] = float(weights_nbytes(received))
+class Meter:
+    """Measures the work done between its creation and :meth:`read`: ``sys.train_seconds``
+    (wall), ``sys.cpu_seconds`` (this process), ``sys.peak_rss_mb`` (this process's peak
+    so far), ``sys.bytes_received`` (the instruction's arrays) and ``sys.bytes_sent``
+    (the reply's arrays)."""
 
+    __slots__ = ("_cpu", "_received", "_wall")
 
-def bytes_sent(*arrays: Weights) -> Metrics:
-    return {PREFIX + "bytes_sent": float(sum(weights_nbytes(w) for w in arrays))}
+    def __init__(self, received: Weights) -> None:
+        self._received = received
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+
+    def read(self, *sent: Weights) -> Metrics:
+        return {
+            PREFIX + "train_seconds": time.perf_counter() - self._wall,
+            PREFIX + "cpu_seconds": time.process_time() - self._cpu,
+            PREFIX + "peak_rss_mb": _peak_rss_mb(),
+            PREFIX + "bytes_received": float(weights_nbytes(self._received)),
+            PREFIX + "bytes_sent": float(sum(weights_nbytes(w) for w in sent)),
+        }
 
 
 def _peak_rss_mb() -> float:

@@ -1,17 +1,18 @@
 """Checkpoints: the global model and orchestrator state after every round.
 
-Layout under ``<run_dir>/checkpoints/``: ``round-NNNNNN/`` folders holding
-``weights.npz``, ``server_opt.npz``, ``components.npz`` and ``state.json``, plus a
-``latest`` file naming the newest complete one. A folder is written under a temporary
-name and renamed, and ``latest`` is replaced atomically, so a crash at any moment
-leaves a loadable checkpoint.
+Layout: ``<run_dir>/checkpoints/round-NNNNNN.npz``, one file per round holding the
+global weights (``w/<i>``), the server optimizer's arrays (``opt/<name>``), the arrays
+inside other parts' state (``c/<key>``) and everything else as JSON (``state``). A file
+is written under a temporary name and renamed, so every ``round-*.npz`` is complete and
+the newest one is the checkpoint to resume; a crash at any moment leaves one. One file
+rather than a folder of them: a checkpoint is taken every round, and with a small model
+the file-system operations cost more than the bytes.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,14 +46,13 @@ class RunState:
 def save_checkpoint(run_dir: Path, state: RunState) -> Path:
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
-    name = f"round-{state.round:06d}"
-    tmp = root / f".tmp-{name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    np.savez(tmp / "weights.npz", *state.weights)
-    arrays = {k: v for k, v in state.server_opt.items() if isinstance(v, np.ndarray)}
-    scalars = {k: v for k, v in state.server_opt.items() if not isinstance(v, np.ndarray)}
-    np.savez(tmp / "server_opt.npz", **arrays)  # type: ignore[arg-type]
+    arrays: dict[str, np.ndarray] = {f"w/{i}": w for i, w in enumerate(state.weights)}
+    scalars: dict[str, Any] = {}
+    for key, value in state.server_opt.items():
+        if isinstance(value, np.ndarray):
+            arrays[f"opt/{key}"] = value
+        else:
+            scalars[key] = value
     component_arrays: dict[str, np.ndarray] = {}
     meta = {
         "round": state.round,
@@ -69,33 +69,35 @@ def save_checkpoint(run_dir: Path, state: RunState) -> Path:
     text = json.dumps(
         meta, separators=(",", ":"), default=lambda v: _stash_array(v, component_arrays)
     )
-    np.savez(tmp / "components.npz", **component_arrays)  # type: ignore[arg-type]
-    (tmp / "state.json").write_text(text)
-    final = root / name
-    shutil.rmtree(final, ignore_errors=True)
+    arrays.update({f"c/{key}": value for key, value in component_arrays.items()})
+    arrays["state"] = np.frombuffer(text.encode(), dtype=np.uint8)
+    final = root / f"round-{state.round:06d}.npz"
+    tmp = root / f".tmp-{final.name}-{os.getpid()}"
+    with tmp.open("wb") as out:
+        np.savez(out, **arrays)  # type: ignore[arg-type]
     os.replace(tmp, final)
-    _write_atomic(root / "latest", name)
-    for old in sorted(p for p in root.glob("round-*") if p.is_dir())[:-KEEP_LAST]:
-        shutil.rmtree(old, ignore_errors=True)
+    for old in _checkpoints(root)[:-KEEP_LAST]:
+        old.unlink(missing_ok=True)
     return final
 
 
 def load_checkpoint(run_dir: Path) -> RunState:
-    root = run_dir / "checkpoints"
-    latest = root / "latest"
-    if not latest.is_file():
-        raise ResumeError(f"no checkpoint to resume in {str(run_dir)!r} (missing {latest})")
-    folder = root / latest.read_text().strip()
+    found = _checkpoints(run_dir / "checkpoints")
+    if not found:
+        raise ResumeError(
+            f"no checkpoint to resume in {str(run_dir)!r} (no checkpoints/round-*.npz)"
+        )
+    path = found[-1]
     try:
-        meta = json.loads((folder / "state.json").read_text())
-        with np.load(folder / "weights.npz") as npz:
-            weights = [npz[f"arr_{i}"] for i in range(int(meta["num_arrays"]))]
-        with np.load(folder / "server_opt.npz") as npz:
-            server_opt: dict[str, Any] = {k: npz[k] for k in npz.files}
-        with np.load(folder / "components.npz") as npz:
-            components = _join_arrays(meta.get("components", {}), {k: npz[k] for k in npz.files})
+        with np.load(path) as npz:
+            meta = json.loads(npz["state"].tobytes())
+            weights = [npz[f"w/{i}"] for i in range(int(meta["num_arrays"]))]
+            server_opt: dict[str, Any] = {
+                k.removeprefix("opt/"): npz[k] for k in npz.files if k.startswith("opt/")
+            }
+            stashed = {k.removeprefix("c/"): npz[k] for k in npz.files if k.startswith("c/")}
     except (OSError, KeyError, ValueError) as exc:
-        raise ResumeError(f"checkpoint {str(folder)!r} is unreadable: {exc}") from exc
+        raise ResumeError(f"checkpoint {str(path)!r} is unreadable: {exc}") from exc
     server_opt.update(meta["server_opt_scalars"])
     return RunState(
         round=int(meta["round"]),
@@ -104,8 +106,13 @@ def load_checkpoint(run_dir: Path) -> RunState:
         rollbacks=int(meta["rollbacks"]),
         history=[RoundRecord(**r) for r in meta["history"]],
         server_opt=server_opt,
-        components=components,
+        components=_join_arrays(meta.get("components", {}), stashed),
     )
+
+
+def _checkpoints(root: Path) -> list[Path]:
+    """The complete checkpoints in ``root``, oldest first (round numbers are padded)."""
+    return sorted(root.glob("round-*.npz"))
 
 
 _ARRAY = "__array__"
@@ -130,9 +137,3 @@ def _join_arrays(value: Any, arrays: dict[str, np.ndarray]) -> Any:
     if isinstance(value, list):
         return [_join_arrays(v, arrays) for v in value]
     return value
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)

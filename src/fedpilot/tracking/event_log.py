@@ -211,7 +211,7 @@ class EventLogCallback(Callback):
         self._write_updates()
         line = _line(event, _now(), payload, fields)
         with self._lock:
-            if self._file is None or line is None:
+            if self._file is None or not line:
                 return
             try:
                 self._file.write(line)
@@ -230,21 +230,44 @@ class EventLogCallback(Callback):
             if self._file is None:
                 return
             try:
-                self._file.write("".join(line for line in lines if line is not None))
+                self._file.write("".join(lines))
             except OSError as exc:
                 _logger.warning("writing update events to the event log failed: %s", exc)
 
 
-def _line(event: str, time: str, payload: object, fields: dict[str, Any]) -> str | None:
-    """One event as a JSON line (None, with a warning, if it cannot be written)."""
+def _line(event: str, time: str, payload: object, fields: dict[str, Any]) -> str:
+    """One event as a JSON line ("" with a warning if it cannot be written)."""
+    # Most events hold only what json writes natively (dicts, lists, strings, finite
+    # numbers): try their fields shallowly first, the generic walk only when that fails
+    # (NaN, numpy values, paths, nested dataclasses).
+    try:
+        return _dumps(_record(event, time, _shallow(payload), fields))
+    except (TypeError, ValueError):
+        pass
     body: dict[str, Any] = {} if payload is None else to_json(payload)
-    body.update(to_json(fields))
+    try:
+        return _dumps(_record(event, time, body, to_json(fields)))
+    except (TypeError, ValueError) as exc:
+        _logger.warning("event %s cannot be written as JSON: %s", event, exc)
+        return ""
+
+
+def _shallow(payload: object) -> dict[str, Any]:
+    if payload is None:
+        return {}
+    if dataclasses.is_dataclass(payload) and not isinstance(payload, type):
+        return {name: getattr(payload, name) for name in _field_names(type(payload))}
+    raise TypeError(f"{type(payload).__name__} is not a dataclass")
+
+
+def _record(event: str, time: str, body: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+    body.update(fields)
     record: dict[str, Any] = {"event": event, "time": time}
     if "round" in body:
         record["round"] = body.pop("round")
     record.update(body)
-    try:
-        return json.dumps(record, allow_nan=False, separators=(",", ":")) + "\n"
-    except (TypeError, ValueError) as exc:
-        _logger.warning("event %s cannot be written as JSON: %s", event, exc)
-        return None
+    return record
+
+
+def _dumps(record: dict[str, Any]) -> str:
+    return json.dumps(record, allow_nan=False, separators=(",", ":")) + "\n"
