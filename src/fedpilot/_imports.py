@@ -1,10 +1,11 @@
-"""Import user objects named ``package.module:attr`` in a spec."""
+"""Import user objects named ``package.module:attr`` in a spec, and fedpilot's own
+packages' names on first use."""
 
 from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -46,3 +47,16 @@ def import_object(ref: str, *, field: str, base_dir: Path | None = None) -> Any:
             f"`{field}`: module {module_name!r} has no attribute {attr!r}, got {field}={ref!r}",
             field=field,
         ) from None
+
+
+def lazy_names(package: str, where: Mapping[str, str]) -> Callable[[str], Any]:
+    """A package's module ``__getattr__`` (PEP 562) loading each name in ``where`` from
+    its module (``package.<module>``) on first use, so importing the package stays light."""
+
+    def __getattr__(name: str) -> Any:
+        module = where.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return getattr(importlib.import_module(f"{package}.{module}"), name)
+
+    return __getattr__

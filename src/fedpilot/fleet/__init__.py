@@ -6,22 +6,16 @@ The fleets load lazily: a learner machine's ``fedpilot learner`` imports
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from fedpilot._imports import lazy_names
 from fedpilot.fleet._base import Fleet
 
 if TYPE_CHECKING:
     from fedpilot.fleet.apps import LearnerSource
     from fedpilot.fleet.local import LocalFleet
 
-_LAZY = {"LearnerSource": "fedpilot.fleet.apps", "LocalFleet": "fedpilot.fleet.local"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, {"LearnerSource": "apps", "LocalFleet": "local"})
 
 
 __all__ = ["Fleet", "LearnerSource", "LocalFleet"]

@@ -6,8 +6,9 @@ does not pull in torch, scikit-learn and Flower through the round loop.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from fedpilot._imports import lazy_names
 
 if TYPE_CHECKING:
     from fedpilot.orchestrator.centralized import run_centralized
@@ -43,12 +44,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'fedpilot.orchestrator' has no attribute {name!r}")
-    module = importlib.import_module(f"fedpilot.orchestrator.{_WHERE[name]}")
-    return getattr(module, name)
-
+__getattr__ = lazy_names(__name__, _WHERE)
 
 __all__ = [
     "Callback",

@@ -7,8 +7,9 @@ when an :class:`MLflowCallback` starts a run.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from fedpilot._imports import lazy_names
 
 if TYPE_CHECKING:
     from fedpilot.tracking.event_log import EVENTS_FILE, EventLogCallback, to_json
@@ -48,12 +49,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'fedpilot.tracking' has no attribute {name!r}")
-    module = importlib.import_module(f"fedpilot.tracking.{_WHERE[name]}")
-    return getattr(module, name)
-
+__getattr__ = lazy_names(__name__, _WHERE)
 
 __all__ = [
     "EVENTS_FILE",
