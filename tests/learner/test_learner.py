@@ -107,3 +107,17 @@ def test_label_flip_trains_on_flipped_labels(spec) -> None:  # type: ignore[no-u
     assert any(
         not np.array_equal(a, b) for a, b in zip(honest.weights, flipped.weights, strict=True)
     )
+
+
+def test_federated_evaluation_averages_model_metrics_not_system_metrics(spec) -> None:  # type: ignore[no-untyped-def]
+    from fedpilot.orchestrator import run_federation
+
+    raw = spec.model_dump() | {
+        "rounds": 1,
+        "evaluation": {"central_every": 0, "federated_every": 1},
+        "tracking": {"enabled": False},
+    }
+    result = run_federation(validate_spec(raw))
+    assert result.status == "completed"
+    assert "federated_accuracy" in result.final_metrics
+    assert not [k for k in result.final_metrics if PREFIX in k]

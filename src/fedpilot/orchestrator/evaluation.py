@@ -7,6 +7,7 @@ import time
 
 from fedpilot.data._base import ArrayDataset
 from fedpilot.fleet import Fleet
+from fedpilot.learner.sysmetrics import PREFIX as SYS_PREFIX
 from fedpilot.spec import FederationSpec
 from fedpilot.tasks._base import Task
 from fedpilot.types import Instruction, Metrics, Weights, derive_rng
@@ -74,7 +75,9 @@ class Evaluator:
                 continue
             count += float(n)
             for key, value in reply.metrics.items():
-                totals[key] = totals.get(key, 0.0) + float(n) * value
+                # What the evaluation cost each learner's machine is not a model metric.
+                if not key.startswith(SYS_PREFIX):
+                    totals[key] = totals.get(key, 0.0) + float(n) * value
         return {k: v / count for k, v in totals.items()} if count else {}
 
 
