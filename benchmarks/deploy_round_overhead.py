@@ -27,7 +27,6 @@ import hashlib
 import itertools
 import json
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,6 +40,7 @@ import yaml
 
 from _common import LOG_DIR, Check, Table, write_results
 from fedpilot.fleet.flower.superlink import Control, SuperLinkProcess, Transport, flower_env
+from fedpilot.fleet.flower.supernode import free_port
 
 APP_DIR = Path(__file__).resolve().parent / "_deploy_app"
 FEDPILOT = str(Path(sys.executable).parent / "fedpilot")
@@ -109,7 +109,7 @@ def start_stock_supernodes(address: str, workdir: Path, count: int) -> list[Any]
                         "--insecure",
                         f"--superlink={address}",
                         f"--node-config=partition-id={i} num-partitions={count}",
-                        f"--port={_free_port()}",
+                        f"--port={free_port()}",
                     ],
                     env=flower_env(home),
                     stdout=log,
@@ -135,13 +135,6 @@ def wait_online(control: Control, count: int, timeout: float = 120.0) -> None:
             states = [node.status for node in control.nodes()]
             raise TimeoutError(f"expected {count} online nodes, the SuperLink has {states}")
         time.sleep(0.25)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def fedpilot_round_times(address: str, workdir: Path, rounds: int, tag: str) -> list[float]:

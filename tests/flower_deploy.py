@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,18 +17,12 @@ from typing import Any
 import pytest
 import yaml
 
+from fedpilot.fleet.flower.supernode import free_port
 from fedpilot.security.certs import init_certificates
 from fedpilot.security.keys import add_to_allow_list, generate_learner_keys, read_public_key_file
 
 FEDPILOT = str(Path(sys.executable).parent / "fedpilot")
 LEARNERS = ("alpha", "beta", "gamma")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True)

@@ -19,15 +19,23 @@ from typing import Any
 import numpy as np
 import pytest
 
+import federations
 from fedpilot.errors import SpecError, UserError
 from fedpilot.fleet import LocalFleet
 from fedpilot.fleet.ray import RayFleet
 from fedpilot.orchestrator import load_checkpoint, load_run_spec, run_federation
-from fedpilot.orchestrator.events import Callback, RoundSummary
-from fedpilot.spec import FederationSpec, validate_spec
-from fedpilot.types import Instruction, Reply, RoundContext
+from fedpilot.spec import FederationSpec
+from fedpilot.types import Instruction, Reply
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
+
+# Smaller than the shared federation: every learner every round, evaluated on learners.
+RAY_FEDERATION: dict[str, Any] = {
+    "data": {"num_learners": 4},
+    "rounds": 3,
+    "sampling": {"fraction": 1.0},
+    "evaluation": {"federated_every": 1},
+}
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 WEIGHTS = [np.zeros((64, 10), np.float32), np.zeros(10, np.float32)]
@@ -56,21 +64,7 @@ def shared_ray() -> str:
 
 
 def digits_spec(tmp_path: Path, name: str, **changes: Any) -> FederationSpec:
-    raw: dict[str, Any] = {
-        "name": name,
-        "seed": 7,
-        "task": {"name": "digits-mlp", "params": {"hidden": 16}},
-        "data": {"num_learners": 4, "partition": "dirichlet(0.5)"},
-        "rounds": 3,
-        "sampling": {"fraction": 1.0, "min_learners": 1},
-        "local": {"epochs": 1, "batch_size": 16, "lr": 0.05},
-        "guard": {"enabled": False},
-        "tracking": {"enabled": False},
-        "evaluation": {"federated_every": 1},
-        "output_dir": str(tmp_path / name),
-    }
-    raw.update(changes)
-    return validate_spec(raw)
+    return federations.digits_spec(tmp_path, name, **{**RAY_FEDERATION, **changes})
 
 
 def train_all(
@@ -168,24 +162,13 @@ def test_a_learner_past_the_deadline_is_cancelled_and_times_out(
         assert train_all(fleet, 2, only="1")["1"].ok
 
 
-class StopAfter(Callback):
-    """Ctrl-C right after round ``round_`` was checkpointed."""
-
-    def __init__(self, round_: int) -> None:
-        self.round = round_
-
-    def on_round_end(self, *, ctx: RoundContext, summary: RoundSummary) -> None:
-        if summary.round == self.round:
-            raise KeyboardInterrupt
-
-
 def test_scaffold_state_is_kept_checkpointed_and_resumes_exactly(
     tmp_path: Path, shared_ray: str
 ) -> None:
     changes: dict[str, Any] = {"strategy": {"name": "scaffold"}, "runtime": {"mode": "ray"}}
     whole = run_federation(digits_spec(tmp_path, "whole", **changes))
     cut = digits_spec(tmp_path, "cut", **changes)
-    stopped = run_federation(cut, callbacks=[StopAfter(2)])
+    stopped = run_federation(cut, callbacks=[federations.StopAfter(2)])
     assert stopped.status == "interrupted" and stopped.rounds_completed == 2
     (run_dir,) = [p for p in Path(cut.output_dir).iterdir() if p.is_dir()]
     controls = load_checkpoint(run_dir).components["fleet"]["learners"]

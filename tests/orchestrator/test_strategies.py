@@ -11,10 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from federations import StopAfter, digits_spec
 from fedpilot.orchestrator import load_checkpoint, load_run_spec, run_federation
-from fedpilot.orchestrator.events import Callback, RoundSummary
-from fedpilot.spec import validate_spec
-from fedpilot.types import RoundContext
 
 STRATEGIES: dict[str, dict[str, Any]] = {
     "fedavg": {"name": "fedavg"},
@@ -42,42 +40,10 @@ EVERYTHING: dict[str, Any] = {
 }
 
 
-def spec_for(tmp_path: Path, name: str, **changes: Any) -> Any:
-    raw: dict[str, Any] = {
-        "name": name,
-        "seed": 7,
-        "task": {"name": "digits-mlp", "params": {"hidden": 16}},
-        "data": {"num_learners": 6, "partition": "dirichlet(0.5)"},
-        "rounds": 4,
-        "sampling": {"fraction": 0.5, "min_learners": 1},
-        "local": {"epochs": 1, "batch_size": 16, "lr": 0.05},
-        "guard": {"enabled": False},
-        "tracking": {"enabled": False},
-        "output_dir": str(tmp_path / name),
-    }
-    for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(raw.get(key), dict):
-            raw[key] = {**raw[key], **value}
-        else:
-            raw[key] = value
-    return validate_spec(raw)
-
-
-class StopAfter(Callback):
-    """Ctrl-C right after round ``round_`` was checkpointed."""
-
-    def __init__(self, round_: int) -> None:
-        self.round = round_
-
-    def on_round_end(self, *, ctx: RoundContext, summary: RoundSummary) -> None:
-        if summary.round == self.round:
-            raise KeyboardInterrupt
-
-
 def assert_resume_is_exact(tmp_path: Path, **changes: Any) -> list[Any]:
-    whole = run_federation(spec_for(tmp_path, "whole", **changes))
+    whole = run_federation(digits_spec(tmp_path, "whole", **changes))
     assert whole.status == "completed" and whole.rounds_completed == 4
-    cut_spec = spec_for(tmp_path, "cut", **changes)
+    cut_spec = digits_spec(tmp_path, "cut", **changes)
     stopped = run_federation(cut_spec, callbacks=[StopAfter(2)])
     assert stopped.status == "interrupted" and stopped.rounds_completed == 2
     (run_dir,) = [p for p in Path(cut_spec.output_dir).iterdir() if p.is_dir()]
@@ -109,7 +75,7 @@ def test_robust_adaptive_simulated_federation_resumes_exactly(tmp_path: Path) ->
 
 
 def test_scaffold_keeps_each_learners_control_variate_across_rounds(tmp_path: Path) -> None:
-    spec = spec_for(tmp_path, "scaffold", strategy={"name": "scaffold"})
+    spec = digits_spec(tmp_path, "scaffold", strategy={"name": "scaffold"})
     run_federation(spec)
     (run_dir,) = [p for p in Path(spec.output_dir).iterdir() if p.is_dir()]
     state = load_checkpoint(run_dir)
@@ -127,7 +93,7 @@ def test_gaussian_attackers_are_rejected_as_norm_outliers_with_a_reason(tmp_path
         "validation": {"norm_outlier_z": 3.5},
         "simulation": {"attack": {"fraction": 0.2, "behaviour": "gaussian", "noise_std": 5.0}},
     }
-    spec = spec_for(tmp_path, "outliers", **changes)
+    spec = digits_spec(tmp_path, "outliers", **changes)
     result = run_federation(spec)
     (run_dir,) = [p for p in Path(spec.output_dir).iterdir() if p.is_dir()]
     log = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]

@@ -106,7 +106,7 @@ class SuperNodeProcess:
             f"--superlink={self.server}",
             f"--node-config={self.data.node_config(self.name)}",
             "--host=127.0.0.1",  # the ClientApp processes' API: this machine only
-            f"--port={_free_port()}",
+            f"--port={free_port()}",
         ]
         if self.transport.insecure:
             cmd.append("--insecure")
@@ -205,7 +205,8 @@ class SuperNodeProcess:
         self._process = self._zygote = None
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
