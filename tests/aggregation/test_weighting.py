@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fedpilot.aggregation.weighting import UpdateWeighting
-from fedpilot.orchestrator.ledger import LearnerLedger
+from fedpilot.selection import ParticipationLog
 from fedpilot.selection._base import LearnerOutcome
 from fedpilot.spec.sections import WeightingSpec
 
@@ -14,15 +14,15 @@ W = [np.zeros(3, np.float32)]
 
 
 def test_data_size_and_uniform_schemes() -> None:
-    ledger = LearnerLedger()
+    ledger = ParticipationLog()
     assert UpdateWeighting(WeightingSpec(), ledger).weigh("a", 30, W).weight == 30.0
     uniform = UpdateWeighting(WeightingSpec(scheme="uniform"), ledger).weigh("a", 30, W)
     assert uniform.weight == 1.0 and uniform.data == 30.0
 
 
 def test_adaptive_weight_is_data_times_reliability_times_quality() -> None:
-    ledger = LearnerLedger()
-    ledger.record(1, {"a": LearnerOutcome("a", "accepted", duration=2.0, deadline=10.0)})
+    ledger = ParticipationLog()
+    ledger.update(1, {"a": LearnerOutcome("a", "accepted", duration=2.0, deadline=10.0)})
     # Validation loss: the distance of the single weight from 0 (the global model).
     weighting = UpdateWeighting(
         WeightingSpec(scheme="adaptive", lateness_penalty=0.5, quality_temperature=0.1),
@@ -41,7 +41,7 @@ def test_adaptive_weight_is_data_times_reliability_times_quality() -> None:
 
 
 def test_adaptive_without_validation_data_has_quality_one() -> None:
-    weighting = UpdateWeighting(WeightingSpec(scheme="adaptive"), LearnerLedger())
+    weighting = UpdateWeighting(WeightingSpec(scheme="adaptive"), ParticipationLog())
     weighting.begin_round(W)
     factors = weighting.weigh("new", 8, W)
     assert not weighting.uses_quality and factors.quality == 1.0

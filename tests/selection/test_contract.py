@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
 
+from fedpilot.orchestrator.checkpoint import decode_state, encode_state
 from fedpilot.selection import SELECTORS, LearnerOutcome, Selection, Selector
 from fedpilot.types import LearnerInfo, RoundContext
 
@@ -108,20 +110,20 @@ def test_equal_seeds_give_equal_selections(make: Callable[[], Selector]) -> None
 def test_select_does_not_change_the_state(make: Callable[[], Selector]) -> None:
     selector = make()
     play(selector, range(1, 6))
-    before = json.dumps(selector.state_dict(), sort_keys=True)
+    before = as_stored(selector.state_dict())
     a = selector.select(candidates=fleet(), size=4, ctx=ctx(6), rng=np.random.default_rng(1))
     b = selector.select(candidates=fleet(), size=4, ctx=ctx(6), rng=np.random.default_rng(1))
     assert a == b
-    assert json.dumps(selector.state_dict(), sort_keys=True) == before
+    assert as_stored(selector.state_dict()) == before
 
 
-def test_restored_from_json_state_continues_identically(make: Callable[[], Selector]) -> None:
+def test_restored_from_a_checkpoint_continues_identically(make: Callable[[], Selector]) -> None:
     original = make()
     play(original, range(1, 9))
     restored = make()
-    restored.load_state_dict(json.loads(json.dumps(original.state_dict(), allow_nan=False)))
+    restored.load_state_dict(through_checkpoint(original.state_dict()))
     assert play(restored, range(9, 20)) == play(original, range(9, 20))
-    assert json.dumps(restored.state_dict()) == json.dumps(original.state_dict())
+    assert as_stored(restored.state_dict()) == as_stored(original.state_dict())
 
 
 def test_copes_with_no_outcomes_and_empty_candidates(make: Callable[[], Selector]) -> None:
@@ -160,11 +162,28 @@ def test_negative_size_is_refused(make: Callable[[], Selector]) -> None:
         make().select(candidates=fleet(), size=-1, ctx=ctx(1), rng=np.random.default_rng(0))
 
 
-def test_fresh_state_is_json_and_loads_into_a_fresh_selector(
+def test_fresh_state_is_storable_and_loads_into_a_fresh_selector(
     make: Callable[[], Selector],
 ) -> None:
-    state = json.loads(json.dumps(make().state_dict()))
+    state = through_checkpoint(make().state_dict())
     selector = make()
     selector.load_state_dict(state)
     selector.load_state_dict({})  # an old checkpoint without selector state
-    assert selector.state_dict() == make().state_dict()
+    assert as_stored(selector.state_dict()) == as_stored(make().state_dict())
+
+
+def as_stored(state: dict[str, Any]) -> tuple[str, dict[str, bytes]]:
+    """What a checkpoint stores of ``state``: its JSON text and its arrays' bytes."""
+    text, arrays = encode_state(state)
+    return text, {key: array.tobytes() for key, array in arrays.items()}
+
+
+def through_checkpoint(state: dict[str, Any]) -> Any:
+    """``state`` after the round trip a checkpoint makes (strict JSON, arrays as binary)."""
+    text, arrays = encode_state(state)
+    json.loads(text, parse_constant=_refuse)  # no NaN or inf outside arrays
+    return decode_state(text, {key: array.copy() for key, array in arrays.items()})
+
+
+def _refuse(constant: str) -> None:
+    raise ValueError(f"state holds {constant}, which strict JSON cannot")

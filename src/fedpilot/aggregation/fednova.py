@@ -6,10 +6,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
+import numpy.typing as npt
 
+from fedpilot._blas import add_scaled
 from fedpilot.aggregation._base import AggregationReport, Aggregator, check_shapes, check_weight
-from fedpilot.aggregation.mean import _as_tensor
 from fedpilot.types import LearnerId, RoundContext, Update, Weights
 
 LOCAL_STEPS = "local_steps"
@@ -26,7 +26,7 @@ class FedNovaMean(Aggregator):
     ``aggregation_weight``.
 
     Folded as updates arrive: ``S = Σ c_i y_i`` with ``c_i = w_i / τ_i`` accumulates in
-    float64 (torch ``add_`` with ``alpha``) with the scalars ``C = Σ c_i``,
+    float64 (BLAS axpy, in place) with the scalars ``C = Σ c_i``,
     ``W = Σ w_i`` and ``T = Σ w_i τ_i``; then ``Σ p_i d_i = (C·x − S) / W`` and the
     result is ``x − (T / W) · (C·x − S) / W``. Integer arrays get the weighted mean,
     rounded. Memory is one float64 accumulator per array.
@@ -34,7 +34,9 @@ class FedNovaMean(Aggregator):
 
     def __init__(self) -> None:
         self._reference: Weights = []
-        self._sums: list[torch.Tensor] = []
+        self._sums: list[npt.NDArray[np.float64]] = []
+        """One flat accumulator per array of the model."""
+        self._shapes: list[tuple[int, ...]] = []
         self._c = self._w = self._t = 0.0
         self._parts: dict[LearnerId, tuple[float, float]] = {}
         self._report = AggregationReport()
@@ -42,7 +44,8 @@ class FedNovaMean(Aggregator):
     def begin(self, *, reference: Weights, ctx: RoundContext) -> None:
         del ctx
         self._reference = list(reference)
-        self._sums = [torch.zeros(r.shape, dtype=torch.float64) for r in reference]
+        self._sums = [np.zeros(r.size, dtype=np.float64) for r in reference]
+        self._shapes = [r.shape for r in reference]
         self._c = self._w = self._t = 0.0
         self._parts = {}
         self._report = AggregationReport()
@@ -61,11 +64,11 @@ class FedNovaMean(Aggregator):
                 f"update from {update.learner}: metrics[{LOCAL_STEPS!r}] must be >= 1, got {tau}"
             )
         weight = check_weight(update)
-        check_shapes(update, [tuple(total.shape) for total in self._sums])
+        check_shapes(update, self._shapes)
         for ref, total, array in zip(self._reference, self._sums, update.weights, strict=True):
             # Counters are averaged, not normalised: a step count means nothing to them.
             coefficient = weight / tau if ref.dtype.kind == "f" else weight
-            total.add_(_as_tensor(array), alpha=coefficient)
+            add_scaled(total, array, coefficient)
         self._c += weight / tau
         self._w += weight
         self._t += weight * tau
@@ -77,7 +80,7 @@ class FedNovaMean(Aggregator):
         tau_eff = self._t / self._w
         out: Weights = []
         for ref, total in zip(self._reference, self._sums, strict=True):
-            sums = total.numpy()
+            sums = total.reshape(ref.shape)
             if ref.dtype.kind == "f":
                 x = ref.astype(np.float64)
                 step = (self._c * x - sums) / self._w

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
-import torch
 
+from fedpilot._blas import add_scaled
 from fedpilot.aggregation._base import AggregationReport, Aggregator, check_shapes
 from fedpilot.types import LearnerId, RoundContext, Update, Weights
 
@@ -13,9 +15,9 @@ from fedpilot.types import LearnerId, RoundContext, Update, Weights
 class WeightedMean(Aggregator):
     """Mean of updates weighted by ``aggregation_weight``, folded as they arrive.
 
-    Each ``add`` is one fused, vectorised ``sum += w·x`` pass (torch's in-place
-    ``add_`` with ``alpha``) over the update, so an update is read once; memory is one
-    accumulator per array, whatever the number of updates.
+    Each ``add`` is one fused ``sum += w·x`` pass per array (BLAS axpy, in place), so an
+    update is read once; memory is one accumulator per array, whatever the number of
+    updates.
 
     Precision and order: by default floating arrays accumulate in their own dtype,
     which is fastest but makes the last bits depend on the order updates arrive in.
@@ -28,8 +30,10 @@ class WeightedMean(Aggregator):
 
     def __init__(self, *, order_independent: bool = False) -> None:
         self.order_independent = order_independent
-        self._sums: list[torch.Tensor] = []
-        self._dtypes: list[np.dtype[np.generic]] = []
+        self._sums: list[npt.NDArray[np.floating[Any]]] = []
+        """One flat accumulator per array of the model."""
+        self._shapes: list[tuple[int, ...]] = []
+        self._dtypes: list[np.dtype[Any]] = []
         self._total_weight = 0.0
         self._count = 0
         self._weights: dict[LearnerId, float] = {}
@@ -37,34 +41,33 @@ class WeightedMean(Aggregator):
 
     def begin(self, *, reference: Weights, ctx: RoundContext) -> None:
         del ctx
+        shapes = [r.shape for r in reference]
         dtypes = [self._accumulator_dtype(r.dtype) for r in reference]
-        reusable = len(self._sums) == len(reference) and all(
-            tuple(s.shape) == r.shape and s.dtype == d
-            for s, r, d in zip(self._sums, reference, dtypes, strict=True)
+        reusable = shapes == self._shapes and all(
+            s.dtype == d for s, d in zip(self._sums, dtypes, strict=True)
         )
         if reusable:
-            for buffer in self._sums:
-                buffer.zero_()
+            for total in self._sums:
+                total.fill(0)
         else:
-            self._sums = [
-                torch.zeros(r.shape, dtype=d) for r, d in zip(reference, dtypes, strict=True)
-            ]
+            self._sums = [np.zeros(r.size, dtype=d) for r, d in zip(reference, dtypes, strict=True)]
+        self._shapes = shapes
         self._dtypes = [r.dtype for r in reference]
         self._total_weight = 0.0
         self._count = 0
         self._weights = {}
         self._report = AggregationReport()
 
-    def _accumulator_dtype(self, dtype: np.dtype[np.generic]) -> torch.dtype:
+    def _accumulator_dtype(self, dtype: np.dtype[Any]) -> np.dtype[Any]:
         if self.order_independent or not np.issubdtype(dtype, np.floating):
-            return torch.float64
-        return torch.float64 if dtype == np.float64 else torch.float32
+            return np.dtype(np.float64)
+        return np.dtype(np.float64 if dtype == np.float64 else np.float32)
 
     def add(self, update: Update) -> None:
         weight = update.aggregation_weight
-        check_shapes(update, [tuple(total.shape) for total in self._sums])
+        check_shapes(update, self._shapes)
         for total, array in zip(self._sums, update.weights, strict=True):
-            total.add_(_as_tensor(array), alpha=weight)
+            add_scaled(total, array, weight)
         self._total_weight += weight
         self._count += 1
         self._weights[update.learner] = self._weights.get(update.learner, 0.0) + weight
@@ -74,8 +77,8 @@ class WeightedMean(Aggregator):
             raise ValueError("no updates were added this round; nothing to average")
         scale = 1.0 / self._total_weight
         out: Weights = []
-        for total, dtype in zip(self._sums, self._dtypes, strict=True):
-            mean = (total * scale).numpy()
+        for total, shape, dtype in zip(self._sums, self._shapes, self._dtypes, strict=True):
+            mean = (total * scale).reshape(shape)
             if np.issubdtype(dtype, np.integer):
                 mean = np.rint(mean)
             out.append(mean.astype(dtype, copy=False))
@@ -92,11 +95,3 @@ class WeightedMean(Aggregator):
     @property
     def count(self) -> int:
         return self._count
-
-
-def _as_tensor(array: npt.NDArray[np.generic]) -> torch.Tensor:
-    # A zero-copy view; torch refuses read-only and non-native-byte-order buffers, so
-    # those (rare: arrays straight from a wire buffer) are copied once.
-    if not (array.flags.writeable and array.flags.c_contiguous and array.dtype.isnative):
-        array = np.array(array, dtype=array.dtype.newbyteorder("="), order="C")
-    return torch.from_numpy(array)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from fedpilot.orchestrator.ledger import LearnerLedger
+    from fedpilot.selection.log import ParticipationLog
 from fedpilot.spec.sections import WeightingSpec
 from fedpilot.types import LearnerId, Weights
 
@@ -52,7 +52,7 @@ class UpdateWeighting:
     """
 
     spec: WeightingSpec
-    ledger: LearnerLedger
+    ledger: ParticipationLog
     validation_loss: ValidationLoss | None = None
     _global_loss: float | None = field(default=None, init=False)
 

@@ -14,6 +14,7 @@ from flwr.app import (
 from flwr.clientapp import ClientApp
 
 from fedpilot.fleet._convention import instruction_content, reply_from_message
+from fedpilot.learner import sysmetrics
 from fedpilot.learner.core import LearnerState, TaskLearner
 from fedpilot.types import Config, Instruction, LearnerId, Reply, weights_nbytes
 
@@ -71,17 +72,19 @@ def _run_direct(
         )
     else:
         out = learner.evaluate(job.partition, instruction.weights, instruction.config)
+    # The learner measured the payload both ways (sysmetrics.Meter): what it received is
+    # what this side sent.
+    metrics = out.metrics
     reply = Reply(
         learner=job.learner,
         kind=instruction.kind,
         weights=out.weights,
-        metrics=out.metrics,
+        metrics=metrics,
         num_examples=out.num_examples,
         extras=out.extras,
         duration=time.perf_counter() - started,
-        bytes_sent=weights_nbytes(instruction.weights),
-        bytes_received=weights_nbytes(out.weights)
-        + sum(weights_nbytes(w) for w in out.extras.values()),
+        bytes_sent=int(metrics[sysmetrics.BYTES_RECEIVED]),
+        bytes_received=int(metrics[sysmetrics.BYTES_SENT]),
     )
     return reply, out.state if out.state is not None else state
 

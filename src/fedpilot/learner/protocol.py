@@ -31,9 +31,12 @@ def train_config(settings: TrainSettings, server_round: int) -> Config:
     }
 
 
+_DEFAULTS = TrainSettings()
+
+
 def settings_from_config(config: Config) -> TrainSettings:
     """Inverse of :func:`train_config`; missing keys take TrainSettings' defaults."""
-    defaults = TrainSettings()
+    defaults = _DEFAULTS
     optimizer = str(config.get("optimizer", defaults.optimizer))
     if optimizer not in ("sgd", "adam"):
         raise ValueError(f"`optimizer` must be 'sgd' or 'adam', got optimizer={optimizer!r}")

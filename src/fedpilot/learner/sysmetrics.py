@@ -10,6 +10,8 @@ from fedpilot.types import Metrics, Weights, weights_nbytes
 
 PREFIX = "sys."
 """Reply metrics under this prefix describe the machine, not the model."""
+BYTES_RECEIVED = PREFIX + "bytes_received"
+BYTES_SENT = PREFIX + "bytes_sent"
 
 
 class Meter:
@@ -29,8 +31,8 @@ class Meter:
             PREFIX + "train_seconds": time.perf_counter() - self._wall,
             PREFIX + "cpu_seconds": time.process_time() - self._cpu,
             PREFIX + "peak_rss_mb": _peak_rss_mb(),
-            PREFIX + "bytes_received": float(weights_nbytes(self._received)),
-            PREFIX + "bytes_sent": float(sum(weights_nbytes(w) for w in sent)),
+            BYTES_RECEIVED: float(weights_nbytes(self._received)),
+            BYTES_SENT: float(sum(weights_nbytes(w) for w in sent)),
         }
 
 

@@ -11,6 +11,7 @@ the file-system operations cost more than the bytes.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from dataclasses import dataclass, field
@@ -53,7 +54,6 @@ def save_checkpoint(run_dir: Path, state: RunState) -> Path:
             arrays[f"opt/{key}"] = value
         else:
             scalars[key] = value
-    component_arrays: dict[str, np.ndarray] = {}
     meta = {
         "round": state.round,
         "metrics": state.metrics,
@@ -64,17 +64,16 @@ def save_checkpoint(run_dir: Path, state: RunState) -> Path:
         "components": state.components,
         "num_arrays": len(state.weights),
     }
-    # json calls the hook only for what it cannot write itself (numpy values), so the
-    # plain data that makes up most components costs nothing extra.
-    text = json.dumps(
-        meta, separators=(",", ":"), default=lambda v: _stash_array(v, component_arrays)
-    )
+    text, component_arrays = encode_state(meta)
     arrays.update({f"c/{key}": value for key, value in component_arrays.items()})
     arrays["state"] = np.frombuffer(text.encode(), dtype=np.uint8)
     final = root / f"round-{state.round:06d}.npz"
     tmp = root / f".tmp-{final.name}-{os.getpid()}"
-    with tmp.open("wb") as out:
-        np.savez(out, **arrays)  # type: ignore[arg-type]
+    # Built in memory and written in one call: zipfile seeks back to patch each member's
+    # header, which on a real file costs a flush per member.
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)  # type: ignore[arg-type]
+    tmp.write_bytes(buffer.getbuffer())
     os.replace(tmp, final)
     for old in _checkpoints(root)[:-KEEP_LAST]:
         old.unlink(missing_ok=True)
@@ -90,12 +89,12 @@ def load_checkpoint(run_dir: Path) -> RunState:
     path = found[-1]
     try:
         with np.load(path) as npz:
-            meta = json.loads(npz["state"].tobytes())
+            stashed = {k.removeprefix("c/"): npz[k] for k in npz.files if k.startswith("c/")}
+            meta = decode_state(npz["state"].tobytes(), stashed)
             weights = [npz[f"w/{i}"] for i in range(int(meta["num_arrays"]))]
             server_opt: dict[str, Any] = {
                 k.removeprefix("opt/"): npz[k] for k in npz.files if k.startswith("opt/")
             }
-            stashed = {k.removeprefix("c/"): npz[k] for k in npz.files if k.startswith("c/")}
     except (OSError, KeyError, ValueError) as exc:
         raise ResumeError(f"checkpoint {str(path)!r} is unreadable: {exc}") from exc
     server_opt.update(meta["server_opt_scalars"])
@@ -106,7 +105,7 @@ def load_checkpoint(run_dir: Path) -> RunState:
         rollbacks=int(meta["rollbacks"]),
         history=[RoundRecord(**r) for r in meta["history"]],
         server_opt=server_opt,
-        components=_join_arrays(meta.get("components", {}), stashed),
+        components=meta.get("components", {}),
     )
 
 
@@ -116,6 +115,25 @@ def _checkpoints(root: Path) -> list[Path]:
 
 
 _ARRAY = "__array__"
+
+
+def encode_state(value: Any) -> tuple[str, dict[str, np.ndarray]]:
+    """``value`` (JSON-able data whose leaves may be numpy arrays) as JSON text, with
+    each array replaced by a reference into the returned mapping (stored as binary).
+
+    Raises:
+        TypeError: A leaf is neither JSON-able nor a numpy value.
+    """
+    arrays: dict[str, np.ndarray] = {}
+    # json calls the hook only for what it cannot write itself (numpy values), so plain
+    # data costs nothing extra.
+    text = json.dumps(value, separators=(",", ":"), default=lambda v: _stash_array(v, arrays))
+    return text, arrays
+
+
+def decode_state(text: str | bytes, arrays: dict[str, np.ndarray]) -> Any:
+    """Inverse of :func:`encode_state`."""
+    return _join_arrays(json.loads(text), arrays)
 
 
 def _stash_array(value: Any, arrays: dict[str, np.ndarray]) -> Any:

@@ -20,11 +20,10 @@ from fedpilot.guard import build_guard
 from fedpilot.orchestrator.checkpoint import RunState, load_checkpoint
 from fedpilot.orchestrator.evaluation import Evaluator
 from fedpilot.orchestrator.events import Callback, CallbackList, RunInfo, RunResult
-from fedpilot.orchestrator.ledger import LearnerLedger
 from fedpilot.orchestrator.status import StatusFileCallback
 from fedpilot.orchestrator.sync import RoundParts, SyncOrchestrator
 from fedpilot.privacy import UpdateValidator
-from fedpilot.selection import build_selector
+from fedpilot.selection import ParticipationLog, build_selector
 from fedpilot.simulation import build_simulated_fleet
 from fedpilot.spec import FederationSpec, FlowerRuntime, RayRuntime, load_spec
 from fedpilot.spec.sections import FedNovaStrategy
@@ -181,7 +180,7 @@ def build_parts(spec: FederationSpec, task: Task | None, fleet: Fleet, run_dir: 
         workdir=run_dir,
         base_dir=spec.base_dir,
     )
-    ledger = LearnerLedger()
+    ledger = ParticipationLog()
     return RoundParts(
         fleet=fleet,
         selector=build_selector(spec.selection, base_dir=spec.base_dir),

@@ -23,9 +23,8 @@ from fedpilot.orchestrator.events import (
     RunResult,
     UpdateVerdict,
 )
-from fedpilot.orchestrator.ledger import LearnerLedger
 from fedpilot.privacy import UpdateValidator
-from fedpilot.selection import Selector
+from fedpilot.selection import ParticipationLog, Selector
 from fedpilot.spec import FederationSpec
 from fedpilot.spec.sections import FedProxStrategy
 from fedpilot.tasks._base import TrainSettings
@@ -54,7 +53,7 @@ class RoundParts:
     weighting: UpdateWeighting
     guard: Guard
     evaluator: Evaluator
-    ledger: LearnerLedger
+    ledger: ParticipationLog
 
 
 class SyncOrchestrator:
@@ -186,7 +185,7 @@ class SyncOrchestrator:
                 )
 
         parts.selector.observe(ctx=ctx, outcomes=tally.outcomes)
-        parts.ledger.record(round_, tally.outcomes)
+        parts.ledger.update(round_, tally.outcomes)
         summary = RoundSummary(
             round=round_,
             status=status,  # type: ignore[arg-type]

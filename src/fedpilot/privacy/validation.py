@@ -7,8 +7,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
+from fedpilot._blas import all_finite
 from fedpilot.types import LearnerId, Reply, Weights
 
 # Scales the median absolute deviation to a standard deviation for normal data.
@@ -97,7 +97,7 @@ class UpdateValidator:
                 return Validation(
                     f"array {index} has dtype {got.dtype}, the global model's is {want.dtype}"
                 )
-            if got.dtype.kind in "fc" and not _all_finite(got):
+            if not all_finite(got):
                 bad = int(np.size(got) - np.count_nonzero(np.isfinite(got)))
                 return Validation(f"array {index} has {bad} non-finite values (NaN or inf)")
         norm = _delta_norm(reply.weights, reference) if self.has_cohort_checks else None
@@ -133,16 +133,6 @@ def _delta_norm(weights: Weights, reference: Weights) -> float:
             diff = got.astype(np.float64) - want.astype(np.float64)
             total += float(np.dot(diff.ravel(), diff.ravel()))
     return math.sqrt(total)
-
-
-def _all_finite(array: npt.NDArray[np.generic]) -> bool:
-    # A NaN or inf anywhere makes the sum non-finite, and a float64 sum of float32 values
-    # cannot overflow, so one reduction without a temporary mask decides the usual case;
-    # only a non-finite sum (which may be an overflow of large finite float64 values)
-    # takes the exact element-wise check.
-    if array.dtype.kind == "f" and math.isfinite(array.sum(dtype=np.float64)):
-        return True
-    return bool(np.isfinite(array).all())
 
 
 def _positive_int(value: object) -> int | None:

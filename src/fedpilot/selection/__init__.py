@@ -9,6 +9,7 @@ from typing import Any
 from fedpilot._imports import import_object
 from fedpilot.errors import SpecError
 from fedpilot.selection._base import LearnerOutcome, OutcomeStatus, Selection, Selector
+from fedpilot.selection.log import LearnerRecord, ParticipationLog
 from fedpilot.selection.oort import OortSelector
 from fedpilot.selection.power_of_choice import PowerOfChoiceSelector
 from fedpilot.selection.ucb import UcbSelector, contributions
@@ -81,8 +82,10 @@ __all__ = [
     "SELECTORS",
     "AvailableSelector",
     "LearnerOutcome",
+    "LearnerRecord",
     "OortSelector",
     "OutcomeStatus",
+    "ParticipationLog",
     "PowerOfChoiceSelector",
     "RandomSelector",
     "Selection",

@@ -88,9 +88,11 @@ class Selector(ABC):
         del ctx, outcomes
 
     def state_dict(self) -> dict[str, Any]:
-        """What must survive a checkpoint: plain JSON-serialisable dicts, lists and numbers."""
+        """What must survive a checkpoint: JSON-able dicts, lists and numbers, with numpy
+        arrays allowed as leaves (the checkpoint stores those as binary; see
+        :func:`fedpilot.orchestrator.checkpoint.encode_state`)."""
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned (possibly after a JSON round trip)."""
+        """Restore what :meth:`state_dict` returned, after a checkpoint's round trip."""
         del state

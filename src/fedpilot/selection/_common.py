@@ -1,10 +1,8 @@
-"""Pieces every selector shares: candidate hygiene, ranking, sampling, participation log."""
+"""Pieces every selector shares: candidate hygiene, ranking, sampling, the logged base."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -12,6 +10,7 @@ import numpy.typing as npt
 
 from fedpilot.errors import ResumeError
 from fedpilot.selection._base import LearnerOutcome, Selection, Selector
+from fedpilot.selection.log import ParticipationLog
 from fedpilot.types import LearnerId, LearnerInfo, RoundContext
 
 
@@ -76,90 +75,6 @@ def weighted_sample(weights: Sequence[float], k: int, rng: np.random.Generator) 
     return [int(i) for i in positive] + [int(i) for i in rest]
 
 
-def finite_or_none(value: float | None) -> float | None:
-    return float(value) if value is not None and math.isfinite(value) else None
-
-
-@dataclass
-class LearnerRecord:
-    """What is known about one learner from the rounds it took part in."""
-
-    tried: int = 0
-    """Rounds with an outcome (accepted, rejected or failed)."""
-    accepted: int = 0
-    rejected: int = 0
-    failed: int = 0
-    streak: int = 0
-    """Consecutive rounds without an accepted update, up to now."""
-    last_round: int = 0
-    """The last round it was chosen in (0: never)."""
-    loss: float | None = None
-    """The training loss of its last accepted update."""
-    examples: int = 0
-    """Examples of its last accepted update."""
-    duration: float | None = None
-    """Seconds it took the last time a duration was reported (for a failure without one:
-    the round's deadline)."""
-
-
-class ParticipationLog:
-    """Per-learner history of outcomes; every selector keeps one in its checkpoint."""
-
-    def __init__(self) -> None:
-        self.records: dict[LearnerId, LearnerRecord] = {}
-
-    def get(self, learner: LearnerId) -> LearnerRecord | None:
-        return self.records.get(learner)
-
-    def tried(self, learner: LearnerId) -> bool:
-        record = self.records.get(learner)
-        return record is not None and record.tried > 0
-
-    def update(self, ctx: RoundContext, outcomes: Mapping[LearnerId, LearnerOutcome]) -> None:
-        # Sorted so the checkpoint's key order does not depend on reply arrival order.
-        for learner in sorted(outcomes):
-            outcome = outcomes[learner]
-            record = self.records.setdefault(learner, LearnerRecord())
-            record.tried += 1
-            record.last_round = max(record.last_round, ctx.round)
-            duration = finite_or_none(outcome.duration)
-            if duration is None and outcome.status == "failed":
-                # A learner that delivered nothing used the whole deadline as far as anyone
-                # knows: stragglers and dropouts then look slow to duration-aware selectors.
-                duration = finite_or_none(outcome.deadline)
-            if duration is not None and duration >= 0:
-                record.duration = duration
-            if outcome.status == "accepted":
-                record.accepted += 1
-                record.streak = 0
-                record.examples = max(0, int(outcome.num_examples))
-                loss = finite_or_none(outcome.loss)
-                if loss is not None:
-                    record.loss = loss
-            else:
-                # A rejected update's loss is not trusted: it comes with the update that
-                # failed validation.
-                record.streak += 1
-                if outcome.status == "rejected":
-                    record.rejected += 1
-                else:
-                    record.failed += 1
-
-    def state_dict(self) -> dict[str, Any]:
-        # vars() rather than asdict(): this runs every round, and asdict deep-copies.
-        return {learner: dict(vars(record)) for learner, record in self.records.items()}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        try:
-            self.records = {
-                str(learner): LearnerRecord(**fields) for learner, fields in state.items()
-            }
-        except TypeError as exc:
-            raise ResumeError(
-                f"selector checkpoint has a malformed learner history: {exc}"
-            ) from exc
-
-
 class LoggedSelector(Selector):
     """A Selector that keeps a :class:`ParticipationLog` and checkpoints it.
 
@@ -174,7 +89,7 @@ class LoggedSelector(Selector):
         self.log = ParticipationLog()
 
     def observe(self, *, ctx: RoundContext, outcomes: Mapping[LearnerId, LearnerOutcome]) -> None:
-        self.log.update(ctx, outcomes)
+        self.log.update(ctx.round, outcomes)
 
     def extra_state(self) -> dict[str, Any]:
         """The subclass's own checkpoint fields (JSON-serialisable)."""

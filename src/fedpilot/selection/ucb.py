@@ -12,10 +12,10 @@ from fedpilot.selection._base import LearnerOutcome, Selection
 from fedpilot.selection._common import (
     LoggedSelector,
     available_pool,
-    finite_or_none,
     in_candidate_order,
     rank_descending,
 )
+from fedpilot.selection.log import finite_or_none
 from fedpilot.types import LearnerId, LearnerInfo, RoundContext
 
 

@@ -5,24 +5,29 @@ fields come from the hook's dataclasses, turned into JSON generically, so a fiel
 an event dataclass shows up in the log without touching this module. The file is flushed
 at every round boundary (and on every event outside a round), in step with the round's
 checkpoint: a crash loses at most the update lines of a round that had not completed, and
-a resumed run redoes that round. Update lines are also serialized only then, in one go:
-per-update writes, between one learner's training and the next, cost more than training a
-small model. Readers (:mod:`fedpilot.tracking.store`) skip a torn last line.
+a resumed run redoes that round. Update lines wait in memory until then: per-update
+writes, between one learner's training and the next, cost more than training a small
+model. Lines are encoded by orjson (a round of a small model writes as many lines as it
+trains learners; the standard library's encoder took longer than the training).
+Readers (:mod:`fedpilot.tracking.store`) skip a torn last line.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import math
 import threading
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+import orjson
 
 from fedpilot.orchestrator.events import (
     Callback,
@@ -102,8 +107,18 @@ def _field_names(kind: type) -> tuple[str, ...]:
     return names
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+def _iso(timestamp: float) -> str:
+    """``timestamp`` (seconds since the epoch) as ISO 8601 UTC with milliseconds."""
+    second = int(timestamp)
+    millis = int((timestamp - second) * 1000)
+    return f"{_iso_second(second)}.{millis:03d}+00:00"
+
+
+@functools.lru_cache(maxsize=4)
+def _iso_second(second: int) -> str:
+    # Events come in bursts (a round's updates are written together): the date part is
+    # the same for most of them, and formatting it is most of the cost of a timestamp.
+    return datetime.fromtimestamp(second, UTC).isoformat(timespec="seconds").removesuffix("+00:00")
 
 
 class EventLogCallback(Callback):
@@ -118,11 +133,11 @@ class EventLogCallback(Callback):
     """
 
     def __init__(self) -> None:
-        self._file: IO[str] | None = None
+        self._file: IO[bytes] | None = None
         self._path: Path | None = None
         self._lock = threading.Lock()
-        self._updates: list[tuple[str, str, UpdateVerdict, int, LearnerId]] = []
-        """The round's update events so far: name, time, verdict, round, learner."""
+        self._pending: list[bytes] = []
+        """The round's update lines so far, written with the next other event."""
 
     @property
     def path(self) -> Path | None:
@@ -137,7 +152,7 @@ class EventLogCallback(Callback):
         path = run.run_dir / EVENTS_FILE
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = path.open("a", encoding="utf-8")
+            self._file = path.open("ab")
             self._path = path
         except OSError as exc:
             _logger.warning("cannot open the event log %s (%s); events are not recorded", path, exc)
@@ -163,8 +178,9 @@ class EventLogCallback(Callback):
             event = "UpdateFailed"
         else:
             event = "UpdateRejected"
+        line = _line(event, verdict, {"round": ctx.round, "learner": learner})
         with self._lock:
-            self._updates.append((event, _now(), verdict, ctx.round, learner))
+            self._pending.append(line)
 
     def on_model_rolled_back(
         self, *, ctx: RoundContext, reason: str, candidate: Metrics, stable: Metrics
@@ -197,77 +213,67 @@ class EventLogCallback(Callback):
 
     def close(self) -> None:
         """Closes the file (a later ``on_run_start`` opens it again)."""
-        self._write_updates()
         with self._lock:
             if self._file is not None:
+                self._append(b"", "update events")
                 try:
                     self._file.close()
                 except OSError as exc:
                     _logger.warning("closing the event log failed: %s", exc)
                 self._file = None
+            self._pending = []
 
     def _write(self, event: str, payload: object, **fields: Any) -> None:
         # Any other event follows the round's updates so far, and is flushed with them.
-        self._write_updates()
-        line = _line(event, _now(), payload, fields)
+        line = _line(event, payload, fields)
         with self._lock:
-            if self._file is None or not line:
-                return
-            try:
-                self._file.write(line)
-                self._file.flush()
-            except OSError as exc:
-                _logger.warning("writing %s to the event log failed: %s", event, exc)
+            if self._file is not None:
+                self._append(line, event)
+            self._pending = []
 
-    def _write_updates(self) -> None:
-        with self._lock:
-            updates, self._updates = self._updates, []
-        lines = [
-            _line(event, time, verdict, {"round": round_, "learner": learner})
-            for event, time, verdict, round_, learner in updates
-        ]
-        with self._lock:
-            if self._file is None:
-                return
-            try:
-                self._file.write("".join(lines))
-            except OSError as exc:
-                _logger.warning("writing update events to the event log failed: %s", exc)
+    def _append(self, line: bytes, what: str) -> None:
+        assert self._file is not None
+        try:
+            self._file.write(b"".join(self._pending) + line)
+            self._file.flush()
+        except OSError as exc:
+            _logger.warning("writing %s to the event log failed: %s", what, exc)
 
 
-def _line(event: str, time: str, payload: object, fields: dict[str, Any]) -> str:
-    """One event as a JSON line ("" with a warning if it cannot be written)."""
-    # Most events hold only what json writes natively (dicts, lists, strings, finite
-    # numbers): try their fields shallowly first, the generic walk only when that fails
-    # (NaN, numpy values, paths, nested dataclasses).
+def _line(event: str, payload: object, fields: dict[str, Any]) -> bytes:
+    """One event as a JSON line (empty, with a warning, if it cannot be written)."""
+    record: dict[str, Any] = {"event": event, "time": _iso(time.time())}
+    body = _fields(payload)
+    body.update(fields)
+    if "round" in body:
+        record["round"] = body.pop("round")
+    record.update(body)
     try:
-        return _dumps(_record(event, time, _shallow(payload), fields))
-    except (TypeError, ValueError):
-        pass
-    body: dict[str, Any] = {} if payload is None else to_json(payload)
+        return orjson.dumps(record, default=to_json, option=_ORJSON_OPTIONS)
+    except orjson.JSONEncodeError:
+        pass  # e.g. an integer beyond 64 bits, which the standard library writes
     try:
-        return _dumps(_record(event, time, body, to_json(fields)))
+        return (json.dumps(to_json(record), allow_nan=False) + "\n").encode()
     except (TypeError, ValueError) as exc:
         _logger.warning("event %s cannot be written as JSON: %s", event, exc)
-        return ""
+        return b""
 
 
-def _shallow(payload: object) -> dict[str, Any]:
+# orjson writes NaN and inf as null, like to_json; what it cannot write itself (sets,
+# paths, odd numpy arrays) and dataclasses (whose omitted fields it would not know) go
+# through to_json.
+_ORJSON_OPTIONS = (
+    orjson.OPT_APPEND_NEWLINE
+    | orjson.OPT_SERIALIZE_NUMPY
+    | orjson.OPT_NON_STR_KEYS
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+)
+
+
+def _fields(payload: object) -> dict[str, Any]:
+    """A hook's dataclass as a mapping of its fields (not converted), or nothing."""
     if payload is None:
         return {}
     if dataclasses.is_dataclass(payload) and not isinstance(payload, type):
         return {name: getattr(payload, name) for name in _field_names(type(payload))}
-    raise TypeError(f"{type(payload).__name__} is not a dataclass")
-
-
-def _record(event: str, time: str, body: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
-    body.update(fields)
-    record: dict[str, Any] = {"event": event, "time": time}
-    if "round" in body:
-        record["round"] = body.pop("round")
-    record.update(body)
-    return record
-
-
-def _dumps(record: dict[str, Any]) -> str:
-    return json.dumps(record, allow_nan=False, separators=(",", ":")) + "\n"
+    return {"value": to_json(payload)}
