@@ -33,12 +33,13 @@ def add_scaled(total: npt.NDArray[np.floating[Any]], x: npt.NDArray[Any], alpha:
     elements, in any shape and dtype (it is converted to ``total``'s dtype first, so a
     float32 update times an integer weight is exact in a float64 total).
     """
-    if total.size == 0:
-        return  # BLAS refuses empty vectors
-    axpy = _AXPY[total.dtype]
     if x.dtype != total.dtype:
         x = x.astype(total.dtype)
-    out = axpy(x.ravel(), total, a=alpha)
+    n = total.size
+    if n == 0:
+        return  # BLAS refuses empty vectors
+    # Positional arguments: f2py's keyword parsing costs more than the arithmetic here.
+    out = _AXPY[total.dtype](x.ravel(), total, n, alpha)
     if out is not total:  # BLAS worked on a copy (cannot happen for a valid total)
         total[...] = out
 

@@ -108,3 +108,22 @@ def test_every_round_is_checkpointed(make_app_spec: Any) -> None:
     assert kept == ["round-000002.npz", "round-000003.npz", "round-000004.npz"]
     status = json.loads((run_dir / "status.json").read_text())
     assert status["status"] == "completed" and status["rounds_completed"] == 4
+
+
+@pytest.mark.parametrize("selector", ["random", "plain_selector:EveryAvailable"])
+def test_the_ledger_of_learners_is_kept_once_and_checkpointed(
+    make_app_spec: Any, selector: str
+) -> None:
+    """A logging selector's own log is the orchestrator's ledger; any other selector gets a
+    ledger of the orchestrator's. Either way it counts every round and is checkpointed."""
+    spec = make_app_spec(rounds=3, selection={"name": selector})
+    run_federation(spec)
+    components = load_checkpoint(only_run_dir(spec)).components
+    if selector == "random":
+        assert "ledger" not in components
+        ledger = components["selector"]["history"]
+    else:
+        ledger = components["ledger"]
+    assert ledger["learners"] == ["0", "1", "2", "3", "4"]
+    tried = ledger["columns"].index("tried")
+    assert ledger["table"][:, tried].tolist() == [3.0] * 5

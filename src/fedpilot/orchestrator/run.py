@@ -23,7 +23,7 @@ from fedpilot.orchestrator.events import Callback, CallbackList, RunInfo, RunRes
 from fedpilot.orchestrator.status import StatusFileCallback
 from fedpilot.orchestrator.sync import RoundParts, SyncOrchestrator
 from fedpilot.privacy import UpdateValidator
-from fedpilot.selection import ParticipationLog, build_selector
+from fedpilot.selection import LoggedSelector, ParticipationLog, build_selector
 from fedpilot.simulation import build_simulated_fleet
 from fedpilot.spec import FederationSpec, FlowerRuntime, RayRuntime, load_spec
 from fedpilot.spec.sections import FedNovaStrategy
@@ -180,10 +180,13 @@ def build_parts(spec: FederationSpec, task: Task | None, fleet: Fleet, run_dir: 
         workdir=run_dir,
         base_dir=spec.base_dir,
     )
-    ledger = ParticipationLog()
+    selector = build_selector(spec.selection, base_dir=spec.base_dir)
+    # A logging selector already keeps exactly this record of every learner; sharing it
+    # saves updating and checkpointing a second copy every round.
+    ledger = selector.log if isinstance(selector, LoggedSelector) else ParticipationLog()
     return RoundParts(
         fleet=fleet,
-        selector=build_selector(spec.selection, base_dir=spec.base_dir),
+        selector=selector,
         aggregator=aggregator,
         server_opt=build_server_optimizer(strategy, num_learners=spec.data.num_learners),
         validator=validator,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,9 +15,16 @@ from fedpilot.types import RoundContext
 
 
 class StatusFileCallback(Callback):
+    """Rewrites ``status.json`` when the run starts and ends, and after a round when the
+    last write is at least :attr:`min_interval_s` old: short rounds would otherwise spend
+    more on the file system than on training (the event log has every round anyway)."""
+
+    min_interval_s: float = 1.0
+
     def __init__(self) -> None:
         self._status: dict[str, Any] = {}
         self._path: Path | None = None
+        self._written_at = -math.inf
 
     def on_run_start(self, *, run: RunInfo) -> None:
         self._path = run.run_dir / "status.json"
@@ -40,7 +49,8 @@ class StatusFileCallback(Callback):
         self._status["final_metrics"] = summary.global_metrics
         if summary.status == "rolled_back":
             self._status["rollbacks"] = self._status.get("rollbacks", 0) + 1
-        self._write()
+        if time.monotonic() - self._written_at >= self.min_interval_s:
+            self._write()
 
     def on_run_end(self, *, run: RunInfo, result: RunResult) -> None:
         self._status.update(
@@ -58,6 +68,7 @@ class StatusFileCallback(Callback):
         tmp = self._path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(self._status, indent=1))
         os.replace(tmp, self._path)
+        self._written_at = time.monotonic()
 
 
 def _now() -> str:

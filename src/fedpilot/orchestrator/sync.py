@@ -24,7 +24,7 @@ from fedpilot.orchestrator.events import (
     UpdateVerdict,
 )
 from fedpilot.privacy import UpdateValidator
-from fedpilot.selection import ParticipationLog, Selector
+from fedpilot.selection import LoggedSelector, ParticipationLog, Selector
 from fedpilot.spec import FederationSpec
 from fedpilot.spec.sections import FedProxStrategy
 from fedpilot.tasks._base import TrainSettings
@@ -54,6 +54,12 @@ class RoundParts:
     guard: Guard
     evaluator: Evaluator
     ledger: ParticipationLog
+    """The learners' track record (adaptive weighting reads it): the selector's own log
+    when it keeps one, which its ``observe`` updates, else the orchestrator's."""
+
+    @property
+    def ledger_is_selectors(self) -> bool:
+        return isinstance(self.selector, LoggedSelector) and self.ledger is self.selector.log
 
 
 class SyncOrchestrator:
@@ -89,16 +95,16 @@ class SyncOrchestrator:
         parts.server_opt.load_state_dict(state.server_opt)
         components = state.components
         parts.selector.load_state_dict(components.get("selector", {}))
-        parts.ledger.load_state_dict(components.get("ledger", {}))
+        if not parts.ledger_is_selectors:
+            parts.ledger.load_state_dict(components.get("ledger", {}))
         parts.fleet.load_state_dict(components.get("fleet", {}))
 
     def _components(self) -> dict[str, Any]:
         parts = self.parts
-        return {
-            "selector": parts.selector.state_dict(),
-            "ledger": parts.ledger.state_dict(),
-            "fleet": parts.fleet.state_dict(),
-        }
+        components = {"selector": parts.selector.state_dict(), "fleet": parts.fleet.state_dict()}
+        if not parts.ledger_is_selectors:
+            components["ledger"] = parts.ledger.state_dict()
+        return components
 
     def _finish(self, state: RunState, status: str, error: str | None) -> RunResult:
         result = RunResult(
@@ -136,9 +142,17 @@ class SyncOrchestrator:
 
         position = {info.id: i for i, info in enumerate(learners)}
         extras = parts.server_opt.learner_extras(state.weights)
+        config = self._config(round_)
         instructions = {
             learner: Instruction(
-                "train", state.weights, self._config(round_, position[learner]), extras
+                "train",
+                state.weights,
+                # Learner i's own seed for this round: the same whoever else takes part.
+                {
+                    **config,
+                    "seed": derive_seed(spec.seed, round_, "local-training", position[learner]),
+                },
+                extras,
             )
             for learner in selection.chosen
         }
@@ -185,7 +199,8 @@ class SyncOrchestrator:
                 )
 
         parts.selector.observe(ctx=ctx, outcomes=tally.outcomes)
-        parts.ledger.update(round_, tally.outcomes)
+        if not parts.ledger_is_selectors:
+            parts.ledger.update(round_, tally.outcomes)
         summary = RoundSummary(
             round=round_,
             status=status,  # type: ignore[arg-type]
@@ -276,11 +291,12 @@ class SyncOrchestrator:
             return None  # simulated durations, no simulated deadline: lateness unknown
         return self.spec.runtime.round_timeout
 
-    def _config(self, round_: int, learner_index: int) -> dict[str, bool | int | float | str]:
+    def _config(self, round_: int) -> dict[str, bool | int | float | str]:
+        """The round's train config, but for the learner's seed."""
         strategy = self.spec.strategy
         settings = TrainSettings.from_local(
             self.spec.local,
-            seed=derive_seed(self.spec.seed, round_, "local-training", learner_index),
+            seed=0,
             proximal_mu=strategy.mu if isinstance(strategy, FedProxStrategy) else 0.0,
         )
         return train_config(settings, round_)

@@ -9,6 +9,7 @@ from typing import Any
 from fedpilot._imports import import_object
 from fedpilot.errors import SpecError
 from fedpilot.selection._base import LearnerOutcome, OutcomeStatus, Selection, Selector
+from fedpilot.selection._common import LoggedSelector
 from fedpilot.selection.log import LearnerRecord, ParticipationLog
 from fedpilot.selection.oort import OortSelector
 from fedpilot.selection.power_of_choice import PowerOfChoiceSelector
@@ -83,6 +84,7 @@ __all__ = [
     "AvailableSelector",
     "LearnerOutcome",
     "LearnerRecord",
+    "LoggedSelector",
     "OortSelector",
     "OutcomeStatus",
     "ParticipationLog",

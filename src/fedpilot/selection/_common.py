@@ -78,9 +78,10 @@ def weighted_sample(weights: Sequence[float], k: int, rng: np.random.Generator) 
 class LoggedSelector(Selector):
     """A Selector that keeps a :class:`ParticipationLog` and checkpoints it.
 
-    Subclasses set ``kind`` (their spec name), extend :meth:`observe` when they learn
-    more than the log holds, and put their own fields in :meth:`extra_state` /
-    :meth:`load_extra_state`.
+    Subclasses set ``kind`` (their spec name), extend :meth:`observe` (calling this one)
+    when they learn more than the log holds, and put their own fields in
+    :meth:`extra_state` / :meth:`load_extra_state`. The orchestrator reads ``log`` as
+    its ledger of learners, so ``log`` stays the same object for the selector's life.
     """
 
     kind: str = ""
@@ -104,7 +105,7 @@ class LoggedSelector(Selector):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if not state:  # a checkpoint from before the selector kept state: start afresh
-            self.log = ParticipationLog()
+            self.log.load_state_dict({})
             self.load_extra_state({})
             return
         found = state.get("selector")
