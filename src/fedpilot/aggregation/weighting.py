@@ -27,14 +27,6 @@ class WeightFactors:
     reliability: float = 1.0
     quality: float = 1.0
 
-    def as_dict(self) -> dict[str, float]:
-        return {
-            "weight": self.weight,
-            "data": self.data,
-            "reliability": self.reliability,
-            "quality": self.quality,
-        }
-
 
 ValidationLoss = Callable[[Weights], float]
 """Loss of a model on the server's validation split."""

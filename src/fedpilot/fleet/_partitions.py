@@ -50,7 +50,7 @@ class PartitionLearners:
         )
 
     def keep_state(self, learner: LearnerId, state: object) -> None:
-        if isinstance(state, RecordDict | dict):
+        if isinstance(state, (RecordDict, dict)):
             self._states[learner] = state
 
     def state_dict(self) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from fedpilot.types import FleetNotice, LearnerId, Metrics, RoundContext, Weights
 
 if TYPE_CHECKING:
+    from fedpilot.aggregation.weighting import WeightFactors
     from fedpilot.spec import FederationSpec
     from fedpilot.tasks._base import Task
 
@@ -74,7 +75,7 @@ class RoundSummary:
     """Why the round failed or was rolled back."""
     selection_reasons: dict[LearnerId, str] = field(default_factory=dict)
     """Why the selector chose each participant."""
-    aggregation_weights: dict[LearnerId, dict[str, float]] = field(default_factory=dict)
+    aggregation_weights: dict[LearnerId, WeightFactors] = field(default_factory=dict)
     """Each accepted update's weight and its factors (data, reliability, quality)."""
     aggregation: dict[str, Any] = field(default_factory=dict)
     """What the aggregator reports: updates it selected, clipped, the f it assumed."""

@@ -217,7 +217,7 @@ class SyncOrchestrator:
             bytes_received=tally.bytes_received,
             reason=reason,
             selection_reasons=dict(selection.reasons),
-            aggregation_weights={k: f.as_dict() for k, f in tally.factors.items()},
+            aggregation_weights=tally.factors,
             aggregation=aggregation_report,
             virtual_time=parts.fleet.virtual_time,
             learners_online=sum(info.available for info in learners),
