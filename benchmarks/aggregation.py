@@ -20,7 +20,7 @@ that are generated one at a time. fedpilot adds each to the fold and drops it; F
 API takes a list, so the caller must build the whole list of ``RecordDict``s first, as a
 strategy holding its replies does. Two probes, each around the fold (inputs' generation
 included, the reference model excluded): the peak of ``tracemalloc`` (numpy reports its
-buffers to it; torch's CPU allocator does not) above the traced memory before, and the
+buffers to it) above the traced memory before, and the
 peak RSS (``VmHWM``, reset through ``/proc/self/clear_refs``) above the RSS before.
 
 Run ``python benchmarks/aggregation.py`` (full) or ``--quick`` (a smoke run).
@@ -143,17 +143,15 @@ def flower_arrays(result: ArrayRecord) -> list[Array]:
 
 
 @contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run the block with torch's intra-op thread count at ``n`` (0: leave it)."""
-    import torch
-
-    before = torch.get_num_threads()
-    if n > 0:
-        torch.set_num_threads(n)
-    try:
+def blas_threads(n: int) -> Iterator[None]:
+    """Run the block with the BLAS libraries' thread count at ``n`` (0: leave it)."""
+    if n <= 0:
         yield
-    finally:
-        torch.set_num_threads(before)
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=n, user_api="blas"):
+        yield
 
 
 def measure_throughput(
@@ -167,7 +165,7 @@ def measure_throughput(
     reference = make_weights(shapes, seed, REFERENCE_INDEX)
 
     def run_fp() -> list[Array]:
-        with torch_threads(threads):
+        with blas_threads(threads):
             return fold_fedpilot(reference, iter(fp_inputs))
 
     def run_fp_default() -> list[Array]:
@@ -193,7 +191,7 @@ def measure_throughput(
             times[name].append(seconds)
         print(
             f"  repeat {r + 1}/{repeats}: flower {times['flower'][-1]:.3f} s, fedpilot "
-            f"{times['fedpilot'][-1]:.3f} s, fedpilot (torch default threads) "
+            f"{times['fedpilot'][-1]:.3f} s, fedpilot (BLAS default threads) "
             f"{times['fedpilot_default_threads'][-1]:.3f} s"
         )
 
@@ -303,10 +301,13 @@ def measure_memory(
 # ------------------------------------------------------------------------ main
 
 
-def _default_torch_threads() -> int:
-    import torch
+def _default_blas_threads() -> int:
+    from threadpoolctl import threadpool_info
 
-    return int(torch.get_num_threads())
+    return max(
+        (int(pool["num_threads"]) for pool in threadpool_info() if pool["user_api"] == "blas"),
+        default=1,
+    )
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -319,11 +320,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
-        "--torch-threads",
+        "--blas-threads",
         type=int,
         default=1,
-        help="torch intra-op threads for fedpilot's timed fold (0: torch's default); "
-        "a run at torch's default is always reported too",
+        help="BLAS threads for fedpilot's timed fold (0: the library's default); "
+        "a run at the default is always reported too",
     )
     p.add_argument("--skip-memory", action="store_true", help="throughput and agreement only")
     p.add_argument(
@@ -354,14 +355,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     log_dir = LOG_DIR
 
     print(f"[aggregation] throughput: {args.updates} updates x {args.params:,} params")
-    tp = measure_throughput(shapes, args.updates, args.repeats, args.seed, args.torch_threads)
+    tp = measure_throughput(shapes, args.updates, args.repeats, args.seed, args.blas_threads)
     folded_gb = args.updates * update_bytes / 1e9
     fl_s = tp["flower"]["median_s"]
     ratio = fl_s / tp["fedpilot"]["median_s"]
     ratio_best = tp["flower"]["min_s"] / tp["fedpilot"]["min_s"]
     ratio_default = fl_s / tp["fedpilot_default_threads"]["median_s"]
-    default_threads = _default_torch_threads()
-    threads_label = f"{args.torch_threads}" if args.torch_threads else f"{default_threads}"
+    default_threads = _default_blas_threads()
+    threads_label = f"{args.blas_threads}" if args.blas_threads else f"{default_threads}"
 
     throughput = Table(
         f"Throughput (median of {args.repeats} repeats)",
@@ -369,8 +370,8 @@ def main(argv: Sequence[str] | None = None) -> int:
          "runs s"],
     )  # fmt: skip
     for label, key in (
-        (f"fedpilot WeightedMean (torch threads {threads_label})", "fedpilot"),
-        (f"fedpilot WeightedMean (torch default, {default_threads} threads)",
+        (f"fedpilot WeightedMean (BLAS threads {threads_label})", "fedpilot"),
+        (f"fedpilot WeightedMean (BLAS default, {default_threads} threads)",
          "fedpilot_default_threads"),
         ("Flower aggregate_arrayrecords (numpy)", "flower"),
     ):  # fmt: skip
@@ -396,16 +397,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             THROUGHPUT_TARGET,
             ">=",
             "x",
-            f"ratio of medians, fedpilot at torch threads {threads_label}; ratio of best "
+            f"ratio of medians, fedpilot at BLAS threads {threads_label}; ratio of best "
             f"runs {ratio_best:.2f}x",
         ),
         Check(
-            "fedpilot throughput / Flower throughput, torch default threads",
+            "fedpilot throughput / Flower throughput, BLAS default threads",
             ratio_default,
             THROUGHPUT_TARGET,
             ">=",
             "x",
-            f"ratio of medians with torch's default {default_threads} intra-op threads",
+            f"ratio of medians with the BLAS default of {default_threads} threads",
             required=False,
         ),
         Check("results agree (allclose)", float(tp["allclose"]), 1.0, ">=", "", "1 = yes"),
@@ -463,13 +464,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "GB/s folded = updates x params x 4 bytes / seconds.",
         f"Runs rotate between the variants (order shifted every repeat) after one untimed "
         f"warm-up each; {args.repeats} repeats; ratios use medians.",
-        "fedpilot's WeightedMean folds with torch (in-place add_ with alpha), so torch's "
-        "intra-op thread count matters. The target is checked at --torch-threads "
-        f"(here {threads_label}); torch's default (one thread per core) is measured in the "
-        "same invocation and reported as (info). On this shared 2-core machine the "
-        "default-thread fold swung between ~0.1 and ~1.6 s for the same input while a "
-        "single thread stayed at ~0.03 s: OpenMP threads spinning against other load. "
-        "The fold is memory-bound, so a second thread buys little even when idle.",
+        "fedpilot's WeightedMean folds with BLAS axpy (scipy's, in place), so the BLAS "
+        "thread count matters. The target is checked at --blas-threads "
+        f"(here {threads_label}, set through threadpoolctl); the library's default (one "
+        "thread per core) is measured in the same invocation and reported as (info). The "
+        "fold is memory-bound, so a second thread buys little, and on this shared 2-core "
+        "machine threads spinning against other load can cost far more than they give.",
         "Memory: one fresh subprocess per (implementation, N). Updates are generated one "
         "at a time; fedpilot folds and drops each, Flower's API needs the whole list "
         "first. tracemalloc = peak traced bytes during the fold minus traced bytes before "
@@ -477,9 +477,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "measured in a separate pass without tracemalloc, with "
         "MALLOC_MMAP_THRESHOLD_=131072 so freed buffers leave RSS. Both include "
         "generating the inputs and the result; the reference model is excluded.",
-        "tracemalloc sees numpy's and Python's allocations but not torch's CPU allocator, "
-        "which holds fedpilot's accumulators (torch tensors); the RSS probe sees them, so "
-        "fedpilot's RSS figure exceeds its tracemalloc figure by about one update size.",
         f"Memory target: fedpilot's peak (the larger growth of the two probes) grows by "
         f"less than {MEMORY_GROWTH_LIMIT} update sizes between the smallest and largest N.",
         f"Subprocess logs: {log_dir}/.",
@@ -499,7 +496,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "repeats": args.repeats,
             "mem_updates": args.mem_sizes,
             "seed": args.seed,
-            "torch_threads": args.torch_threads or "default",
+            "blas_threads": args.blas_threads or "default",
             "shapes": [list(s) for s in shapes],
         },
         tables=tables,

@@ -451,11 +451,23 @@ def run_b(args: argparse.Namespace, runner: Runner) -> dict[str, Any]:
     fp: dict[int, list[dict[str, Any]]] = {w: [] for w in args.workers}
     fl: list[dict[str, Any]] = []
     common = {"workload": "b", "learners": args.b_learners, "rounds": args.b_rounds}
+    # The checked pair (baseline, in-process fedpilot) first, alternating which goes first;
+    # the engines that start processes (worker pools, Ray) afterwards, because those leave
+    # processes winding down after the call returns, which would load whichever run
+    # came next on this 2-core machine.
+    inline = [w for w in args.workers if w == 0]
     for r in range(args.repeats):
-        res = runner(f"b-baseline-{r}", "baseline", common)
-        if res:
-            base.append(res)
+        pair: list[tuple[str, str, dict[str, Any], list[dict[str, Any]]]] = [
+            (f"b-baseline-{r}", "baseline", common, base)
+        ] + [(f"b-fedpilot-w{w}-{r}", "fedpilot", {**common, "workers": w}, fp[w]) for w in inline]
+        for label, job, cfg, into in pair if r % 2 == 0 else pair[::-1]:
+            res = runner(label, job, cfg)
+            if res:
+                into.append(res)
+    for r in range(args.repeats):
         for w in args.workers:
+            if w == 0:
+                continue
             res = runner(f"b-fedpilot-w{w}-{r}", "fedpilot", {**common, "workers": w})
             if res:
                 fp[w].append(res)
@@ -480,7 +492,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--b-learners", type=int, default=100, help="(b) learners")
     p.add_argument("--b-rounds", type=int, default=5, help="(b) rounds")
     p.add_argument("--workers", default="0,2", help="(b) fedpilot runtime.workers values")
-    p.add_argument("--repeats", type=int, default=3, help="(b) runs per configuration (median)")
+    p.add_argument("--repeats", type=int, default=5, help="(b) runs per configuration (median)")
     p.add_argument("--a-repeats", type=int, default=1, help="(a) runs per engine (median)")
     p.add_argument(
         "--torch-threads",
@@ -777,8 +789,11 @@ def common_notes(args: argparse.Namespace) -> list[str]:
             "processes; Ray sets OMP_NUM_THREADS to each actor's num_cpus."
         ),
         "The machine is shared: 1-minute load averages seen at the start/end of each run "
-        "are in the JSON (load_1min_before_after); runs alternate between engines so drift "
-        "hits all alike, and medians are used.",
+        "are in the JSON (load_1min_before_after); medians are used. (b): the checked "
+        "pair (baseline, fedpilot workers=0) runs first, alternating which goes first "
+        "each repeat; the runs that start processes (fedpilot's worker pool, Ray) run "
+        "after all of them, since those leave processes winding down after the call "
+        "returns that would load whichever run came next on this 2-core machine.",
         f"Flower: flwr.simulation.run_simulation(server_app, client_app, num_supernodes, "
         f"backend_name='ray', backend_config) with FedAvg(fraction_train=1.0, "
         f"fraction_evaluate=0.0, min_train_nodes=min_available_nodes=N) started from the "

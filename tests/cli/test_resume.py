@@ -29,7 +29,10 @@ def _wait_for_round(run_root: Path, round_: int, proc: subprocess.Popen[str]) ->
 
 @pytest.mark.parametrize("how", ["kill", "interrupt"])
 def test_stopped_then_resumed_run_equals_an_uninterrupted_one(tmp_path: Path, how: str) -> None:
-    args = ["run", str(EXAMPLES / "digits.yaml"), *SMALL_DIGITS, "--set", "rounds=5"]
+    # Enough rounds that the stop lands mid-run: a round of this federation takes
+    # milliseconds, less than the poll for the second checkpoint and the signal.
+    rounds = 40
+    args = ["run", str(EXAMPLES / "digits.yaml"), *SMALL_DIGITS, "--set", f"rounds={rounds}"]
     whole = fedpilot(*args, "--json", "--output-dir", str(tmp_path / "whole"), cwd=tmp_path)
     assert whole.returncode == 0, whole.stderr
     reference = load_checkpoint(Path(json.loads(whole.stdout)["run_dir"]))
@@ -48,13 +51,13 @@ def test_stopped_then_resumed_run_equals_an_uninterrupted_one(tmp_path: Path, ho
         status = json.loads((run_dir / "status.json").read_text())
         assert status["status"] == "interrupted"
     stopped_at = load_checkpoint(run_dir).round
-    assert 2 <= stopped_at < 5
+    assert 2 <= stopped_at < rounds
 
     resumed = fedpilot("run", "--resume", str(run_dir), "--json", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
-    assert json.loads(resumed.stdout)["rounds_completed"] == 5
+    assert json.loads(resumed.stdout)["rounds_completed"] == rounds
     final = load_checkpoint(run_dir)
-    assert [r.round for r in final.history] == [1, 2, 3, 4, 5]
+    assert [r.round for r in final.history] == list(range(1, rounds + 1))
     for got, want in zip(final.weights, reference.weights, strict=True):
         np.testing.assert_array_equal(got, want)
     assert final.metrics == reference.metrics
