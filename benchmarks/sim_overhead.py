@@ -451,30 +451,28 @@ def run_b(args: argparse.Namespace, runner: Runner) -> dict[str, Any]:
     fp: dict[int, list[dict[str, Any]]] = {w: [] for w in args.workers}
     fl: list[dict[str, Any]] = []
     common = {"workload": "b", "learners": args.b_learners, "rounds": args.b_rounds}
+
+    def keep(label: str, job: str, cfg: dict[str, Any], into: list[dict[str, Any]]) -> None:
+        res = runner(label, job, cfg)
+        if res:
+            into.append(res)
+
     # The checked pair (baseline, in-process fedpilot) first, alternating which goes first;
     # the engines that start processes (worker pools, Ray) afterwards, because those leave
     # processes winding down after the call returns, which would load whichever run
     # came next on this 2-core machine.
-    inline = [w for w in args.workers if w == 0]
     for r in range(args.repeats):
-        pair: list[tuple[str, str, dict[str, Any], list[dict[str, Any]]]] = [
-            (f"b-baseline-{r}", "baseline", common, base)
-        ] + [(f"b-fedpilot-w{w}-{r}", "fedpilot", {**common, "workers": w}, fp[w]) for w in inline]
-        for label, job, cfg, into in pair if r % 2 == 0 else pair[::-1]:
-            res = runner(label, job, cfg)
-            if res:
-                into.append(res)
+        pair = [(f"b-baseline-{r}", "baseline", common, base)]
+        if 0 in fp:
+            pair.append((f"b-fedpilot-w0-{r}", "fedpilot", {**common, "workers": 0}, fp[0]))
+        for item in pair if r % 2 == 0 else pair[::-1]:
+            keep(*item)
     for r in range(args.repeats):
         for w in args.workers:
-            if w == 0:
-                continue
-            res = runner(f"b-fedpilot-w{w}-{r}", "fedpilot", {**common, "workers": w})
-            if res:
-                fp[w].append(res)
+            if w:
+                keep(f"b-fedpilot-w{w}-{r}", "fedpilot", {**common, "workers": w}, fp[w])
         if not args.skip_flower:
-            res = runner(f"b-flower-{r}", "flower", {**common, **args.ray})
-            if res:
-                fl.append(res)
+            keep(f"b-flower-{r}", "flower", {**common, **args.ray}, fl)
     return {"baseline": base, "fedpilot": {str(w): v for w, v in fp.items()}, "flower": fl}
 
 

@@ -74,17 +74,16 @@ def _run_direct(
         out = learner.evaluate(job.partition, instruction.weights, instruction.config)
     # The learner measured the payload both ways (sysmetrics.Meter): what it received is
     # what this side sent.
-    metrics = out.metrics
     reply = Reply(
         learner=job.learner,
         kind=instruction.kind,
         weights=out.weights,
-        metrics=metrics,
+        metrics=out.metrics,
         num_examples=out.num_examples,
         extras=out.extras,
         duration=time.perf_counter() - started,
-        bytes_sent=int(metrics[sysmetrics.BYTES_RECEIVED]),
-        bytes_received=int(metrics[sysmetrics.BYTES_SENT]),
+        bytes_sent=int(out.metrics[sysmetrics.BYTES_RECEIVED]),
+        bytes_received=int(out.metrics[sysmetrics.BYTES_SENT]),
     )
     return reply, out.state if out.state is not None else state
 

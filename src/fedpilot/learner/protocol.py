@@ -31,22 +31,21 @@ def train_config(settings: TrainSettings, server_round: int) -> Config:
     }
 
 
-_DEFAULTS = TrainSettings()
+_DEFAULTS = TrainSettings()  # one instance: settings_from_config runs every training call
 
 
 def settings_from_config(config: Config) -> TrainSettings:
     """Inverse of :func:`train_config`; missing keys take TrainSettings' defaults."""
-    defaults = _DEFAULTS
-    optimizer = str(config.get("optimizer", defaults.optimizer))
+    optimizer = str(config.get("optimizer", _DEFAULTS.optimizer))
     if optimizer not in ("sgd", "adam"):
         raise ValueError(f"`optimizer` must be 'sgd' or 'adam', got optimizer={optimizer!r}")
     return TrainSettings(
-        epochs=float(config.get("local-epochs", defaults.epochs)),
-        batch_size=int(config.get("batch-size", defaults.batch_size)),
+        epochs=float(config.get("local-epochs", _DEFAULTS.epochs)),
+        batch_size=int(config.get("batch-size", _DEFAULTS.batch_size)),
         optimizer="sgd" if optimizer == "sgd" else "adam",
-        lr=float(config.get("lr", defaults.lr)),
-        momentum=float(config.get("momentum", defaults.momentum)),
-        weight_decay=float(config.get("weight-decay", defaults.weight_decay)),
-        seed=int(config.get("seed", defaults.seed)),
-        proximal_mu=float(config.get("proximal-mu", defaults.proximal_mu)),
+        lr=float(config.get("lr", _DEFAULTS.lr)),
+        momentum=float(config.get("momentum", _DEFAULTS.momentum)),
+        weight_decay=float(config.get("weight-decay", _DEFAULTS.weight_decay)),
+        seed=int(config.get("seed", _DEFAULTS.seed)),
+        proximal_mu=float(config.get("proximal-mu", _DEFAULTS.proximal_mu)),
     )

@@ -116,6 +116,7 @@ class ParticipationLog:
         """The learners' ids and their records as one float64 table, a row per learner
         (missing values NaN). The checkpoint stores the table as binary: written every
         round, a thousand floats as JSON text cost more than the round's aggregation."""
+        # vars() lists a dataclass's fields in definition order, the order of _FIELDS.
         rows = [tuple(vars(record).values()) for record in self.records.values()]
         table = np.array(rows, dtype=np.float64).reshape(len(rows), len(_FIELDS))
         return {"learners": list(self.records), "columns": list(_FIELDS), "table": table}

@@ -178,11 +178,7 @@ class EventLogCallback(Callback):
             event = "UpdateFailed"
         else:
             event = "UpdateRejected"
-        # Built directly (the general _line does the same, a little slower): one per update.
-        record: dict[str, Any] = {"event": event, "time": _iso(time.time()), "round": ctx.round}
-        record.update(_fields(verdict))
-        record["learner"] = learner
-        line = _encode(record, event)
+        line = _line(event, verdict, {"round": ctx.round, "learner": learner})
         with self._lock:
             self._pending.append(line)
 
