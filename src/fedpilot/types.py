@@ -109,7 +109,7 @@ class RoundContext:
 
 def weights_nbytes(weights: Weights) -> int:
     """Size of the raw parameter payload in bytes."""
-    return int(sum(a.nbytes for a in weights))
+    return int(sum([a.nbytes for a in weights]))
 
 
 def derive_rng(seed: int, round_: int, purpose: str) -> np.random.Generator:

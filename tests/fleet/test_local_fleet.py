@@ -72,3 +72,36 @@ def test_in_process_deadline_skips_learners_not_started(make_app_spec: Any) -> N
         replies = train_all(fleet, timeout=1.0)
     assert replies["0"].ok  # in-process learners cannot be interrupted, only skipped
     assert all("not started" in (replies[i].error or "") for i in "1234")
+
+
+@pytest.mark.parametrize(
+    ("held_replies", "held_bytes", "learners_run_at_each_reply"),
+    [(2, 1 << 20, [2, 2, 4, 4, 5]), (16, 1, [1, 2, 3, 4, 5])],
+)
+def test_in_process_replies_come_in_order_a_bounded_few_at_a_time(
+    make_app_spec: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    held_replies: int,
+    held_bytes: int,
+    learners_run_at_each_reply: list[int],
+) -> None:
+    from fedpilot.fleet import local
+
+    calls: list[str] = []
+
+    def counting_run_learner(runtime: Any, job: Any) -> Any:
+        calls.append(job.learner)
+        return local_run_learner(runtime, job)
+
+    local_run_learner = local.run_learner
+    monkeypatch.setattr(local, "run_learner", counting_run_learner)
+    monkeypatch.setattr(local, "HELD_REPLIES", held_replies)
+    monkeypatch.setattr(local, "HELD_BYTES", held_bytes)
+    instruction = Instruction("train", WEIGHTS, {"server-round": 1})
+    with LocalFleet(make_app_spec()) as fleet:
+        learners = {info.id: instruction for info in fleet.learners()}
+        seen = []
+        for reply in fleet.dispatch(learners, deadline=time.monotonic() + 60):
+            seen.append((reply.learner, len(calls)))
+    assert [learner for learner, _ in seen] == ["0", "1", "2", "3", "4"]
+    assert [ran for _, ran in seen] == learners_run_at_each_reply

@@ -10,6 +10,9 @@ from fedpilot.types import Metrics, Weights, weights_nbytes
 
 PREFIX = "sys."
 """Reply metrics under this prefix describe the machine, not the model."""
+TRAIN_SECONDS = PREFIX + "train_seconds"
+CPU_SECONDS = PREFIX + "cpu_seconds"
+PEAK_RSS_MB = PREFIX + "peak_rss_mb"
 BYTES_RECEIVED = PREFIX + "bytes_received"
 BYTES_SENT = PREFIX + "bytes_sent"
 
@@ -36,14 +39,13 @@ class Meter:
         wall = time.perf_counter() - self._wall
         usage = resource.getrusage(resource.RUSAGE_SELF)
         return {
-            PREFIX + "train_seconds": wall,
-            PREFIX + "cpu_seconds": usage.ru_utime + usage.ru_stime - self._cpu,
-            PREFIX + "peak_rss_mb": _megabytes(usage.ru_maxrss),
+            TRAIN_SECONDS: wall,
+            CPU_SECONDS: usage.ru_utime + usage.ru_stime - self._cpu,
+            PEAK_RSS_MB: usage.ru_maxrss / _MAXRSS_PER_MB,
             BYTES_RECEIVED: float(weights_nbytes(self._received)),
-            BYTES_SENT: float(sum(weights_nbytes(w) for w in sent)),
+            BYTES_SENT: float(sum([weights_nbytes(w) for w in sent])),
         }
 
 
-def _megabytes(maxrss: int) -> float:
-    # Linux reports KiB, macOS bytes.
-    return maxrss / (1024 * 1024) if sys.platform == "darwin" else maxrss / 1024
+_MAXRSS_PER_MB = 1024 * 1024 if sys.platform == "darwin" else 1024
+"""``ru_maxrss`` is in bytes on macOS, KiB on Linux."""

@@ -46,7 +46,6 @@ class RunState:
 
 def save_checkpoint(run_dir: Path, state: RunState) -> Path:
     root = run_dir / "checkpoints"
-    root.mkdir(parents=True, exist_ok=True)
     arrays: dict[str, np.ndarray] = {f"w/{i}": w for i, w in enumerate(state.weights)}
     scalars: dict[str, Any] = {}
     for key, value in state.server_opt.items():
@@ -73,7 +72,11 @@ def save_checkpoint(run_dir: Path, state: RunState) -> Path:
     # header, which on a real file costs a flush per member.
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)  # type: ignore[arg-type]
-    tmp.write_bytes(buffer.getbuffer())
+    try:
+        tmp.write_bytes(buffer.getbuffer())
+    except FileNotFoundError:  # the run's first checkpoint: the folder is made then
+        root.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(buffer.getbuffer())
     os.replace(tmp, final)
     for old in _checkpoints(root)[:-KEEP_LAST]:
         old.unlink(missing_ok=True)
@@ -111,7 +114,14 @@ def load_checkpoint(run_dir: Path) -> RunState:
 
 def _checkpoints(root: Path) -> list[Path]:
     """The complete checkpoints in ``root``, oldest first (round numbers are padded)."""
-    return sorted(root.glob("round-*.npz"))
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:
+        return []
+    # A plain listing: this runs every round, and pathlib's glob machinery cost more.
+    return [
+        root / name for name in sorted(names) if name.startswith("round-") and name.endswith(".npz")
+    ]
 
 
 _ARRAY = "__array__"

@@ -29,6 +29,7 @@ from fedpilot.spec import FederationSpec, FlowerRuntime, RayRuntime, load_spec
 from fedpilot.spec.sections import FedNovaStrategy
 from fedpilot.tasks import build_task
 from fedpilot.tasks._base import Task
+from fedpilot.tracking.event_log import EventLogCallback
 from fedpilot.types import Weights
 
 SPEC_FILE = "spec.yaml"
@@ -56,8 +57,6 @@ def load_run_spec(run_dir: Path) -> FederationSpec:
 
 def default_callbacks(spec: FederationSpec) -> list[Callback]:
     """What every run records: the audit trail, status.json and (if enabled) MLflow."""
-    from fedpilot.tracking import EventLogCallback
-
     callbacks: list[Callback] = [EventLogCallback(), StatusFileCallback()]
     if spec.tracking.enabled:
         from fedpilot.tracking import MLflowCallback

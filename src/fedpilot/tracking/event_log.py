@@ -19,9 +19,10 @@ import functools
 import json
 import logging
 import math
+import operator
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -241,14 +242,19 @@ class EventLogCallback(Callback):
 
 
 def _line(event: str, payload: object, fields: dict[str, Any]) -> bytes:
-    """One event as a JSON line (empty, with a warning, if it cannot be written)."""
-    record: dict[str, Any] = {"event": event, "time": _iso(time.time())}
-    body = _fields(payload)
-    body.update(fields)
-    if "round" in body:
-        record["round"] = body.pop("round")
-    record.update(body)
+    """One event as a JSON line (empty, with a warning, if it cannot be written): event,
+    time and round first, then the payload's fields, then ``fields``."""
+    # The round's slot is taken first so that it comes third, wherever it is found.
+    record: dict[str, Any] = {"event": event, "time": _iso(time.time()), "round": _NO_ROUND}
+    if payload is not None:
+        record.update(_fields(payload))
+    record.update(fields)
+    if record["round"] is _NO_ROUND:
+        del record["round"]
     return _encode(record, event)
+
+
+_NO_ROUND = object()
 
 
 def _encode(record: dict[str, Any], event: str) -> bytes:
@@ -270,10 +276,27 @@ def _encode(record: dict[str, Any], event: str) -> bytes:
 _ORJSON_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
-def _fields(payload: object) -> dict[str, Any]:
-    """A hook's dataclass as a mapping of its fields (not converted), or nothing."""
-    if payload is None:
-        return {}
-    if dataclasses.is_dataclass(payload) and not isinstance(payload, type):
-        return {name: getattr(payload, name) for name in _field_names(type(payload))}
-    return {"value": to_json(payload)}
+def _fields(payload: object) -> Iterable[tuple[str, Any]]:
+    """A hook's payload as (name, value) pairs: a dataclass's fields (not converted), or
+    ``value``."""
+    reader = _FIELD_READERS.get(type(payload))
+    if reader is None:
+        if not dataclasses.is_dataclass(payload) or isinstance(payload, type):
+            return (("value", to_json(payload)),)
+        reader = _FIELD_READERS[type(payload)] = _field_reader(type(payload))
+    return reader(payload)
+
+
+# One C-level attrgetter per payload type: a line is written for every update, and
+# reading the fields one getattr at a time was a third of the cost of writing it.
+_FIELD_READERS: dict[type, Callable[[Any], Iterable[tuple[str, Any]]]] = {}
+
+
+def _field_reader(kind: type) -> Callable[[Any], Iterable[tuple[str, Any]]]:
+    names = _field_names(kind)
+    if not names:
+        return lambda payload: ()
+    values = operator.attrgetter(*names)
+    if len(names) == 1:
+        return lambda payload: ((names[0], values(payload)),)
+    return lambda payload: zip(names, values(payload), strict=True)
