@@ -39,8 +39,8 @@ from typing import Any
 import yaml
 
 from _common import LOG_DIR, Check, Table, write_results
-from fedpilot.fleet.flower.superlink import Control, SuperLinkProcess, Transport, flower_env
-from fedpilot.fleet.flower.supernode import free_port
+from fedpilot.deployment.superlink import Control, SuperLinkProcess, Transport, flower_env
+from fedpilot.deployment.supernode import free_port
 
 APP_DIR = Path(__file__).resolve().parent / "_deploy_app"
 FEDPILOT = str(Path(sys.executable).parent / "fedpilot")
@@ -309,7 +309,7 @@ def main() -> None:
             "All runs share one SuperLink (insecure, loopback). The fedpilot run and the "
             "'same SuperNodes' Flower run use three `fedpilot learner` SuperNodes, whose "
             "ClientApps fork from a warm zygote and whose fixed waits are shortened "
-            "(fedpilot/fleet/flower/_tuning.py); plain Flower uses three stock "
+            "(fedpilot/deployment/tuning.py); plain Flower uses three stock "
             "`flower-supernode` processes, as a Flower deployment runs them.",
             "Flower's `Grid.send_and_receive` sleeps 3 s between polls, so a FedAvg round "
             "lasts a multiple of 3 s; FlowerFleet polls every 50 ms and folds replies as "

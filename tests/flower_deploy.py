@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from fedpilot.fleet.flower.supernode import free_port
+from fedpilot.deployment.supernode import free_port
 from fedpilot.security.certs import init_certificates
 from fedpilot.security.keys import add_to_allow_list, generate_learner_keys, read_public_key_file
 

@@ -8,7 +8,6 @@ import numpy as np
 
 from fedpilot.aggregation import (
     Aggregator,
-    BufferedAggregator,
     Bulyan,
     FedNovaMean,
     GeometricMedian,
@@ -16,6 +15,7 @@ from fedpilot.aggregation import (
     Mean,
     Median,
     MultiKrum,
+    RuleAggregator,
     TrimmedMean,
     WeightedMean,
 )
@@ -30,16 +30,16 @@ CHUNK = 7
 AGGREGATORS: dict[str, Callable[[], Aggregator]] = {
     "streaming_mean": lambda: WeightedMean(order_independent=True),
     "fednova": FedNovaMean,
-    "mean": lambda: BufferedAggregator(Mean(), chunk_size=CHUNK),
-    "clipped_mean": lambda: BufferedAggregator(
+    "mean": lambda: RuleAggregator(Mean(), chunk_size=CHUNK),
+    "clipped_mean": lambda: RuleAggregator(
         Mean(), clip=NormClipSpec(quantile=0.5), chunk_size=CHUNK
     ),
-    "median": lambda: BufferedAggregator(Median(), chunk_size=CHUNK),
-    "trimmed_mean": lambda: BufferedAggregator(TrimmedMean(0.2), chunk_size=CHUNK),
-    "krum": lambda: BufferedAggregator(Krum(0.2), chunk_size=CHUNK),
-    "multikrum": lambda: BufferedAggregator(MultiKrum(0.2), chunk_size=CHUNK),
-    "bulyan": lambda: BufferedAggregator(Bulyan(0.2), chunk_size=CHUNK),
-    "rfa": lambda: BufferedAggregator(GeometricMedian(max_iter=50, tol=1e-9), chunk_size=CHUNK),
+    "median": lambda: RuleAggregator(Median(), chunk_size=CHUNK),
+    "trimmed_mean": lambda: RuleAggregator(TrimmedMean(0.2), chunk_size=CHUNK),
+    "krum": lambda: RuleAggregator(Krum(0.2), chunk_size=CHUNK),
+    "multikrum": lambda: RuleAggregator(MultiKrum(0.2), chunk_size=CHUNK),
+    "bulyan": lambda: RuleAggregator(Bulyan(0.2), chunk_size=CHUNK),
+    "rfa": lambda: RuleAggregator(GeometricMedian(max_iter=50, tol=1e-9), chunk_size=CHUNK),
 }
 STREAMING = {"streaming_mean", "fednova"}
 BUFFERED = sorted(set(AGGREGATORS) - STREAMING)

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aggregation._cases import fold, random_cohort
-from fedpilot.aggregation import AggregationRule, BufferedAggregator, Mean, Median, RuleOutcome
+from fedpilot.aggregation import AggregationRule, Mean, Median, RuleAggregator, RuleOutcome
 from fedpilot.aggregation.clip import clip_factors, norm_bound
 from fedpilot.aggregation.rules import Rows
 from fedpilot.spec.aggregation import NormClipSpec
@@ -44,7 +44,7 @@ def test_clipped_delta_norms_are_at_most_the_bound(
 ) -> None:
     reference, cohort = random_cohort(np.random.default_rng(seed), size, scale)
     rule = RowNorms()
-    agg = BufferedAggregator(rule, clip=NormClipSpec(bound=bound), chunk_size=5)
+    agg = RuleAggregator(rule, clip=NormClipSpec(bound=bound), chunk_size=5)
     fold(agg, reference, cohort)
     assert np.all(rule.norms <= bound * (1 + 1e-5))
     # The mean of vectors no longer than the bound is no longer than it either. (Checked
@@ -66,7 +66,7 @@ def test_clipped_delta_norms_are_at_most_the_bound(
 def test_quantile_bound_comes_from_the_cohort(seed: int, size: int, quantile: float) -> None:
     reference, cohort = random_cohort(np.random.default_rng(seed), size)
     rule = RowNorms()
-    agg = BufferedAggregator(rule, clip=NormClipSpec(quantile=quantile), chunk_size=5)
+    agg = RuleAggregator(rule, clip=NormClipSpec(quantile=quantile), chunk_size=5)
     fold(agg, reference, cohort)
     raw = np.array(list(agg.delta_norms().values()))
     bound = float(np.quantile(raw, quantile))
@@ -76,8 +76,8 @@ def test_quantile_bound_comes_from_the_cohort(seed: int, size: int, quantile: fl
 
 def test_quantile_one_clips_nothing_and_zero_deltas_are_left_alone() -> None:
     reference, cohort = random_cohort(np.random.default_rng(0), 5)
-    agg = BufferedAggregator(Mean(), clip=NormClipSpec(quantile=1.0))
-    plain = fold(BufferedAggregator(Mean()), reference, cohort)
+    agg = RuleAggregator(Mean(), clip=NormClipSpec(quantile=1.0))
+    plain = fold(RuleAggregator(Mean()), reference, cohort)
     for a, b in zip(fold(agg, reference, cohort), plain, strict=True):
         np.testing.assert_array_equal(a, b)
     assert agg.last_report.clip_factors == {}
@@ -94,7 +94,7 @@ def test_clipping_runs_before_the_rule() -> None:
         ("b", [np.array([0.3, 0.4], np.float32)], 1),  # norm 0.5, untouched
         ("c", [np.array([30.0, 40.0], np.float32)], 1),  # norm 50 → scaled to norm 1
     ]
-    agg = BufferedAggregator(Median(), clip=NormClipSpec(bound=1.0))
+    agg = RuleAggregator(Median(), clip=NormClipSpec(bound=1.0))
     np.testing.assert_allclose(fold(agg, reference, cohort)[0], [0.6, 0.8], rtol=1e-6)
     assert agg.last_report.clip_factors == pytest.approx({"a": 0.2, "c": 0.02})
 
@@ -102,7 +102,7 @@ def test_clipping_runs_before_the_rule() -> None:
 @pytest.mark.parametrize("quantile", [0.3, 0.8])
 def test_clipped_mean_matches_clip_then_average(quantile: float) -> None:
     reference, cohort = random_cohort(np.random.default_rng(9), 8)
-    agg = BufferedAggregator(Mean(), clip=NormClipSpec(quantile=quantile), chunk_size=4)
+    agg = RuleAggregator(Mean(), clip=NormClipSpec(quantile=quantile), chunk_size=4)
     result = fold(agg, reference, cohort)
     ordered = sorted(cohort)
     rows = np.stack(

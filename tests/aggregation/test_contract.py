@@ -22,7 +22,7 @@ from aggregation._cases import (
     make_update,
     random_cohort,
 )
-from fedpilot.aggregation import BufferedAggregator, Mean
+from fedpilot.aggregation import Mean, RuleAggregator
 from fedpilot.types import Weights
 
 ALL = sorted(AGGREGATORS)
@@ -227,7 +227,7 @@ def test_too_few_updates_for_the_rule_names_rule_and_n(name: str) -> None:
 
 
 def test_buffer_file_is_gone_after_close_and_next_begin(tmp_path: Path) -> None:
-    agg = BufferedAggregator(Mean(), workdir=tmp_path)
+    agg = RuleAggregator(Mean(), workdir=tmp_path)
     reference = [np.zeros(4, np.float32)]
     agg.begin(reference=reference, ctx=CTX)
     agg.add(make_update("a", [np.ones(4, np.float32)], 1))
@@ -250,7 +250,7 @@ def test_float64_and_float16_models_keep_their_dtypes() -> None:
         ("a", [reference[0] + 1e-9, np.full(3, 2, np.float16)], 1),
         ("b", [reference[0] + 3e-9, np.full(3, 4, np.float16)], 1),
     ]
-    result = fold(BufferedAggregator(Mean()), reference, cohort)
+    result = fold(RuleAggregator(Mean()), reference, cohort)
     assert [r.dtype for r in result] == [np.float64, np.float16]
     # The delta is stored in float32, so a float64 model keeps its own large part exactly.
     np.testing.assert_allclose(result[0], reference[0] + 2e-9, rtol=0, atol=1e-15)

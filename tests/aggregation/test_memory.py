@@ -19,7 +19,7 @@ SCRIPT = textwrap.dedent(
     f"""
     import resource, sys
     import numpy as np
-    from fedpilot.aggregation import BufferedAggregator, Krum, Median
+    from fedpilot.aggregation import RuleAggregator, Krum, Median
     from fedpilot.types import RoundContext, Update
 
     def rss_now():
@@ -45,7 +45,7 @@ SCRIPT = textwrap.dedent(
 
     rule = {{"median": Median(), "krum": Krum(0.2)}}[sys.argv[1]]
     reference = [np.zeros({PARAMS}, np.float32)]
-    agg = BufferedAggregator(rule)
+    agg = RuleAggregator(rule)
     agg.begin(reference=reference, ctx=RoundContext("m", 1, 1, 0))
     rng = np.random.default_rng(0)
     before = rss_now()

@@ -14,13 +14,13 @@ from aggregation._cases import fold, random_cohort
 from fedpilot.aggregation import (
     AGGREGATION_RULES,
     AggregationRule,
-    BufferedAggregator,
     Bulyan,
     GeometricMedian,
     Krum,
     Mean,
     Median,
     MultiKrum,
+    RuleAggregator,
     TrimmedMean,
     build_rule,
 )
@@ -46,7 +46,7 @@ def deltas(reference: Weights, cohort: list[tuple[str, Weights, int]]) -> tuple[
 
 def combined_delta(rule: AggregationRule, cohort_size: int, seed: int, chunk: int = 5) -> tuple:
     reference, cohort = random_cohort(np.random.default_rng(seed), cohort_size)
-    agg = BufferedAggregator(rule, chunk_size=chunk)
+    agg = RuleAggregator(rule, chunk_size=chunk)
     result = fold(agg, reference, cohort)
     got = np.concatenate([(g - r).ravel() for g, r in zip(result, reference, strict=True)])
     rows, weights = deltas(reference, cohort)
@@ -130,7 +130,7 @@ def test_bulyan_keeps_the_values_closest_to_the_median_with_duplicates() -> None
     reference = [np.zeros(1, np.float32)]
     values = {"a": 1.0, "b": 1.0, "c": 3.0, "d": 4.0, "e": 9.0, "z1": 1000.0, "z2": -1000.0}
     cohort = [(k, [np.array([v], np.float32)], 1) for k, v in values.items()]
-    agg = BufferedAggregator(Bulyan(0.2))
+    agg = RuleAggregator(Bulyan(0.2))
     result = fold(agg, reference, cohort)
     assert agg.last_report.selected == ("a", "b", "c", "d", "e")
     np.testing.assert_allclose(result[0], [8.0 / 3.0], rtol=1e-6)
@@ -166,7 +166,7 @@ def test_rfa_stops_early_at_tol_and_at_max_iter() -> None:
 def test_rfa_of_identical_updates_is_that_update() -> None:
     reference = [np.zeros(4, np.float32)]
     cohort = [(f"l{i}", [np.arange(4, dtype=np.float32)], 1) for i in range(3)]
-    result = fold(BufferedAggregator(GeometricMedian()), reference, cohort)
+    result = fold(RuleAggregator(GeometricMedian()), reference, cohort)
     np.testing.assert_array_equal(result[0], np.arange(4, dtype=np.float32))
 
 
@@ -190,8 +190,8 @@ def test_unweighted_rules_ignore_claimed_weights() -> None:
         ("b", [np.full(3, 2.0, np.float32)], 1),
         ("c", [np.full(3, 9.0, np.float32)], 1_000_000),
     ]
-    np.testing.assert_array_equal(fold(BufferedAggregator(Median()), reference, cohort)[0], 2.0)
-    weighted = fold(BufferedAggregator(Mean()), reference, cohort)[0]
+    np.testing.assert_array_equal(fold(RuleAggregator(Median()), reference, cohort)[0], 2.0)
+    weighted = fold(RuleAggregator(Mean()), reference, cohort)[0]
     assert float(weighted[0]) > 8.9
 
 
@@ -199,9 +199,9 @@ def test_zero_total_weight_is_a_clear_error() -> None:
     reference = [np.zeros(2, np.float32)]
     cohort = [("a", [np.ones(2, np.float32)], 0), ("b", [np.ones(2, np.float32)], 0)]
     with pytest.raises(ValueError, match="weights of the 2 updates sum to 0"):
-        fold(BufferedAggregator(Mean()), reference, cohort)
+        fold(RuleAggregator(Mean()), reference, cohort)
     # ...while unweighted rules do not care.
-    np.testing.assert_array_equal(fold(BufferedAggregator(Median()), reference, cohort)[0], 1.0)
+    np.testing.assert_array_equal(fold(RuleAggregator(Median()), reference, cohort)[0], 1.0)
 
 
 @pytest.mark.parametrize(
@@ -260,7 +260,7 @@ def test_a_user_rule_is_loaded_from_package_module_class(tmp_path: Path) -> None
     rule = build_rule(AggregationSpec(rule="my_agg_rules:FirstRow"), base_dir=tmp_path)
     reference = [np.zeros(3, np.float32)]
     cohort = [("b", [np.full(3, 2.0, np.float32)], 1), ("a", [np.ones(3, np.float32)], 1)]
-    np.testing.assert_array_equal(fold(BufferedAggregator(rule), reference, cohort)[0], 1.0)
+    np.testing.assert_array_equal(fold(RuleAggregator(rule), reference, cohort)[0], 1.0)
     with pytest.raises(SpecError, match=r"subclass of fedpilot\.aggregation\.AggregationRule"):
         build_rule(AggregationSpec(rule="my_agg_rules:NotARule"), base_dir=tmp_path)
     with pytest.raises(SpecError, match=r"aggregation\.rule"):

@@ -8,12 +8,12 @@ import pytest
 from pydantic import ValidationError
 
 from fedpilot.aggregation import (
-    BufferedAggregator,
     FedNovaMean,
     GeometricMedian,
     Krum,
     Mean,
     Median,
+    RuleAggregator,
     WeightedMean,
     build_aggregator,
 )
@@ -72,7 +72,7 @@ def test_plain_mean_streams_and_everything_else_is_buffered(tmp_path: Path) -> N
     checked = build_aggregator(
         AggregationSpec(), fedavg, replies_in_order=True, cohort_checks=True, workdir=tmp_path
     )
-    assert isinstance(checked, BufferedAggregator) and isinstance(checked.rule, Mean)
+    assert isinstance(checked, RuleAggregator) and isinstance(checked.rule, Mean)
     assert checked.workdir == tmp_path
 
     clipped = build_aggregator(
@@ -80,12 +80,12 @@ def test_plain_mean_streams_and_everything_else_is_buffered(tmp_path: Path) -> N
         FedAdamStrategy(),
         replies_in_order=True,
     )
-    assert isinstance(clipped, BufferedAggregator)
+    assert isinstance(clipped, RuleAggregator)
     assert clipped.clip == NormClipSpec(bound=1.0) and clipped.chunk_size == 99
 
     for rule, cls in (("median", Median), ("krum", Krum), ("rfa", GeometricMedian)):
         agg = build_aggregator(AggregationSpec(rule=rule), fedavg, replies_in_order=True)
-        assert isinstance(agg, BufferedAggregator) and isinstance(agg.rule, cls)
+        assert isinstance(agg, RuleAggregator) and isinstance(agg.rule, cls)
 
 
 def test_fednova_gets_its_own_mean_and_refuses_other_rules() -> None:

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from fedpilot.aggregation.weighting import UpdateWeighting
-from fedpilot.selection import ParticipationLog
-from fedpilot.selection._base import LearnerOutcome
+from fedpilot.ledger import LearnerOutcome, ParticipationLog
 from fedpilot.spec.sections import WeightingSpec
 
 W = [np.zeros(3, np.float32)]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fedpilot.aggregation._base import AggregationReport, Aggregator, ServerOptimizer
-from fedpilot.aggregation.buffered import BufferedAggregator
 from fedpilot.aggregation.factory import (
     AGGREGATION_RULES,
     build_aggregator,
@@ -13,6 +12,7 @@ from fedpilot.aggregation.factory import (
 from fedpilot.aggregation.fednova import FedNovaMean
 from fedpilot.aggregation.fedopt import AdaptiveStep, FedAdagrad, FedAdam, FedYogi
 from fedpilot.aggregation.mean import WeightedMean
+from fedpilot.aggregation.rule_aggregator import RuleAggregator
 from fedpilot.aggregation.rules import (
     AggregationRule,
     Bulyan,
@@ -34,7 +34,6 @@ __all__ = [
     "AggregationReport",
     "AggregationRule",
     "Aggregator",
-    "BufferedAggregator",
     "Bulyan",
     "FedAdagrad",
     "FedAdam",
@@ -48,6 +47,7 @@ __all__ = [
     "Median",
     "MultiKrum",
     "Rows",
+    "RuleAggregator",
     "RuleOutcome",
     "ScaffoldStep",
     "ServerOptimizer",

@@ -72,7 +72,7 @@ class Aggregator(ABC):
         raise NotImplementedError(
             f"{type(self).__name__} is a streaming aggregator and cannot drop an update "
             f"once added (learner {learner!r}, reason: {reason}); cohort-level checks "
-            "need a buffered aggregator"
+            "need the rule aggregator (updates kept on disk)"
         )
 
     @property

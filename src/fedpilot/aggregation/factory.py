@@ -6,10 +6,10 @@ from pathlib import Path
 
 from fedpilot._imports import import_object
 from fedpilot.aggregation._base import Aggregator, ServerOptimizer
-from fedpilot.aggregation.buffered import BufferedAggregator
 from fedpilot.aggregation.fednova import FedNovaMean
 from fedpilot.aggregation.fedopt import FedAdagrad, FedAdam, FedYogi
 from fedpilot.aggregation.mean import WeightedMean
+from fedpilot.aggregation.rule_aggregator import RuleAggregator
 from fedpilot.aggregation.rules import (
     AggregationRule,
     Bulyan,
@@ -82,13 +82,13 @@ def build_aggregator(
             without it the streaming mean sums in float64 so its result does not
             depend on arrival order.
         cohort_checks: Whether the orchestrator may :meth:`~Aggregator.exclude` updates
-            after seeing the whole cohort; that needs the buffered aggregator.
-        workdir: Folder for the buffered aggregator's temporary file.
+            after seeing the whole cohort; that needs the rule aggregator (updates kept on disk).
+        workdir: Folder for the rule aggregator's temporary file.
         base_dir: Folder user code named in the spec is imported from.
 
     Returns:
         The streaming :class:`WeightedMean` for a plain mean (the fast path),
-        :class:`FedNovaMean` for FedNova, else a :class:`BufferedAggregator`.
+        :class:`FedNovaMean` for FedNova, else a :class:`RuleAggregator`.
 
     Raises:
         SpecError: for a combination that is not supported (FedNova with a robust
@@ -112,7 +112,7 @@ def build_aggregator(
         return FedNovaMean()
     if aggregation.rule == "mean" and aggregation.clip is None and not cohort_checks:
         return WeightedMean(order_independent=not replies_in_order)
-    return BufferedAggregator(
+    return RuleAggregator(
         build_rule(aggregation, base_dir=base_dir),
         clip=aggregation.clip,
         chunk_size=aggregation.chunk_size,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from fedpilot.selection.log import ParticipationLog
+    from fedpilot.ledger.participation import ParticipationLog
 from fedpilot.spec.sections import WeightingSpec
 from fedpilot.types import LearnerId, Weights
 

@@ -15,7 +15,7 @@ from rich.console import Console
 from fedpilot.errors import UserError
 
 if TYPE_CHECKING:
-    from fedpilot.fleet.flower.supernode import NodeData, SuperNodeProcess
+    from fedpilot.deployment.supernode import NodeData, SuperNodeProcess
 
 READY_TIMEOUT_S = 120.0
 EXIT_REFUSED = 3
@@ -59,8 +59,8 @@ def learner_command(
     """Join a federation: start a Flower SuperNode serving fedpilot's learner with this
     machine's data, print when it is registered and ready, and serve until stopped."""
     from fedpilot.cli.server import INSECURE_WARNING
-    from fedpilot.fleet.flower.superlink import Transport
-    from fedpilot.fleet.flower.supernode import SuperNodeProcess
+    from fedpilot.deployment.superlink import Transport
+    from fedpilot.deployment.supernode import SuperNodeProcess
     from fedpilot.spec.runtime import check_address
 
     console = Console(stderr=True)
@@ -127,7 +127,7 @@ def _register(node: SuperNodeProcess, console: Console, *, verbose: bool, grace:
 
 
 def _node_data(partition: str | None, data: Path | None) -> NodeData:
-    from fedpilot.fleet.flower.supernode import NodeData
+    from fedpilot.deployment.supernode import NodeData
 
     if (partition is None) == (data is None):
         raise UserError("give exactly one of --partition I/N and --data PATH")

@@ -42,7 +42,7 @@ def server_command(
 ) -> None:
     """Serve a federation over Flower's deployment engine: start a SuperLink, submit the
     run, and follow it while learners (`fedpilot learner`) train on their own machines."""
-    from fedpilot.fleet.flower.server import FederationServer, prepare_spec
+    from fedpilot.deployment.server import FederationServer, prepare_spec
     from fedpilot.orchestrator import load_run_spec
 
     console = Console(stderr=True)

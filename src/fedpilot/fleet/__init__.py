@@ -1,7 +1,7 @@
 """Fleets: how instructions reach learners (only fleet/ and learner/ import Flower).
 
 The fleets load lazily: a learner machine's ``fedpilot learner`` imports
-``fedpilot.fleet.flower`` and must not pay for torch, which LocalFleet's learners need.
+``fedpilot.deployment`` and must not pay for torch, which LocalFleet's learners need.
 """
 
 from __future__ import annotations

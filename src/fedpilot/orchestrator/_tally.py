@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fedpilot.aggregation.weighting import WeightFactors
+from fedpilot.ledger import LearnerOutcome
 from fedpilot.orchestrator.events import UpdateVerdict
-from fedpilot.selection._base import LearnerOutcome
 from fedpilot.types import LearnerId, Metrics, Reply, Weights
 
 

@@ -16,21 +16,22 @@ from fedpilot.aggregation import build_aggregator, build_server_optimizer
 from fedpilot.aggregation.weighting import UpdateWeighting, ValidationLoss
 from fedpilot.errors import ResumeError, SpecError, UserError
 from fedpilot.fleet import Fleet, LocalFleet
+from fedpilot.fleet.simulation import build_simulated_fleet
 from fedpilot.guard import build_guard
+from fedpilot.ledger import ParticipationLog
 from fedpilot.orchestrator.checkpoint import RunState, load_checkpoint
 from fedpilot.orchestrator.evaluation import Evaluator
 from fedpilot.orchestrator.events import Callback, CallbackList, RunInfo, RunResult
 from fedpilot.orchestrator.status import StatusFileCallback
 from fedpilot.orchestrator.sync import RoundParts, SyncOrchestrator
-from fedpilot.privacy import UpdateValidator
-from fedpilot.selection import LoggedSelector, ParticipationLog, build_selector
-from fedpilot.simulation import build_simulated_fleet
+from fedpilot.selection import LoggedSelector, build_selector
 from fedpilot.spec import FederationSpec, FlowerRuntime, RayRuntime, load_spec
 from fedpilot.spec.sections import FedNovaStrategy
 from fedpilot.tasks import build_task
 from fedpilot.tasks._base import Task
 from fedpilot.tracking.event_log import EventLogCallback
 from fedpilot.types import Weights
+from fedpilot.validation import UpdateValidator
 
 SPEC_FILE = "spec.yaml"
 _YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)

@@ -13,6 +13,7 @@ from fedpilot.aggregation.weighting import UpdateWeighting
 from fedpilot.fleet import Fleet
 from fedpilot.guard import Guard
 from fedpilot.learner.protocol import train_config
+from fedpilot.ledger import ParticipationLog
 from fedpilot.orchestrator._tally import RoundTally
 from fedpilot.orchestrator.checkpoint import RunState, save_checkpoint
 from fedpilot.orchestrator.evaluation import Evaluator
@@ -23,8 +24,7 @@ from fedpilot.orchestrator.events import (
     RunResult,
     UpdateVerdict,
 )
-from fedpilot.privacy import UpdateValidator
-from fedpilot.selection import LoggedSelector, ParticipationLog, Selector
+from fedpilot.selection import LoggedSelector, Selector
 from fedpilot.spec import FederationSpec
 from fedpilot.spec.sections import FedProxStrategy
 from fedpilot.tasks._base import TrainSettings
@@ -39,6 +39,7 @@ from fedpilot.types import (
     derive_rng,
     derive_seed,
 )
+from fedpilot.validation import UpdateValidator
 
 
 @dataclass

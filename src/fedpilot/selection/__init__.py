@@ -8,9 +8,9 @@ from typing import Any
 
 from fedpilot._imports import import_object
 from fedpilot.errors import SpecError
-from fedpilot.selection._base import LearnerOutcome, OutcomeStatus, Selection, Selector
+from fedpilot.ledger import LearnerOutcome, OutcomeStatus
+from fedpilot.selection._base import Selection, Selector
 from fedpilot.selection._common import LoggedSelector
-from fedpilot.selection.log import LearnerRecord, ParticipationLog
 from fedpilot.selection.oort import OortSelector
 from fedpilot.selection.power_of_choice import PowerOfChoiceSelector
 from fedpilot.selection.ucb import UcbSelector, contributions
@@ -83,11 +83,9 @@ __all__ = [
     "SELECTORS",
     "AvailableSelector",
     "LearnerOutcome",
-    "LearnerRecord",
     "LoggedSelector",
     "OortSelector",
     "OutcomeStatus",
-    "ParticipationLog",
     "PowerOfChoiceSelector",
     "RandomSelector",
     "Selection",

@@ -9,8 +9,9 @@ import numpy as np
 import numpy.typing as npt
 
 from fedpilot.errors import ResumeError
-from fedpilot.selection._base import LearnerOutcome, Selection, Selector
-from fedpilot.selection.log import ParticipationLog
+from fedpilot.ledger import LearnerOutcome
+from fedpilot.ledger.participation import ParticipationLog
+from fedpilot.selection._base import Selection, Selector
 from fedpilot.types import LearnerId, LearnerInfo, RoundContext
 
 

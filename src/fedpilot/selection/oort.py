@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from fedpilot.selection._base import LearnerOutcome, Selection
+from fedpilot.ledger import LearnerOutcome
+from fedpilot.selection._base import Selection
 from fedpilot.selection._common import (
     LoggedSelector,
     available_pool,

@@ -8,14 +8,15 @@ from typing import Any
 
 import numpy as np
 
-from fedpilot.selection._base import LearnerOutcome, Selection
+from fedpilot.ledger import LearnerOutcome
+from fedpilot.ledger.participation import finite_or_none
+from fedpilot.selection._base import Selection
 from fedpilot.selection._common import (
     LoggedSelector,
     available_pool,
     in_candidate_order,
     rank_descending,
 )
-from fedpilot.selection.log import finite_or_none
 from fedpilot.types import LearnerId, LearnerInfo, RoundContext
 
 

@@ -1,7 +1,7 @@
 """The ``simulation`` section: heterogeneity and adversaries simulated on one machine.
 
 Every sub-section is optional; a spec without any runs the fleet as it is. The
-fleet wrappers that act on these settings live in :mod:`fedpilot.simulation`.
+fleet wrappers that act on these settings live in :mod:`fedpilot.fleet.simulation`.
 """
 
 from __future__ import annotations

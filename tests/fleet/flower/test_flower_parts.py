@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from flwr.app import Context, RecordDict
 
+from fedpilot.deployment.bundle import FederationConfig, build_fab
+from fedpilot.deployment.server import EventFollower, FederationServer, flower_runtime
+from fedpilot.deployment.superlink import local_address
+from fedpilot.deployment.supernode import NodeData
 from fedpilot.errors import SpecError
-from fedpilot.fleet.flower.bundle import FederationConfig, build_fab
 from fedpilot.fleet.flower.fleet import learner_id
 from fedpilot.fleet.flower.refusals import RefusalLog, parse_refusal
-from fedpilot.fleet.flower.server import EventFollower, FederationServer, flower_runtime
-from fedpilot.fleet.flower.superlink import local_address
-from fedpilot.fleet.flower.supernode import NodeData
 from fedpilot.security.keys import generate_learner_keys, public_key_fingerprint
 from fedpilot.spec import FederationSpec, validate_spec
 
@@ -169,7 +169,7 @@ def test_the_waits_fedpilot_shortens_are_still_flowers() -> None:
     from flwr.superlink.grid import http_grid
     from flwr.supernode import start_client_internal
 
-    from fedpilot.fleet.flower._tuning import (
+    from fedpilot.deployment.tuning import (
         IDLE_WAIT_S,
         REPLY_WAIT_S,
         ShorterWaits,
@@ -189,8 +189,8 @@ def test_the_waits_fedpilot_shortens_are_still_flowers() -> None:
 
 
 def test_polls_are_quick_while_active_then_back_off_to_the_cap() -> None:
-    from fedpilot.fleet.flower import _tuning
-    from fedpilot.fleet.flower._tuning import IDLE_WAIT_S, REPLY_WAIT_S, ShorterWaits
+    from fedpilot.deployment import tuning as _tuning
+    from fedpilot.deployment.tuning import IDLE_WAIT_S, REPLY_WAIT_S, ShorterWaits
 
     slept: list[float] = []
     waits = ShorterWaits(idle_cap=3.0, reply=0.05, sleep=slept.append)
@@ -210,7 +210,7 @@ def test_polls_are_quick_while_active_then_back_off_to_the_cap() -> None:
 def test_early_object_pulls_retry_after_milliseconds() -> None:
     import functools
 
-    from fedpilot.fleet.flower._tuning import quicker_object_pulls
+    from fedpilot.deployment.tuning import quicker_object_pulls
 
     class Module:
         pull_objects = staticmethod(lambda *a, **k: k)

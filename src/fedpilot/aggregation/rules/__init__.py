@@ -1,4 +1,4 @@
-"""Buffered aggregation rules: each combines a round's deltas read in column chunks."""
+"""Aggregation rules: each combines a round's deltas, kept on disk, read in column chunks."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""AggregationRule: how a buffered aggregator combines a round's update deltas.
+"""AggregationRule: how the rule aggregator combines a round's update deltas.
 
 A rule sees the round's deltas (update − current model, flattened, float32) as an
 ``n × dim`` matrix it can only read in column chunks (:class:`Rows`), so a rule written

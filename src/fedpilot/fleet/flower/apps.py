@@ -3,7 +3,7 @@ ServerApp, fedpilot's learner (or the spec's own ClientApp) as the ClientApp.
 
 Flower starts the ServerApp in its own process on the server machine after
 ``fedpilot server`` submits the run, and a ClientApp process on a learner's machine for
-each message; both read what they need from the run config (:mod:`.bundle`).
+each message; both read what they need from the run config (:mod:`fedpilot.deployment.bundle`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
 from fedpilot._imports import import_object
+from fedpilot.deployment.bundle import FederationConfig
 from fedpilot.errors import SpecError
-from fedpilot.fleet.flower.bundle import FederationConfig
 from fedpilot.fleet.flower.fleet import FlowerFleet
 from fedpilot.fleet.flower.refusals import RefusalLog
 from fedpilot.security.keys import load_allow_list

@@ -16,9 +16,9 @@ from dataclasses import replace
 from flwr.app import Message
 from flwr.serverapp import Grid
 
+from fedpilot.deployment.tuning import quicker_object_pulls
 from fedpilot.fleet._base import Fleet
 from fedpilot.fleet._convention import instruction_content, reply_from_message
-from fedpilot.fleet.flower._tuning import quicker_object_pulls
 from fedpilot.types import (
     FleetNotice,
     Instruction,

@@ -12,8 +12,8 @@ import re
 from collections.abc import Set
 from pathlib import Path
 
+from fedpilot.deployment.tail import LineFollower
 from fedpilot.errors import UserError
-from fedpilot.fleet.flower._tail import LineFollower
 from fedpilot.types import FleetNotice
 
 # [/v1/fleet/activate-node][ApiError:2004] Attempted to register SuperNode with public

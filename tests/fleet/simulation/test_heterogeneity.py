@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from fedpilot.simulation import (
+from fedpilot.fleet.simulation import (
     DROPPED_OUT,
     STRAGGLER_DROPPED,
     UNAVAILABLE,
@@ -16,7 +16,7 @@ from fedpilot.simulation import (
     build_simulated_fleet,
 )
 from fedpilot.spec.simulation import SimulationSpec
-from simulation.fakes import EchoFleet, by_id, ids, instructions, run
+from fleet.simulation.fakes import EchoFleet, by_id, ids, instructions, run
 
 EXAMPLES = {"0": 100, "1": 200, "2": 300, "3": 400, "4": 500, "5": 600}
 

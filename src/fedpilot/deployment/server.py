@@ -1,8 +1,8 @@
 """`fedpilot server`: start a SuperLink, submit the federation as a Flower app, follow it.
 
 The orchestrator itself runs as the ServerApp, in the process Flower starts for the
-run (:mod:`.apps`); it writes the run directory as a local run does. This process
-follows that directory's event log, so what it shows is what was recorded.
+run (:mod:`fedpilot.fleet.flower.apps`); it writes the run directory as a local run
+does. This process follows that directory's event log, so what it shows is what was recorded.
 """
 
 from __future__ import annotations
@@ -14,17 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fedpilot.errors import SpecError
-from fedpilot.fleet.flower._tail import LineFollower
-from fedpilot.fleet.flower.apps import SERVER_ERROR_FILE
-from fedpilot.fleet.flower.bundle import FederationConfig, build_fab
-from fedpilot.fleet.flower.superlink import (
+from fedpilot.deployment.bundle import FederationConfig, build_fab
+from fedpilot.deployment.superlink import (
     FINISHED,
     Control,
     SuperLinkProcess,
     Transport,
     local_address,
 )
+from fedpilot.deployment.tail import LineFollower
+from fedpilot.errors import SpecError
+from fedpilot.fleet.flower.apps import SERVER_ERROR_FILE
 from fedpilot.security.certs import CertificatePaths
 from fedpilot.security.keys import load_allow_list
 from fedpilot.spec import FederationSpec, FlowerRuntime

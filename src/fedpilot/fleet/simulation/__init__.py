@@ -8,9 +8,8 @@ whether they arrived at all.
 from __future__ import annotations
 
 from fedpilot.fleet._base import Fleet
-from fedpilot.learner.protocol import LABEL_FLIP
-from fedpilot.simulation._wrapper import FleetWrapper
-from fedpilot.simulation.attacks import (
+from fedpilot.fleet.simulation._wrapper import FleetWrapper
+from fedpilot.fleet.simulation.attacks import (
     AttackFleet,
     choose_attackers,
     gaussian,
@@ -19,13 +18,14 @@ from fedpilot.simulation.attacks import (
     scale_update,
     sign_flip,
 )
-from fedpilot.simulation.heterogeneity import (
+from fedpilot.fleet.simulation.heterogeneity import (
     DROPPED_OUT,
     STRAGGLER_DROPPED,
     UNAVAILABLE,
     HeterogeneousFleet,
 )
-from fedpilot.simulation.traces import AvailabilityTrace, SpeedModel
+from fedpilot.fleet.simulation.traces import AvailabilityTrace, SpeedModel
+from fedpilot.learner.protocol import LABEL_FLIP
 from fedpilot.spec.simulation import SimulationSpec
 
 __all__ = [

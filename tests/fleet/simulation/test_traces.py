@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from fedpilot.simulation import AvailabilityTrace, SpeedModel
+from fedpilot.fleet.simulation import AvailabilityTrace, SpeedModel
 from fedpilot.spec.simulation import AvailabilitySpec, SpeedSpec
 
 SPEC = AvailabilitySpec(mean_on=10.0, mean_off=5.0)

@@ -7,10 +7,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fedpilot.simulation import LABEL_FLIP, AttackFleet, HeterogeneousFleet, lie_z
+from fedpilot.fleet.simulation import LABEL_FLIP, AttackFleet, HeterogeneousFleet, lie_z
 from fedpilot.spec.simulation import AttackSpec, SimulationSpec
 from fedpilot.types import Weights
-from simulation.fakes import REFERENCE, EchoFleet, by_id, ids, instructions, run
+from fleet.simulation.fakes import REFERENCE, EchoFleet, by_id, ids, instructions, run
 
 EXAMPLES = {lid: 100 for lid in ids(10)}
 OFFSETS = {lid: float(i + 1) for i, lid in enumerate(ids(10))}

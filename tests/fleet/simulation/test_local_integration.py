@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from fedpilot.fleet import Fleet, LocalFleet
+from fedpilot.fleet.simulation import AttackFleet, HeterogeneousFleet, build_simulated_fleet
 from fedpilot.learner.protocol import train_config
-from fedpilot.simulation import AttackFleet, HeterogeneousFleet, build_simulated_fleet
 from fedpilot.spec import FederationSpec, validate_spec
 from fedpilot.spec.simulation import SimulationSpec
 from fedpilot.tasks._base import TrainSettings

@@ -16,13 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fedpilot.fleet.flower.superlink import (
+from fedpilot.deployment.superlink import (
     Transport,
     die_with_parent,
     flower_env,
     stop_process,
 )
-from fedpilot.fleet.flower.warm import write_launcher
+from fedpilot.deployment.warm import write_launcher
 
 _READY = re.compile(r"SuperNode ID: (\d+)")
 _REFUSED = ("Failed to activate SuperNode", "Exit Code: 305")
@@ -63,7 +63,7 @@ class SuperNodeProcess:
         warm: serve messages from a pre-imported zygote (:mod:`.warm`) instead of a
             fresh Python process per message.
         poll_interval: the longest the SuperNode waits before asking the server again
-            when idle; it starts at 0.1 s after each message (:mod:`._tuning`).
+            when idle; it starts at 0.1 s after each message (:mod:`.tuning`).
     """
 
     def __init__(
@@ -99,7 +99,7 @@ class SuperNodeProcess:
         cmd = [
             sys.executable,
             "-m",
-            "fedpilot.fleet.flower.node_main",
+            "fedpilot.deployment.node_main",
             str(self.poll_interval),
             str(reply_wait),
             "--",
@@ -155,7 +155,7 @@ class SuperNodeProcess:
             return
         with (self.workdir / "zygote.log").open("ab") as log:
             self._zygote = subprocess.Popen(
-                [sys.executable, "-m", "fedpilot.fleet.flower.warm", str(self._socket)],
+                [sys.executable, "-m", "fedpilot.deployment.warm", str(self._socket)],
                 env=flower_env(self.workdir),
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -1,4 +1,4 @@
-"""BufferedAggregator: keeps a round's updates on disk and runs a rule over them."""
+"""RuleAggregator: keeps a round's updates on disk and runs a rule over them."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from fedpilot.spec.aggregation import NormClipSpec
 from fedpilot.types import LearnerId, RoundContext, Update, Weights
 
 
-class BufferedAggregator(Aggregator):
+class RuleAggregator(Aggregator):
     """Buffers each added update's delta on disk; ``result`` runs ``rule`` over them.
 
     Every rule that needs all of a round's updates at once (median, Krum, …), and the

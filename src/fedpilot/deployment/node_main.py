@@ -1,14 +1,14 @@
-"""Flower's SuperNode with shorter fixed waits (:mod:`._tuning`), as ``fedpilot learner``
+"""Flower's SuperNode with shorter fixed waits (:mod:`.tuning`), as ``fedpilot learner``
 runs it. Everything else is Flower's own ``flower-supernode``.
 
-Usage: ``python -m fedpilot.fleet.flower.node_main IDLE_CAP_S REPLY_S -- <supernode args>``
+Usage: ``python -m fedpilot.deployment.node_main IDLE_CAP_S REPLY_S -- <supernode args>``
 """
 
 from __future__ import annotations
 
 import sys
 
-from fedpilot.fleet.flower._tuning import shorten_supernode_waits
+from fedpilot.deployment.tuning import shorten_supernode_waits
 
 
 def main(argv: list[str]) -> None:

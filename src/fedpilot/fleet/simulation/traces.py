@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fedpilot.simulation._wrapper import round_half_up
+from fedpilot.fleet.simulation._wrapper import round_half_up
 from fedpilot.spec.simulation import AvailabilitySpec, SpeedSpec
 from fedpilot.types import LearnerId, derive_rng
 

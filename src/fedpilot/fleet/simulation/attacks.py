@@ -31,8 +31,8 @@ import numpy as np
 import numpy.typing as npt
 
 from fedpilot.fleet._base import Fleet
+from fedpilot.fleet.simulation._wrapper import FleetWrapper, round_half_up
 from fedpilot.learner.protocol import LABEL_FLIP
-from fedpilot.simulation._wrapper import FleetWrapper, round_half_up
 from fedpilot.spec.simulation import AttackSpec
 from fedpilot.types import Instruction, LearnerId, Reply, Weights, derive_rng
 

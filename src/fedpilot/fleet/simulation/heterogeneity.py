@@ -38,14 +38,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fedpilot.fleet._base import Fleet
-from fedpilot.simulation._wrapper import (
+from fedpilot.fleet.simulation._wrapper import (
     LOCAL_EPOCHS,
     FleetWrapper,
     epochs_of,
     failed,
     round_half_up,
 )
-from fedpilot.simulation.traces import AvailabilityTrace, SpeedModel
+from fedpilot.fleet.simulation.traces import AvailabilityTrace, SpeedModel
 from fedpilot.spec.simulation import SimulationSpec, SpeedSpec
 from fedpilot.types import Instruction, LearnerId, LearnerInfo, Reply, Scalar, derive_rng
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fedpilot.privacy import UpdateValidator
 from fedpilot.types import Reply
+from fedpilot.validation import UpdateValidator
 
 REF = [np.zeros((2, 3), np.float32), np.zeros(3, np.float32)]
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from fedpilot.errors import ResumeError
-from fedpilot.selection._base import LearnerOutcome
+from fedpilot.ledger.outcome import LearnerOutcome
 from fedpilot.types import LearnerId
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from fedpilot.errors import ResumeError
-from fedpilot.selection import LearnerOutcome, ParticipationLog
+from fedpilot.ledger import LearnerOutcome, ParticipationLog
 
 
 def test_reliability_has_a_laplace_prior_and_follows_acceptances() -> None:
