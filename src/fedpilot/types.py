@@ -19,7 +19,12 @@ NUM_EXAMPLES = "num-examples"
 Scalar = bool | int | float | str
 Metrics = dict[str, float]
 Config = dict[str, Scalar]
-InstructionKind = Literal["train", "evaluate"]
+InstructionKind = str
+"""``"train"``, ``"evaluate"``, or a custom phase ``"query.<action>"`` (Flower's message
+type convention) that an :class:`~fedpilot.transforms.UpdateTransform` answers."""
+LearnerState = dict[str, "Weights"]
+"""What a learner keeps between rounds: named array lists (``<transform>/<name>``). The
+server holds it; it travels with each instruction and comes back with the reply."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,8 @@ class Instruction:
     extras: dict[str, Weights] = field(default_factory=dict)
     """Named extra array lists a strategy sends beside the model (SCAFFOLD's server
     control variate); each travels as its own ArrayRecord."""
+    state: LearnerState = field(default_factory=dict)
+    """The learner's own state from its last reply (its transforms' per-learner state)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,8 @@ class Reply:
     error: str | None = None
     extras: dict[str, Weights] = field(default_factory=dict)
     """Named extra array lists the learner sends back (SCAFFOLD's control delta)."""
+    state: LearnerState | None = None
+    """The learner's state for its next instruction; None: unchanged."""
     duration: float = 0.0
     bytes_sent: int = 0
     bytes_received: int = 0
