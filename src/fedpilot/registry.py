@@ -87,7 +87,7 @@ class Registry(Generic[T]):
                 field=self.field,
             )
         obj = import_object(name, field=self.field, base_dir=base_dir)
-        if not (isinstance(obj, type) and issubclass(obj, self.base)):  # type: ignore[arg-type]
+        if not (isinstance(obj, type) and issubclass(obj, self.base)):
             raise SpecError(
                 f"`{self.field}` must name a subclass of "
                 f"{self.base.__module__.split('._')[0]}.{self.base.__name__}, got "
