@@ -11,7 +11,8 @@ from pathlib import Path
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from fedpilot.learner.core import DataSource, LearnerState, TaskLearner
+from fedpilot.learner.core import LearnerState, TaskLearner
+from fedpilot.learner.data import DataSource
 from fedpilot.spec import FederationSpec
 from fedpilot.types import NUM_EXAMPLES, Config, Weights
 

@@ -18,6 +18,7 @@ import numpy.typing as npt
 from fedpilot.data._base import ArrayDataset, LearnerData
 from fedpilot.errors import TaskError
 from fedpilot.learner import sysmetrics
+from fedpilot.learner.data import DataSource, file_data
 from fedpilot.learner.protocol import (
     LABEL_FLIP,
     SCAFFOLD_CONTROL,
@@ -32,10 +33,6 @@ from fedpilot.types import Config, Metrics, Weights
 
 LearnerState = dict[str, Weights]
 """What a learner keeps between rounds (SCAFFOLD's control variate c_i)."""
-
-DataSource = int | Path
-"""A learner's data: partition i of the spec's dataset, or an .npz file of its own
-(``x_train``, ``y_train`` and optionally ``x_test``, ``y_test``)."""
 
 
 @dataclass(frozen=True)
@@ -143,7 +140,7 @@ class TaskLearner:
     def data(self, source: DataSource) -> LearnerData:
         """The learner's share of the spec's dataset, or its own file's data."""
         if isinstance(source, Path):
-            return _file_data(str(source))
+            return file_data(str(source))
         return self.task.learner_data(self._check(source))
 
     def _check(self, partition: int) -> int:
@@ -169,26 +166,6 @@ def _flipped(labels: np.ndarray, num_classes: int) -> np.ndarray:
 def _num_classes(spec_json: str) -> int:
     labels = _task(spec_json).pooled_train_data().y
     return int(np.max(labels)) + 1
-
-
-@functools.lru_cache(maxsize=2)
-def _file_data(path: str) -> LearnerData:
-    try:
-        with np.load(path) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-    except (OSError, ValueError) as exc:
-        raise TaskError(f"cannot read the learner's data file {path!r}: {exc}") from exc
-    missing = [key for key in ("x_train", "y_train") if key not in arrays]
-    if missing:
-        raise TaskError(
-            f"the learner's data file {path!r} must hold arrays x_train and y_train "
-            f"(and optionally x_test, y_test), missing {missing}; it has {sorted(arrays)}"
-        )
-    train = ArrayDataset(arrays["x_train"], arrays["y_train"])
-    test = None
-    if "x_test" in arrays and "y_test" in arrays:
-        test = ArrayDataset(arrays["x_test"], arrays["y_test"])
-    return LearnerData(train=train, test=test)
 
 
 @functools.lru_cache(maxsize=4)

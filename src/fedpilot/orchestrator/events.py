@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     from fedpilot.tasks._base import Task
 
 RoundStatus = Literal["completed", "rolled_back", "failed"]
-RunStatus = Literal["completed", "interrupted", "failed"]
+RunStatus = Literal["completed", "stopped", "interrupted", "failed"]
+"""``stopped``: asked to stop (``Federation.stop``, a callback, SIGTERM) after a whole
+round; ``interrupted``: Ctrl-C. Both leave a checkpoint the run resumes from."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,17 @@ class RoundRecord:
 
 
 @dataclass(frozen=True)
+class Stop:
+    """What a callback returns from ``on_round_end`` to end the run after this round."""
+
+    reason: str
+
+
+Decision = Stop
+"""What ``on_round_end`` may return (only :class:`Stop` today)."""
+
+
+@dataclass(frozen=True)
 class RunResult:
     status: RunStatus
     rounds_completed: int
@@ -131,6 +144,7 @@ class RunResult:
     weights: Weights
     history: tuple[RoundRecord, ...]
     error: str | None = None
+    """Why the run failed, was stopped or interrupted; None when it completed."""
 
 
 class Callback:
@@ -153,8 +167,13 @@ class Callback:
     def on_fleet_notice(self, *, round: int, notice: FleetNotice) -> None:
         """A learner joined, left or was refused before ``round`` began."""
 
-    def on_round_end(self, *, ctx: RoundContext, summary: RoundSummary) -> None:
-        """After the round's checkpoint was written."""
+    def on_round_end(self, *, ctx: RoundContext, summary: RoundSummary) -> Decision | None:
+        """After the round's checkpoint was written. Return :class:`Stop` to end the run
+        after this round (it ends ``stopped`` and can be resumed)."""
+
+    def on_warning(self, *, round: int, code: str, message: str) -> None:
+        """Something the run worked around (say, a guard metric nobody reports) and
+        a person should know: ``code`` is a stable identifier, ``message`` says what."""
 
     def on_run_end(self, *, run: RunInfo, result: RunResult) -> None:
         """Once, when the run completes, fails or is interrupted."""
@@ -188,9 +207,18 @@ class CallbackList(Callback):
         for cb in self.callbacks:
             cb.on_fleet_notice(round=round, notice=notice)
 
-    def on_round_end(self, *, ctx: RoundContext, summary: RoundSummary) -> None:
+    def on_round_end(self, *, ctx: RoundContext, summary: RoundSummary) -> Decision | None:
+        # Every callback sees the round, even after one asked to stop; the first ask wins.
+        decision: Decision | None = None
         for cb in self.callbacks:
-            cb.on_round_end(ctx=ctx, summary=summary)
+            asked = cb.on_round_end(ctx=ctx, summary=summary)
+            if decision is None and isinstance(asked, Stop):
+                decision = asked
+        return decision
+
+    def on_warning(self, *, round: int, code: str, message: str) -> None:
+        for cb in self.callbacks:
+            cb.on_warning(round=round, code=code, message=message)
 
     def on_run_end(self, *, run: RunInfo, result: RunResult) -> None:
         for cb in self.callbacks:
