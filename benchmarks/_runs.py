@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from fedpilot.orchestrator import run_federation
+from fedpilot.launch import run_federation
 from fedpilot.orchestrator.events import Callback, RoundSummary, RunInfo, RunResult
 from fedpilot.spec import FederationSpec, validate_spec
 from fedpilot.types import RoundContext

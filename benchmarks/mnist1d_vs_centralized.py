@@ -17,7 +17,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import Check, Table, write_results
-from fedpilot.orchestrator import run_centralized, run_federation
+from fedpilot.launch import run_centralized, run_federation
 from fedpilot.spec import load_spec
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "mnist1d.yaml"

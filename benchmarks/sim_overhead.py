@@ -108,7 +108,7 @@ def spec_b(learners: int, rounds: int, workers: int, output_dir: str) -> dict[st
 
 def job_fedpilot(cfg: dict[str, Any]) -> dict[str, Any]:
     """Time ``run_federation`` on the spec in ``cfg`` (workload a or b)."""
-    from fedpilot.orchestrator import run_federation
+    from fedpilot.launch import run_federation
     from fedpilot.spec import validate_spec
 
     with tempfile.TemporaryDirectory(prefix="fedpilot-bench-run-") as out:

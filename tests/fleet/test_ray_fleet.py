@@ -23,7 +23,8 @@ import federations
 from fedpilot.errors import SpecError, UserError
 from fedpilot.fleet import LocalFleet
 from fedpilot.fleet.ray import RayFleet
-from fedpilot.orchestrator import load_checkpoint, load_run_spec, run_federation
+from fedpilot.launch import load_run_spec, run_federation
+from fedpilot.orchestrator import load_checkpoint
 from fedpilot.spec import FederationSpec
 from fedpilot.types import Instruction, Reply
 

@@ -1,8 +1,5 @@
 from __future__ import annotations
 
-import pytest
-
-from fedpilot.errors import SpecError
 from fedpilot.guard import AcceptAll, RelativeDropGuard, build_guard
 from fedpilot.spec import GuardSpec
 
@@ -26,10 +23,13 @@ def test_first_judgement_without_stable_metric_accepts() -> None:
     assert RelativeDropGuard("accuracy").judge(candidate={"accuracy": 0.1}, stable={}).accept
 
 
-def test_unknown_metric_is_a_spec_error_naming_the_field() -> None:
-    with pytest.raises(SpecError, match=r"guard\.metric.*'f1'") as info:
-        RelativeDropGuard("f1").judge(candidate={"accuracy": 0.5}, stable={"accuracy": 0.4})
-    assert info.value.field == "guard.metric"
+def test_a_metric_nobody_evaluates_is_named_before_round_1_and_never_kills_a_round() -> None:
+    guard = RelativeDropGuard("f1")
+    warning = guard.unusable_with({"accuracy": 0.4})
+    assert warning is not None and "guard.metric" in warning and "'f1'" in warning
+    assert RelativeDropGuard("accuracy").unusable_with({"accuracy": 0.4}) is None
+    verdict = guard.judge(candidate={"accuracy": 0.5}, stable={"accuracy": 0.4})
+    assert verdict.accept and verdict.reason is not None and "'f1'" in verdict.reason
 
 
 def test_disabled_guard_accepts_everything() -> None:

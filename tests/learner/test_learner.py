@@ -110,7 +110,7 @@ def test_label_flip_trains_on_flipped_labels(spec) -> None:  # type: ignore[no-u
 
 
 def test_federated_evaluation_averages_model_metrics_not_system_metrics(spec) -> None:  # type: ignore[no-untyped-def]
-    from fedpilot.orchestrator import run_federation
+    from fedpilot.launch import run_federation
 
     raw = spec.model_dump() | {
         "rounds": 1,

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from federations import StopAfter, digits_spec
-from fedpilot.orchestrator import load_checkpoint, load_run_spec, run_federation
+from fedpilot.launch import load_run_spec, run_federation
+from fedpilot.orchestrator import load_checkpoint
 
 STRATEGIES: dict[str, dict[str, Any]] = {
     "fedavg": {"name": "fedavg"},

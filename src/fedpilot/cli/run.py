@@ -44,7 +44,7 @@ def run_command(
     """Run a federation: rounds of local training, aggregation, evaluation and guard."""
     # Imported here so `fedpilot spec ...` and `--help` don't load torch and Flower.
     from fedpilot.cli.live import LiveView
-    from fedpilot.orchestrator import load_run_spec, run_centralized, run_federation
+    from fedpilot.launch import load_run_spec, run_centralized, run_federation
 
     if resume is not None:
         if spec_file is not None or overrides or centralized:

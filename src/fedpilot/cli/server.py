@@ -43,7 +43,7 @@ def server_command(
     """Serve a federation over Flower's deployment engine: start a SuperLink, submit the
     run, and follow it while learners (`fedpilot learner`) train on their own machines."""
     from fedpilot.deployment.server import FederationServer, prepare_spec
-    from fedpilot.orchestrator import load_run_spec
+    from fedpilot.launch import load_run_spec
 
     console = Console(stderr=True)
     if resume:

@@ -105,7 +105,7 @@ class FederationServer:
     def prepare(self) -> Path:
         """The run directory: a new one (made now) unless resuming."""
         if not self.resume and self.run_dir == Path():
-            from fedpilot.orchestrator.run import new_run_dir
+            from fedpilot.launch import new_run_dir
 
             self.run_dir = new_run_dir(self.spec)[1].resolve()
         return self.run_dir

@@ -55,6 +55,15 @@ class Fleet(ABC):
         """Simulated seconds since the run began, when the fleet simulates time."""
         return None
 
+    def lateness_deadline(self, round_timeout: float) -> float | None:
+        """The deadline a reply's ``duration`` is judged against (its share of it is the
+        learner's lateness), in the unit durations are in; None when unknown.
+
+        Real durations are seconds against the round's timeout; a fleet that simulates
+        time reports simulated durations and must say its own simulated deadline.
+        """
+        return round_timeout if self.virtual_time is None else None
+
     def close(self) -> None:
         """Release processes and connections."""
 

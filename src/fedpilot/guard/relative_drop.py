@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fedpilot.errors import SpecError
 from fedpilot.guard._base import Guard, Verdict
 from fedpilot.types import Metrics
 
@@ -22,12 +21,21 @@ class RelativeDropGuard(Guard):
         self.mode = mode
         self.max_relative_drop = max_relative_drop
 
+    def unusable_with(self, metrics: Metrics) -> str | None:
+        if self.metric in metrics:
+            return None
+        return (
+            f"`guard.metric` {self.metric!r} is not among the evaluated metrics "
+            f"{sorted(metrics)}: the guard is off for this run (set guard.metric to one of "
+            "them, or guard.enabled=false)"
+        )
+
     def judge(self, *, candidate: Metrics, stable: Metrics) -> Verdict:
         if self.metric not in candidate:
-            raise SpecError(
-                f"`guard.metric` must be one of the evaluated metrics {sorted(candidate)}, "
-                f"got metric={self.metric!r}",
-                field="guard.metric",
+            return Verdict(
+                True,
+                f"`guard.metric` {self.metric!r} was not evaluated this round (evaluated: "
+                f"{sorted(candidate)}); the model was accepted unjudged",
             )
         if self.metric not in stable:  # nothing accepted yet to compare with
             return Verdict(True)

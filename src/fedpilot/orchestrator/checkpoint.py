@@ -1,8 +1,8 @@
 """Checkpoints: the global model and orchestrator state after every round.
 
 Layout: ``<run_dir>/checkpoints/round-NNNNNN.npz``, one file per round holding the
-global weights (``w/<i>``), the server optimizer's arrays (``opt/<name>``), the arrays
-inside other parts' state (``c/<key>``) and everything else as JSON (``state``). A file
+global weights (``w/<i>``), the arrays inside the stateful parts' state (``c/<key>``;
+see :mod:`.state`) and everything else as JSON (``state``). A file
 is written under a temporary name and renamed, so every ``round-*.npz`` is complete and
 the newest one is the checkpoint to resume; a crash at any moment leaves one. One file
 rather than a folder of them: a checkpoint is taken every round, and with a small model
@@ -38,28 +38,21 @@ class RunState:
     """Evaluation of ``weights`` (the last accepted global model)."""
     rollbacks: int = 0
     history: list[RoundRecord] = field(default_factory=list)
-    server_opt: dict[str, Any] = field(default_factory=dict)
     components: dict[str, Any] = field(default_factory=dict)
-    """Other parts' ``state_dict()``s by name (selector, learner ledger, fleet): nested
-    JSON-able data whose leaves may be numpy arrays."""
+    """Every stateful part's ``state_dict()`` by its registered name (server optimizer,
+    selector, ledger, fleet, learners' states, transforms): nested JSON-able data whose
+    leaves may be numpy arrays."""
 
 
 def save_checkpoint(run_dir: Path, state: RunState) -> Path:
     root = run_dir / "checkpoints"
     arrays: dict[str, np.ndarray] = {f"w/{i}": w for i, w in enumerate(state.weights)}
-    scalars: dict[str, Any] = {}
-    for key, value in state.server_opt.items():
-        if isinstance(value, np.ndarray):
-            arrays[f"opt/{key}"] = value
-        else:
-            scalars[key] = value
     meta = {
         "round": state.round,
         "metrics": state.metrics,
         "rollbacks": state.rollbacks,
         # vars() rather than asdict(): the history grows every round and asdict deep-copies.
         "history": [dict(vars(r)) for r in state.history],
-        "server_opt_scalars": scalars,
         "components": state.components,
         "num_arrays": len(state.weights),
     }
@@ -95,20 +88,19 @@ def load_checkpoint(run_dir: Path) -> RunState:
             stashed = {k.removeprefix("c/"): npz[k] for k in npz.files if k.startswith("c/")}
             meta = decode_state(npz["state"].tobytes(), stashed)
             weights = [npz[f"w/{i}"] for i in range(int(meta["num_arrays"]))]
-            server_opt: dict[str, Any] = {
-                k.removeprefix("opt/"): npz[k] for k in npz.files if k.startswith("opt/")
-            }
+            components: dict[str, Any] = meta.get("components", {})
+            if "server_opt_scalars" in meta:  # written before the server optimizer was a part
+                legacy = {k[4:]: npz[k] for k in npz.files if k.startswith("opt/")}
+                components["server_opt"] = {**legacy, **meta["server_opt_scalars"]}
     except (OSError, KeyError, ValueError) as exc:
         raise ResumeError(f"checkpoint {str(path)!r} is unreadable: {exc}") from exc
-    server_opt.update(meta["server_opt_scalars"])
     return RunState(
         round=int(meta["round"]),
         weights=weights,
         metrics={k: float(v) for k, v in meta["metrics"].items()},
         rollbacks=int(meta["rollbacks"]),
         history=[RoundRecord(**r) for r in meta["history"]],
-        server_opt=server_opt,
-        components=meta.get("components", {}),
+        components=components,
     )
 
 

@@ -8,7 +8,7 @@ import time
 from fedpilot.data._base import ArrayDataset
 from fedpilot.fleet import Fleet
 from fedpilot.learner.sysmetrics import PREFIX as SYS_PREFIX
-from fedpilot.spec import FederationSpec
+from fedpilot.spec.sections import EvaluationSpec
 from fedpilot.tasks._base import Task
 from fedpilot.types import Instruction, Metrics, Weights, derive_rng
 
@@ -24,10 +24,25 @@ class Evaluator:
     guard is on, every round is evaluated: a model cannot be judged unseen.
     """
 
-    def __init__(self, spec: FederationSpec, task: Task | None, fleet: Fleet) -> None:
+    def __init__(
+        self,
+        spec: EvaluationSpec,
+        *,
+        task: Task | None,
+        fleet: Fleet,
+        seed: int,
+        total_rounds: int,
+        every_round: bool,
+        round_timeout: float,
+    ) -> None:
         self._spec = spec
         self._task = task
         self._fleet = fleet
+        self._seed = seed
+        self._total_rounds = total_rounds
+        self._every_round = every_round
+        """The guard is on: a model cannot be judged unseen."""
+        self._round_timeout = round_timeout
         self._test: ArrayDataset | None = task.central_test_data() if task is not None else None
 
     @property
@@ -36,10 +51,10 @@ class Evaluator:
 
     def evaluate(self, weights: Weights, round_: int) -> Metrics:
         """Metrics for ``weights`` after round ``round_`` (0: the initial model)."""
-        spec = self._spec.evaluation
+        spec = self._spec
         # The guard judges every round against the last accepted model, the initial one
         # included; without it only the final model must be measured.
-        needed = self._spec.guard.enabled or round_ == self._spec.rounds
+        needed = self._every_round or round_ == self._total_rounds
         metrics: Metrics = {}
         if self.has_central and (needed or _due(round_, spec.central_every)):
             metrics.update(self._central(weights))
@@ -60,11 +75,11 @@ class Evaluator:
         learners = list(self._fleet.learners())
         if not learners:
             return {}
-        rng = derive_rng(self._spec.seed, round_, "federated-evaluation")
-        size = max(1, round(self._spec.evaluation.federated_fraction * len(learners)))
+        rng = derive_rng(self._seed, round_, "federated-evaluation")
+        size = max(1, round(self._spec.federated_fraction * len(learners)))
         chosen = sorted(rng.choice(len(learners), size=size, replace=False).tolist())
         instruction = Instruction("evaluate", weights, {"server-round": round_})
-        deadline = time.monotonic() + self._spec.runtime.round_timeout
+        deadline = time.monotonic() + self._round_timeout
         totals: dict[str, float] = {}
         count = 0.0
         for reply in self._fleet.dispatch(

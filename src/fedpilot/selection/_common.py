@@ -81,17 +81,25 @@ class LoggedSelector(Selector):
 
     Subclasses set ``kind`` (their spec name), extend :meth:`observe` (calling this one)
     when they learn more than the log holds, and put their own fields in
-    :meth:`extra_state` / :meth:`load_extra_state`. The orchestrator reads ``log`` as
-    its ledger of learners, so ``log`` stays the same object for the selector's life.
+    :meth:`extra_state` / :meth:`load_extra_state`. Inside a run the selector reads the
+    run's ledger (:meth:`use_ledger`), which the round loop updates and the checkpoint
+    keeps; on its own it keeps a log of its own.
     """
 
     kind: str = ""
 
     def __init__(self) -> None:
         self.log = ParticipationLog()
+        self._own_log = True
+
+    def use_ledger(self, ledger: ParticipationLog) -> None:
+        """Read ``ledger`` (kept up to date by its owner) instead of a log of its own."""
+        self.log = ledger
+        self._own_log = False
 
     def observe(self, *, ctx: RoundContext, outcomes: Mapping[LearnerId, LearnerOutcome]) -> None:
-        self.log.update(ctx.round, outcomes)
+        if self._own_log:
+            self.log.update(ctx.round, outcomes)
 
     def extra_state(self) -> dict[str, Any]:
         """The subclass's own checkpoint fields (JSON-serialisable)."""
@@ -102,11 +110,15 @@ class LoggedSelector(Selector):
         del state
 
     def state_dict(self) -> dict[str, Any]:
-        return {"selector": self.kind, "history": self.log.state_dict(), **self.extra_state()}
+        state = {"selector": self.kind, **self.extra_state()}
+        if self._own_log:
+            state["history"] = self.log.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if not state:  # a checkpoint from before the selector kept state: start afresh
-            self.log.load_state_dict({})
+            if self._own_log:
+                self.log.load_state_dict({})
             self.load_extra_state({})
             return
         found = state.get("selector")
@@ -116,5 +128,6 @@ class LoggedSelector(Selector):
                 f"but `selection.name` is {self.kind!r}; resume with the spec the run "
                 "started with"
             )
-        self.log.load_state_dict(state.get("history", {}))
+        if self._own_log:
+            self.log.load_state_dict(state.get("history", {}))
         self.load_extra_state(state)

@@ -44,7 +44,7 @@ def _serve(grid: Grid, context: Context) -> None:
 
 def run_federation_on(grid: Grid, config: FederationConfig) -> None:
     """Wait for enough learners, then run (or resume) the federation on ``grid``."""
-    from fedpilot.orchestrator import load_run_spec, run_federation
+    from fedpilot.launch import load_run_spec, run_federation
 
     run_dir = Path(config.run_dir)
     spec = load_run_spec(run_dir)

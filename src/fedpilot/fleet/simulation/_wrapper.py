@@ -41,6 +41,9 @@ class FleetWrapper(Fleet):
     def virtual_time(self) -> float | None:
         return self.inner.virtual_time
 
+    def lateness_deadline(self, round_timeout: float) -> float | None:
+        return self.inner.lateness_deadline(round_timeout)
+
     def close(self) -> None:
         self.inner.close()
 

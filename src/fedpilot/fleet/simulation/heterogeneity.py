@@ -99,6 +99,11 @@ class HeterogeneousFleet(FleetWrapper):
         """Simulated seconds since the start of the run."""
         return self._clock
 
+    def lateness_deadline(self, round_timeout: float) -> float | None:
+        # Durations here are simulated seconds: only a simulated deadline measures them.
+        del round_timeout
+        return self.spec.deadline
+
     def speed_of(self, learner: LearnerId) -> float:
         """The relative compute speed of ``learner`` (1.0 without a ``speed`` section)."""
         return self._speeds.of(learner)

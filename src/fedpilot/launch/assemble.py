@@ -1,4 +1,6 @@
-"""Assemble a run from its spec: run directory, task, fleet, parts, callbacks."""
+"""A federation from its spec: run directory, task, fleet, the round's parts, the
+stateful parts' registry and the default callbacks, assembled into a
+:class:`~fedpilot.orchestrator.Federation`."""
 
 from __future__ import annotations
 
@@ -18,19 +20,29 @@ from fedpilot.errors import ResumeError, SpecError, UserError
 from fedpilot.fleet import Fleet, LocalFleet
 from fedpilot.fleet.simulation import build_simulated_fleet
 from fedpilot.guard import build_guard
+from fedpilot.learner.protocol import train_config
 from fedpilot.ledger import ParticipationLog
-from fedpilot.orchestrator.checkpoint import RunState, load_checkpoint
-from fedpilot.orchestrator.evaluation import Evaluator
-from fedpilot.orchestrator.events import Callback, CallbackList, RunInfo, RunResult
-from fedpilot.orchestrator.status import StatusFileCallback
-from fedpilot.orchestrator.sync import RoundParts, SyncOrchestrator
+from fedpilot.orchestrator import (
+    Callback,
+    CallbackList,
+    Evaluator,
+    Federation,
+    LearnerStates,
+    Round,
+    RoundParts,
+    RoundSettings,
+    RunInfo,
+    RunResult,
+    RunState,
+    StateRegistry,
+    load_checkpoint,
+)
 from fedpilot.selection import LoggedSelector, build_selector
 from fedpilot.spec import FederationSpec, FlowerRuntime, RayRuntime, load_spec
-from fedpilot.spec.sections import FedNovaStrategy
+from fedpilot.spec.sections import FedNovaStrategy, FedProxStrategy
 from fedpilot.tasks import build_task
-from fedpilot.tasks._base import Task
-from fedpilot.tracking.event_log import EventLogCallback
-from fedpilot.types import Weights
+from fedpilot.tasks._base import Task, TrainSettings
+from fedpilot.types import Config, Weights
 from fedpilot.validation import UpdateValidator
 
 SPEC_FILE = "spec.yaml"
@@ -58,6 +70,9 @@ def load_run_spec(run_dir: Path) -> FederationSpec:
 
 def default_callbacks(spec: FederationSpec) -> list[Callback]:
     """What every run records: the audit trail, status.json and (if enabled) MLflow."""
+    from fedpilot.orchestrator.status import StatusFileCallback
+    from fedpilot.tracking.event_log import EventLogCallback
+
     callbacks: list[Callback] = [EventLogCallback(), StatusFileCallback()]
     if spec.tracking.enabled:
         from fedpilot.tracking import MLflowCallback
@@ -105,7 +120,7 @@ def _npz_order(key: str) -> tuple[int, str]:
     return (int(tail), head) if tail.isdigit() else (10**9, key)
 
 
-def run_federation(
+def open_federation(
     spec: FederationSpec,
     *,
     callbacks: Sequence[Callback] = (),
@@ -113,8 +128,9 @@ def run_federation(
     default_tracking: bool = True,
     fleet: Fleet | None = None,
     run_dir: Path | None = None,
-) -> RunResult:
-    """Run (or resume) a federation to its end and return how it ended.
+) -> Federation:
+    """A federation ready to run round by round (see :class:`Federation`); close it
+    (or use it as a context manager) to release its fleet.
 
     Args:
         spec: the validated spec. With ``resume_dir`` pass the run's own spec
@@ -122,7 +138,7 @@ def run_federation(
         callbacks: extra observers (a live view, say), after the default ones.
         resume_dir: continue this run from its latest checkpoint.
         default_tracking: add the event log, status file and MLflow callbacks.
-        fleet: the learners to use (closed at the end); default :func:`build_fleet`.
+        fleet: the learners to use (closed with the federation); default :func:`build_fleet`.
         run_dir: a run directory made by :func:`new_run_dir` to start this run in.
     """
     limit_torch_threads(spec.runtime.torch_threads)
@@ -134,15 +150,68 @@ def run_federation(
         if run_dir is None:
             _, run_dir = new_run_dir(spec)
         state = RunState(round=0, weights=initial_weights(spec, task), metrics={})
-    run_id = run_dir.name
     observers = [*default_callbacks(spec), *callbacks] if default_tracking else list(callbacks)
-    run = RunInfo(run_id=run_id, run_dir=run_dir, spec=spec, start_round=state.round + 1, task=task)
-    with fleet if fleet is not None else build_fleet(spec) as fleet:
-        parts = build_parts(spec, task, fleet, run_dir)
-        if state.round == 0 and not state.metrics:
-            # The initial model is the first stable model the guard compares with.
-            state.metrics = parts.evaluator.evaluate(state.weights, 0)
-        return SyncOrchestrator(spec, parts, CallbackList(observers), run).run(state)
+    run = RunInfo(
+        run_id=run_dir.name, run_dir=run_dir, spec=spec, start_round=state.round + 1, task=task
+    )
+    fleet = fleet if fleet is not None else build_fleet(spec)
+    try:
+        parts, registry = build_parts(spec, task, fleet, run_dir)
+        events = CallbackList(observers)
+        round_ = Round(
+            parts, round_settings(spec), events=events, state=registry, run_id=run.run_id
+        )
+        return Federation(
+            round=round_, state=state, registry=registry, callbacks=events, run=run, fleet=fleet
+        )
+    except BaseException:
+        fleet.close()
+        raise
+
+
+def run_federation(
+    spec: FederationSpec,
+    *,
+    callbacks: Sequence[Callback] = (),
+    resume_dir: Path | None = None,
+    default_tracking: bool = True,
+    fleet: Fleet | None = None,
+    run_dir: Path | None = None,
+) -> RunResult:
+    """Run (or resume) a federation to its end and return how it ended (the arguments
+    are :func:`open_federation`'s)."""
+    with open_federation(
+        spec,
+        callbacks=callbacks,
+        resume_dir=resume_dir,
+        default_tracking=default_tracking,
+        fleet=fleet,
+        run_dir=run_dir,
+    ) as federation:
+        return federation.run()
+
+
+def round_settings(spec: FederationSpec) -> RoundSettings:
+    return RoundSettings(
+        total_rounds=spec.rounds,
+        seed=spec.seed,
+        sampling=spec.sampling,
+        round_timeout=spec.runtime.round_timeout,
+        train_config=_train_config(spec),
+    )
+
+
+def _train_config(spec: FederationSpec) -> Config:
+    """The train instruction's config, but for the round and the learner's seed."""
+    strategy = spec.strategy
+    settings = TrainSettings.from_local(
+        spec.local,
+        seed=0,
+        proximal_mu=strategy.mu if isinstance(strategy, FedProxStrategy) else 0.0,
+    )
+    config = train_config(settings, 0)
+    del config["seed"]
+    return config
 
 
 def build_fleet(spec: FederationSpec) -> Fleet:
@@ -163,8 +232,11 @@ def build_fleet(spec: FederationSpec) -> Fleet:
     return build_simulated_fleet(inner, spec.simulation, spec.seed)
 
 
-def build_parts(spec: FederationSpec, task: Task | None, fleet: Fleet, run_dir: Path) -> RoundParts:
-    """Every pluggable part of a round, built from its section of the spec."""
+def build_parts(
+    spec: FederationSpec, task: Task | None, fleet: Fleet, run_dir: Path
+) -> tuple[RoundParts, StateRegistry]:
+    """Every pluggable part of a round, each built from its section of the spec, and the
+    registry of those that keep state."""
     strategy = spec.strategy
     validator = UpdateValidator(
         max_examples=spec.validation.max_examples,
@@ -181,10 +253,10 @@ def build_parts(spec: FederationSpec, task: Task | None, fleet: Fleet, run_dir: 
         base_dir=spec.base_dir,
     )
     selector = build_selector(spec.selection, base_dir=spec.base_dir)
-    # A logging selector already keeps exactly this record of every learner; sharing it
-    # saves updating and checkpointing a second copy every round.
-    ledger = selector.log if isinstance(selector, LoggedSelector) else ParticipationLog()
-    return RoundParts(
+    ledger = ParticipationLog()
+    if isinstance(selector, LoggedSelector):
+        selector.use_ledger(ledger)  # one record of every learner, updated once a round
+    parts = RoundParts(
         fleet=fleet,
         selector=selector,
         aggregator=aggregator,
@@ -192,9 +264,27 @@ def build_parts(spec: FederationSpec, task: Task | None, fleet: Fleet, run_dir: 
         validator=validator,
         weighting=UpdateWeighting(spec.weighting, ledger, _validation_loss(task)),
         guard=build_guard(spec.guard),
-        evaluator=Evaluator(spec, task, fleet),
+        evaluator=Evaluator(
+            spec.evaluation,
+            task=task,
+            fleet=fleet,
+            seed=spec.seed,
+            total_rounds=spec.rounds,
+            every_round=spec.guard.enabled,
+            round_timeout=spec.runtime.round_timeout,
+        ),
         ledger=ledger,
+        learner_states=LearnerStates(),
     )
+    registry = StateRegistry()
+    registry.register("server_opt", parts.server_opt, rollback=True)
+    registry.register("selector", selector)
+    registry.register("ledger", ledger)
+    registry.register("fleet", fleet)
+    registry.register("learner_states", parts.learner_states)
+    for transform in parts.transforms:
+        registry.register(f"transform/{transform.name}", transform, rollback=True)
+    return parts, registry
 
 
 def _validation_loss(task: Task | None) -> ValidationLoss | None:

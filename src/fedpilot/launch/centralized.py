@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from fedpilot._threads import limit_torch_threads
 from fedpilot.errors import SpecError
+from fedpilot.launch.assemble import default_callbacks, new_run_dir, server_task
 from fedpilot.orchestrator.events import (
     Callback,
     CallbackList,
@@ -16,7 +17,6 @@ from fedpilot.orchestrator.events import (
     RunInfo,
     RunResult,
 )
-from fedpilot.orchestrator.run import default_callbacks, new_run_dir, server_task
 from fedpilot.spec import FederationSpec
 from fedpilot.tasks._base import TrainSettings
 from fedpilot.types import RoundContext, derive_seed

@@ -1,0 +1,243 @@
+"""A federation you can drive: one round per :meth:`Federation.step`, a loop over
+:meth:`Federation.rounds`, a :meth:`Federation.stop` from any thread (or another process),
+and a callback that asks to stop.
+
+Around each round's computation (:class:`~.round.Round`) the driver does what a run must
+do between rounds: checkpoint every stateful part, notify the callbacks, and honour stop
+requests. A stopped run ends with status ``stopped`` and the reason; it has a checkpoint
+of its last round and resumes from it like an interrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Literal
+
+from fedpilot.fleet import Fleet
+from fedpilot.orchestrator.checkpoint import RunState, save_checkpoint
+from fedpilot.orchestrator.events import Callback, RoundSummary, RunInfo, RunResult
+from fedpilot.orchestrator.round import Round
+from fedpilot.orchestrator.state import StateRegistry
+
+STOP_REQUEST_FILE = "stop-request.json"
+"""A run directory's stop request from another process (:func:`request_stop`)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what Kubernetes and ``docker stop`` send), handled as Ctrl-C is."""
+
+
+def request_stop(run_dir: Path, reason: str) -> None:
+    """Ask the run in ``run_dir`` (in whatever process it runs) to stop after its round."""
+    tmp = run_dir / f".{STOP_REQUEST_FILE}.tmp"
+    tmp.write_text(json.dumps({"reason": reason}))
+    os.replace(tmp, run_dir / STOP_REQUEST_FILE)
+
+
+class Federation:
+    """A run, driven one round at a time.
+
+    Built by :func:`fedpilot.launch.open_federation` from a spec (or by hand from parts,
+    as the tests do). Use it as a context manager, which closes the fleet and ends the
+    run if it is left before its last round::
+
+        with open_federation(spec) as federation:
+            for summary in federation.rounds():
+                if summary.global_metrics.get("accuracy", 0) > 0.9:
+                    federation.stop("good enough")
+        federation.result.status  # "stopped"
+
+    Args:
+        round: The round's computation over the run's parts.
+        state: Where the run stands (a fresh run's round 0, or a loaded checkpoint).
+        registry: Every stateful part; restored from ``state`` here, checkpointed
+            after each round.
+        callbacks: Notified of the run's start, every round and its end.
+        run: The run's identity, for callbacks.
+        fleet: Closed with the federation.
+    """
+
+    def __init__(
+        self,
+        *,
+        round: Round,
+        state: RunState,
+        registry: StateRegistry,
+        callbacks: Callback,
+        run: RunInfo,
+        fleet: Fleet | None = None,
+    ) -> None:
+        self._round = round
+        self.state = state
+        self._registry = registry
+        self._callbacks = callbacks
+        self.run_info = run
+        self._fleet = fleet
+        self._stop_reason: str | None = None
+        self._stop_lock = threading.Lock()
+        self._started = False
+        self.result: RunResult | None = None
+        """How the run ended; None while it goes on."""
+        registry.load_state_dict(state.components)
+
+    # -- driving -----------------------------------------------------------------------
+
+    @property
+    def run_dir(self) -> Path:
+        return self.run_info.run_dir
+
+    @property
+    def total_rounds(self) -> int:
+        return self._round.settings.total_rounds
+
+    @property
+    def done(self) -> bool:
+        """True once the run ended, or every round ran."""
+        return self.result is not None or self.state.round >= self.total_rounds
+
+    def step(self) -> RoundSummary:
+        """Run the next round, checkpoint it and notify the callbacks.
+
+        Raises:
+            RuntimeError: the run has ended or has no round left.
+        """
+        if self.result is not None:
+            raise RuntimeError(f"the run has ended ({self.result.status})")
+        if self.state.round >= self.total_rounds:
+            raise RuntimeError(f"all {self.total_rounds} rounds have run")
+        self._start()
+        ctx, summary = self._round.run(self.state)
+        self.state.components = self._registry.state_dict()
+        save_checkpoint(self.run_dir, self.state)
+        decision = self._callbacks.on_round_end(ctx=ctx, summary=summary)
+        if decision is not None:
+            self.stop(decision.reason)
+        return summary
+
+    def rounds(self) -> Iterator[RoundSummary]:
+        """Each round's summary as it completes, until the last round or a stop; then the
+        run ends (:attr:`result`). Ctrl-C and SIGTERM end it ``interrupted`` (the last
+        checkpoint stays the one to resume); any other error ends it ``failed`` and is
+        raised."""
+        try:
+            while not self.done:
+                reason = self._stop_requested()
+                if reason is not None:
+                    self._finish("stopped", reason)
+                    return
+                yield self.step()
+        except KeyboardInterrupt as exc:
+            self._finish("interrupted", _interruption(exc))
+            return
+        except BaseException as exc:
+            if self.result is None:
+                self._finish("failed", f"{type(exc).__name__}: {exc}")
+            raise
+        if self.result is None:
+            reason = self._stop_requested()
+            self._finish(*(("stopped", reason) if reason is not None else ("completed", None)))
+
+    def run(self) -> RunResult:
+        """Every remaining round; SIGTERM is handled as Ctrl-C while it runs."""
+        with _sigterm_as_interrupt():
+            for _ in self.rounds():
+                pass
+        assert self.result is not None
+        return self.result
+
+    def stop(self, reason: str) -> None:
+        """End the run after the round in progress (or before the next one). Safe to call
+        from any thread; the first reason given is the one recorded."""
+        with self._stop_lock:
+            if self._stop_reason is None:
+                self._stop_reason = reason
+
+    def close(self) -> None:
+        """End the run if it has not ended (``stopped``) and release the fleet."""
+        try:
+            if self.result is None and self._started:
+                self._finish("stopped", self._stop_reason or "closed before the last round")
+        finally:
+            if self._fleet is not None:
+                self._fleet.close()
+                self._fleet = None
+
+    def __enter__(self) -> Federation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- inside --------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        warnings = self._round.begin(self.state)
+        self._callbacks.on_run_start(run=self.run_info)
+        for message in warnings:
+            self._callbacks.on_warning(round=self.state.round + 1, code="guard", message=message)
+
+    def _stop_requested(self) -> str | None:
+        if self._stop_reason is not None:
+            return self._stop_reason
+        request = self.run_dir / STOP_REQUEST_FILE
+        try:
+            text = request.read_text()
+        except FileNotFoundError:
+            return None
+        request.unlink(missing_ok=True)  # honoured once: a resumed run goes on
+        try:
+            reason = str(json.loads(text).get("reason") or "stop requested")
+        except (ValueError, AttributeError):
+            reason = "stop requested"
+        self.stop(reason)
+        return self._stop_reason
+
+    def _finish(
+        self, status: Literal["completed", "stopped", "interrupted", "failed"], error: str | None
+    ) -> None:
+        self._start()
+        state = self.state
+        self.result = RunResult(
+            status=status,
+            rounds_completed=state.round,
+            final_metrics=dict(state.metrics),
+            rollbacks=state.rollbacks,
+            weights=state.weights,
+            history=tuple(state.history),
+            error=error,
+        )
+        self._callbacks.on_run_end(run=self.run_info, result=self.result)
+
+
+def _interruption(exc: KeyboardInterrupt) -> str:
+    if isinstance(exc, Terminated):
+        return "terminated (SIGTERM); resume from the last checkpoint"
+    return "interrupted by the user (Ctrl-C); resume from the last checkpoint"
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises :class:`Terminated` in the main thread while the run goes on."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        del signum, frame
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
