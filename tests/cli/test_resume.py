@@ -27,7 +27,7 @@ def _wait_for_round(run_root: Path, round_: int, proc: subprocess.Popen[str]) ->
     raise AssertionError(f"round {round_} never checkpointed")
 
 
-@pytest.mark.parametrize("how", ["kill", "interrupt"])
+@pytest.mark.parametrize("how", ["kill", "interrupt", "terminate"])
 def test_stopped_then_resumed_run_equals_an_uninterrupted_one(tmp_path: Path, how: str) -> None:
     # Enough rounds that the stop lands mid-run: a round of this federation takes
     # milliseconds, less than the poll for the second checkpoint and the signal.
@@ -46,10 +46,12 @@ def test_stopped_then_resumed_run_equals_an_uninterrupted_one(tmp_path: Path, ho
         proc.kill()
         proc.wait()
     else:
-        proc.send_signal(signal.SIGINT)
+        # SIGTERM (Kubernetes, `docker stop`) is handled as Ctrl-C is.
+        proc.send_signal(signal.SIGINT if how == "interrupt" else signal.SIGTERM)
         assert proc.wait(timeout=120) == 130
         status = json.loads((run_dir / "status.json").read_text())
         assert status["status"] == "interrupted"
+        assert ("SIGTERM" in status["error"]) == (how == "terminate")
     stopped_at = load_checkpoint(run_dir).round
     assert 2 <= stopped_at < rounds
 

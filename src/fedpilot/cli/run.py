@@ -13,7 +13,9 @@ from fedpilot.errors import UserError
 from fedpilot.orchestrator.events import Callback, RunInfo, RunResult
 from fedpilot.spec import load_spec
 
-EXIT_CODES = {"completed": 0, "failed": 1, "interrupted": 130}
+EXIT_CODES = {"completed": 0, "failed": 1, "stopped": 3, "interrupted": 130}
+"""2 is a bad spec or input (``fedpilot.cli``); ``stopped``: asked to stop before its last
+round (resumable); ``interrupted``: Ctrl-C or SIGTERM (resumable)."""
 
 
 class _RunIdentity(Callback):

@@ -125,7 +125,8 @@ class Federation:
         """Each round's summary as it completes, until the last round or a stop; then the
         run ends (:attr:`result`). Ctrl-C and SIGTERM end it ``interrupted`` (the last
         checkpoint stays the one to resume); any other error ends it ``failed`` and is
-        raised."""
+        raised. Leaving the loop early ends nothing: :meth:`step` goes on, and
+        :meth:`close` ends the run ``stopped``."""
         try:
             while not self.done:
                 reason = self._stop_requested()
@@ -136,6 +137,8 @@ class Federation:
         except KeyboardInterrupt as exc:
             self._finish("interrupted", _interruption(exc))
             return
+        except GeneratorExit:
+            raise  # the caller left the loop: the run goes on if it calls step() again
         except BaseException as exc:
             if self.result is None:
                 self._finish("failed", f"{type(exc).__name__}: {exc}")
