@@ -53,11 +53,16 @@ def read_array_data(path: Path) -> LearnerData[ArrayDataset]:
 
 def _from_npz(path: Path) -> LearnerData[ArrayDataset]:
     try:
-        with np.load(path) as npz:
-            arrays: Arrays = {key: npz[key] for key in npz.files}
-    except (OSError, ValueError, AttributeError) as exc:
-        # AttributeError: a plain .npy file loads as an array, which is no context manager.
+        loaded = np.load(path)
+    except (OSError, ValueError) as exc:
         raise TaskError(f"cannot read the learner's data file {str(path)!r}: {exc}") from exc
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise TaskError(
+            f"cannot read the learner's data file {str(path)!r}: it is a single array, "
+            "not an .npz file of named arrays"
+        )
+    with loaded as npz:
+        arrays: Arrays = {key: npz[key] for key in npz.files}
     missing = [key for key in ("x_train", "y_train") if key not in arrays]
     if missing:
         raise TaskError(

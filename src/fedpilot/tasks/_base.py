@@ -119,20 +119,16 @@ class Task(ABC):
             f"{type(self).__name__} implements neither model_artifact() nor log_model()"
         )
 
-    def log_model(self, *, name: str, model_id: str, run_id: str, step: int) -> bool:
-        """Hook: log the current model to MLflow your own way.
+    def log_model(self, *, name: str, model_id: str, run_id: str, step: int) -> None:
+        """Optional hook: override to log the current model to MLflow your own way;
+        fedpilot then calls it instead of logging :meth:`model_artifact`.
 
         The MLflow callback calls it with the final weights loaded, the run's tracking
         URI set and a LoggedModel ``model_id`` of MLflow run ``run_id`` created; pass
         them on to MLflow (``mlflow.<flavor>.log_model(..., name=name,
-        model_id=model_id, run_id=run_id, step=step)``).
-
-        Returns:
-            True when the model was logged; False (the default) to have it logged from
-            :meth:`model_artifact` through its flavor.
+        model_id=model_id, step=step)``).
         """
-        del name, model_id, run_id, step
-        return False
+        raise NotImplementedError(f"{type(self).__name__} does not log its model itself")
 
     # -- data ------------------------------------------------------------------------
 

@@ -288,9 +288,15 @@ class MLflowCallback(Callback):
         ``log_model`` neither starts a fluent run nor guesses the experiment; only the
         tracking URI has to be global during the call (see :func:`use_tracking_uri`).
         """
+        from fedpilot.tasks._base import Task
+
         client, run_id = self._client, self._run_id
         assert client is not None and run_id is not None
         task.set_weights(weights)
+        # Resolved before the LoggedModel exists: a FAILED LoggedModel named "model"
+        # would hide the fallback weights under runs:/<id>/model.
+        hooked = type(task).log_model is not Task.log_model
+        log = task.log_model if hooked else _flavor_logger(task.model_artifact())
         model = client.create_logged_model(
             experiment_id=self._experiment_id,
             name=MODEL_ARTIFACT_PATH,
@@ -298,14 +304,12 @@ class MLflowCallback(Callback):
             tags={"fedpilot.run_id": run.run_id, "fedpilot.spec_hash": run.spec.digest()},
             params=self._params,
         )
-        where = {"name": MODEL_ARTIFACT_PATH, "model_id": model.model_id, "run_id": run_id}
         try:
             with (
                 mu.use_tracking_uri(self._uri),
                 mu.quiet_log("mlflow.pytorch", "Saving pytorch model by Pickle"),
             ):
-                if not task.log_model(**where, step=step):
-                    _log_artifact(task.model_artifact(), **where, step=step)
+                log(name=MODEL_ARTIFACT_PATH, model_id=model.model_id, run_id=run_id, step=step)
         except Exception:
             self._attempt(
                 "the failed model's status",
@@ -337,8 +341,9 @@ def _flavor_defaults(flavor: str) -> dict[str, Any]:
     return {}
 
 
-def _log_artifact(artifact: ModelArtifact, **where: Any) -> None:
-    """``mlflow.<flavor>.log_model(model, **where, **options)``.
+def _flavor_logger(artifact: ModelArtifact) -> Callable[..., None]:
+    """A function logging ``artifact`` as ``mlflow.<flavor>.log_model(model, **where,
+    **options)``; it takes the LoggedModel's ``name``, ``model_id``, ``run_id``, ``step``.
 
     Raises:
         ValueError: ``artifact.flavor`` names no MLflow module with a ``log_model``.
@@ -346,29 +351,32 @@ def _log_artifact(artifact: ModelArtifact, **where: Any) -> None:
     import mlflow
 
     flavor = artifact.flavor
-    module: Any = None
     log: Any = None
     if flavor.isidentifier():
         try:
-            # Flavors are lazily loaded attributes of mlflow; importing one that needs a
-            # missing library (onnx without onnx installed) raises ImportError.
-            module = getattr(mlflow, flavor, None)
-            log = getattr(module, "log_model", None)
+            # Flavors are lazily loaded attributes of mlflow; one that needs a missing
+            # library (onnx without onnx installed) raises ImportError here.
+            log = getattr(getattr(mlflow, flavor, None), "log_model", None)
         except ImportError as exc:
             raise ValueError(
                 f"MLflow flavor {flavor!r} (ModelArtifact.flavor) cannot be loaded: {exc}"
             ) from exc
-    if module is None or not callable(log):
+    if not callable(log):
         raise ValueError(
             f"unknown MLflow flavor {flavor!r} (ModelArtifact.flavor): mlflow.{flavor} "
             "must be a module with a log_model function, e.g. pytorch, sklearn, onnx, pyfunc"
         )
     options = {**_flavor_defaults(flavor), **artifact.options}
     params = inspect.signature(log).parameters
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        # pyfunc's log_model takes no run_id: the LoggedModel already names its run.
-        where = {k: v for k, v in where.items() if k in params}
-    if flavor == "pyfunc":
-        log(python_model=artifact.model, **where, **options)
-    else:
-        log(artifact.model, **where, **options)
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+    def log_artifact(**where: Any) -> None:
+        if not takes_any:
+            # pyfunc's log_model takes no run_id: the LoggedModel already names its run.
+            where = {k: v for k, v in where.items() if k in params}
+        if flavor == "pyfunc":
+            log(python_model=artifact.model, **where, **options)
+        else:
+            log(artifact.model, **where, **options)
+
+    return log_artifact
