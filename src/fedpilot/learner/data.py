@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fedpilot.data._base import LearnerData
-from fedpilot.tasks._base import Task
+
+if TYPE_CHECKING:
+    # Only named here: importing fedpilot.tasks would pull in torch.
+    from fedpilot.tasks._base import Task
 
 DataSource = int | Path
 """A learner's data: partition i of the spec's dataset, or a path of its own that the
