@@ -275,3 +275,54 @@ def test_sklearn_model_is_logged_with_the_sklearn_flavor(build: Any, tmp_path: P
         model = mlflow.sklearn.load_model(f"runs:/{_read_id(info)}/model")
     np.testing.assert_array_equal(model.coef_, weights[0])
     np.testing.assert_array_equal(model.intercept_, weights[1])
+
+
+def _softmax_weights() -> Weights:
+    rng = np.random.default_rng(4)
+    return [rng.normal(size=(4, 3)).astype(np.float32), rng.normal(size=3).astype(np.float32)]
+
+
+@pytest.mark.parametrize("hooked", [False, True], ids=["pyfunc-flavor", "log_model-hook"])
+def test_a_pyfunc_model_is_logged_by_flavor_or_by_the_tasks_own_hook(
+    build: Any, tmp_path: Path, hooked: bool
+) -> None:
+    import mlflow.pyfunc
+
+    from _apps.folder_task import FolderTask, HookLoggedTask
+
+    task = HookLoggedTask() if hooked else FolderTask()
+    spec = build.spec(tmp_path, name=f"pyfunc-{hooked}")
+    info = build.run(spec, task=task)
+    weights = _softmax_weights()
+    _drive(build, info, [build.summary(1)], weights=weights)
+    run_id = _read_id(info)
+    x = np.random.default_rng(5).normal(size=(20, 4)).astype(np.float32)
+    with use_tracking_uri(build.mlflow_uri):
+        model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    np.testing.assert_array_equal(model.predict(x), np.argmax(x @ weights[0] + weights[1], axis=1))
+    assert "python_function" in model.metadata.flavors
+    assert (model.metadata.metadata or {}).get("logged_by") == (
+        "HookLoggedTask.log_model" if hooked else None
+    )
+    client = MlflowClient(tracking_uri=build.mlflow_uri)
+    models = client.search_logged_models(
+        experiment_ids=[client.get_run(run_id).info.experiment_id],
+        filter_string=f"source_run_id = '{run_id}'",
+    )
+    assert [m.name for m in models] == ["model"]
+    assert models[0].status.to_proto() == models[0].status.READY.to_proto()
+
+
+def test_an_unknown_flavor_is_named_and_the_weights_are_logged_instead(
+    build: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from _apps.folder_task import UnknownFlavorTask
+
+    spec = build.spec(tmp_path, name="unknown-flavor")
+    info = build.run(spec, task=UnknownFlavorTask())
+    with caplog.at_level(logging.WARNING, logger="fedpilot.tracking"):
+        _drive(build, info, [build.summary(1)], weights=_softmax_weights())
+    assert "unknown MLflow flavor 'no_such_flavor' (ModelArtifact.flavor)" in caplog.text
+    client = MlflowClient(tracking_uri=build.mlflow_uri)
+    artifacts = {a.path for a in client.list_artifacts(_read_id(info), "model")}
+    assert "model/weights.npz" in artifacts

@@ -27,7 +27,12 @@ def learner_command(
         None, "--partition", help="I/N: serve partition I of N of the spec's dataset."
     ),
     data: Path | None = typer.Option(
-        None, "--data", help="An .npz file of this machine's data (x_train, y_train, ...)."
+        None,
+        "--data",
+        help="This machine's data, read by the federation's task: an .npz file holding "
+        "x_train, y_train (optionally x_test, y_test), or a directory holding them as "
+        "x_train.npy, y_train.npy (optionally x_test.npy, y_test.npy). A user's task may "
+        "read a directory of its own layout (e.g. images and label files).",
     ),
     name: str | None = typer.Option(None, "--name", help="Shown in logs."),
     ca: Path | None = typer.Option(
@@ -132,8 +137,12 @@ def _node_data(partition: str | None, data: Path | None) -> NodeData:
     if (partition is None) == (data is None):
         raise UserError("give exactly one of --partition I/N and --data PATH")
     if data is not None:
-        if not data.is_file():
-            raise UserError(f"`--data` must be an existing .npz file, got {str(data)!r}")
+        # Only existence is checked here: the layout is the task's, which comes from
+        # the server with the spec; a wrong layout fails the learner's first round.
+        if not (data.is_file() or data.is_dir()):
+            raise UserError(
+                f"`--data` must be an existing .npz file or directory, got {str(data)!r}"
+            )
         return NodeData(path=data)
     match = re.fullmatch(r"(\d+)/(\d+)", partition or "")
     if match is None or not int(match.group(1)) < int(match.group(2)):

@@ -1,4 +1,5 @@
-"""Built-in datasets, partitioners, and the federated view of a dataset.
+"""Built-in datasets, partitioners, the federated view of a dataset, and a learner's
+own array files (:func:`read_array_data`).
 
 ``build_federated_dataset`` is the one entry point: it turns the spec's ``data``
 section and the run seed into a :class:`FederatedDataset`, choosing the dataset by
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from fedpilot.data._base import (
     ArrayDataset,
+    Dataset,
     FederatedDataset,
     LearnerData,
     Partitioner,
@@ -22,6 +24,7 @@ from fedpilot.data.datasets import (
     mnist1d_arrays,
 )
 from fedpilot.data.federated import DeviceFederatedDataset, PooledFederatedDataset, local_split
+from fedpilot.data.files import read_array_data
 from fedpilot.data.partition import (
     DirichletPartitioner,
     IidPartitioner,
@@ -36,6 +39,7 @@ from fedpilot.spec.sections import DataSpec
 __all__ = [
     "DATASETS",
     "ArrayDataset",
+    "Dataset",
     "DatasetBuilder",
     "DeviceFederatedDataset",
     "DirichletPartitioner",
@@ -55,6 +59,7 @@ __all__ = [
     "local_split",
     "make_partitioner",
     "mnist1d_arrays",
+    "read_array_data",
 ]
 
 DATASETS: dict[str, DatasetBuilder] = {

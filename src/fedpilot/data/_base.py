@@ -1,13 +1,31 @@
-"""Datasets as arrays, a learner's share of them, and the Partitioner interface."""
+"""What a Task trains on (:class:`Dataset`), datasets as arrays, a learner's share of
+them, and the Partitioner interface."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
+
+
+@runtime_checkable
+class Dataset(Protocol):
+    """A learner's data as its Task loads it: anything that knows how many examples it
+    holds (what the learner declares and its update is weighted by).
+
+    Array tasks use :class:`ArrayDataset`; a task whose data is a folder of files or a
+    loader defines its own type (a list of image paths, a wrapped ``DataLoader``) and
+    trains on it in its own ``train``.
+    """
+
+    def __len__(self) -> int: ...
+
+
+D = TypeVar("D", bound=Dataset)
 
 
 @dataclass(frozen=True)
@@ -35,11 +53,11 @@ class ArrayDataset:
 
 
 @dataclass(frozen=True)
-class LearnerData:
+class LearnerData(Generic[D]):
     """One learner's local data: what it trains on, and its held-out split (may be empty)."""
 
-    train: ArrayDataset
-    test: ArrayDataset | None
+    train: D
+    test: D | None
 
 
 class Partitioner(ABC):
@@ -58,7 +76,7 @@ class FederatedDataset(ABC):
     num_learners: int
 
     @abstractmethod
-    def learner(self, index: int) -> LearnerData:
+    def learner(self, index: int) -> LearnerData[ArrayDataset]:
         """Learner ``index``'s data (0 <= index < num_learners)."""
 
     @abstractmethod

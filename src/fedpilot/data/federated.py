@@ -45,7 +45,7 @@ def local_split(
     return np.sort(order[n_test:]), np.sort(order[:n_test])
 
 
-def _learner_data(share: ArrayDataset, train: Indices, test: Indices) -> LearnerData:
+def _learner_data(share: ArrayDataset, train: Indices, test: Indices) -> LearnerData[ArrayDataset]:
     return LearnerData(share.subset(train), share.subset(test) if len(test) else None)
 
 
@@ -86,13 +86,13 @@ class PooledFederatedDataset(FederatedDataset):
         split_rng = derive_rng(seed, 0, "data:local-split")
         self._train_idx: list[Indices] = []
         self._test_idx: list[Indices] = []
-        self._learner_cache: dict[int, LearnerData] = {}
+        self._learner_cache: dict[int, LearnerData[ArrayDataset]] = {}
         for part in parts:
             local_train, local_test = local_split(len(part), test_fraction, split_rng)
             self._train_idx.append(part[local_train])
             self._test_idx.append(part[local_test])
 
-    def learner(self, index: int) -> LearnerData:
+    def learner(self, index: int) -> LearnerData[ArrayDataset]:
         """Learner ``index``'s local train and test parts."""
         _check_index(index, self.num_learners)
         # Sliced once per learner: a process serving it every round reuses the arrays.
@@ -132,7 +132,7 @@ class DeviceFederatedDataset(FederatedDataset):
             _learner_data(d, *local_split(len(d), test_fraction, split_rng)) for d in devices
         ]
 
-    def learner(self, index: int) -> LearnerData:
+    def learner(self, index: int) -> LearnerData[ArrayDataset]:
         """Device ``index``'s local train and test parts."""
         _check_index(index, self.num_learners)
         return self._learners[index]

@@ -30,7 +30,7 @@ _REFUSED = ("Failed to activate SuperNode", "Exit Code: 305")
 
 @dataclass(frozen=True)
 class NodeData:
-    """This learner's data: partition ``index`` of ``count``, or its own file."""
+    """This learner's data: partition ``index`` of ``count``, or its own file or directory."""
 
     index: int | None = None
     count: int | None = None

@@ -18,8 +18,9 @@ from fedpilot.types import NUM_EXAMPLES, Config, Weights
 
 
 def make_clientapp(spec: FederationSpec) -> ClientApp:
-    """A ClientApp serving ``spec``'s Task. The learner's data is its own file when
-    ``context.node_config`` names a ``data-path``, else partition ``partition-id``."""
+    """A ClientApp serving ``spec``'s Task. The learner's data is its own file or
+    directory when ``context.node_config`` names a ``data-path`` (read by the Task's
+    ``load_data``), else partition ``partition-id``."""
     app = ClientApp()
     learner = TaskLearner(spec)
 
@@ -79,7 +80,7 @@ def _config(msg: Message) -> Config:
 
 
 def data_source(context: Context) -> DataSource:
-    """Where this node's data is: ``data-path`` (a file) or ``partition-id``."""
+    """Where this node's data is: ``data-path`` (a file or directory) or ``partition-id``."""
     path = context.node_config.get("data-path")
     if isinstance(path, str) and path:
         return Path(path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -18,7 +19,7 @@ import numpy.typing as npt
 from fedpilot.data._base import ArrayDataset, LearnerData
 from fedpilot.errors import TaskError
 from fedpilot.learner import sysmetrics
-from fedpilot.learner.data import DataSource, file_data
+from fedpilot.learner.data import DataSource, own_data
 from fedpilot.learner.protocol import (
     LABEL_FLIP,
     SCAFFOLD_CONTROL,
@@ -137,10 +138,10 @@ class TaskLearner:
         """How many training examples the learner holds (what it declares)."""
         return len(self.data(source).train)
 
-    def data(self, source: DataSource) -> LearnerData:
-        """The learner's share of the spec's dataset, or its own file's data."""
+    def data(self, source: DataSource) -> LearnerData[Any]:
+        """The learner's share of the spec's dataset, or its own data as the Task loads it."""
         if isinstance(source, Path):
-            return file_data(str(source))
+            return own_data(self.task, source)
         return self.task.learner_data(self._check(source))
 
     def _check(self, partition: int) -> int:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import functools
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from fedpilot.data._base import ArrayDataset, FederatedDataset, LearnerData
+from fedpilot.data.files import read_array_data
 from fedpilot.spec.sections import DataSpec, LocalSpec
 from fedpilot.types import Metrics, Weights, derive_rng
 
@@ -47,18 +50,34 @@ class TrainSettings:
 
 @dataclass(frozen=True)
 class ModelArtifact:
-    """The trained model in a form MLflow can log: ``flavor`` names the mlflow module."""
+    """The trained model in a form MLflow can log.
 
-    flavor: Literal["pytorch", "sklearn"]
+    It is logged as ``mlflow.<flavor>.log_model(model, name=..., **options)``; for
+    ``pyfunc``, whose ``log_model`` takes no positional model, ``model`` (an
+    ``mlflow.pyfunc.PythonModel``) goes in as ``python_model``.
+    """
+
+    flavor: str
+    """An MLflow flavor module: ``pytorch``, ``sklearn``, ``onnx``, ``pyfunc``, ..."""
     model: Any
+    options: Mapping[str, Any] = field(default_factory=dict)
+    """More keyword arguments of the flavor's ``log_model`` (``signature``,
+    ``pip_requirements``, ...); they win over fedpilot's defaults for the flavor."""
 
 
 class Task(ABC):
     """A model plus how to train and evaluate it on local data.
 
     Subclasses get ``data`` (the spec's data section), ``seed`` and their own ``params``
-    (the spec's ``task.params``) as keyword arguments. Data comes from the built-in
-    datasets unless a subclass overrides :meth:`federated_data`.
+    (the spec's ``task.params``) as keyword arguments.
+
+    Data: a Task trains and evaluates on whatever dataset type it loads, any
+    :class:`~fedpilot.data.Dataset` (``len()`` is its number of examples). Built-in
+    tasks use :class:`~fedpilot.data.ArrayDataset`. A learner's data is either its
+    share of the spec's dataset (:meth:`learner_data`: the built-in datasets unless a
+    subclass overrides it or :meth:`federated_data`) or its own files
+    (:meth:`load_data`: an .npz file or a directory of .npy files unless a subclass
+    reads its own layout, e.g. a folder of images and label files).
     """
 
     default_dataset: ClassVar[str | None] = None
@@ -78,19 +97,56 @@ class Task(ABC):
     def set_weights(self, weights: Weights) -> None:
         """Load parameters; shapes match :meth:`get_weights`."""
 
-    @abstractmethod
-    def train(self, data: ArrayDataset, settings: TrainSettings) -> Metrics:
-        """Train in place on ``data``; return metrics with at least ``loss``."""
+    # ``data`` is typed Any so that a subclass can name its own dataset type (mypy
+    # would refuse narrowing a Dataset parameter); it is what this task's
+    # learner_data / load_data return.
 
     @abstractmethod
-    def evaluate(self, data: ArrayDataset) -> Metrics:
+    def train(self, data: Any, settings: TrainSettings) -> Metrics:
+        """Train in place on ``data`` (a :class:`~fedpilot.data.Dataset` this task
+        loaded); return metrics with at least ``loss``."""
+
+    @abstractmethod
+    def evaluate(self, data: Any) -> Metrics:
         """Metrics of the current model on ``data`` (``loss``, and ``accuracy`` if it applies)."""
 
-    @abstractmethod
     def model_artifact(self) -> ModelArtifact:
-        """The current model for MLflow's pytorch or sklearn flavor."""
+        """The current model and the MLflow flavor that logs it.
+
+        Implement this or :meth:`log_model`; with neither, only the raw weights are logged.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} implements neither model_artifact() nor log_model()"
+        )
+
+    def log_model(self, *, name: str, model_id: str, run_id: str, step: int) -> None:
+        """Optional hook: override to log the current model to MLflow your own way;
+        fedpilot then calls it instead of logging :meth:`model_artifact`.
+
+        The MLflow callback calls it with the final weights loaded, the run's tracking
+        URI set and a LoggedModel ``model_id`` of MLflow run ``run_id`` created; pass
+        them on to MLflow (``mlflow.<flavor>.log_model(..., name=name,
+        model_id=model_id, step=step)``).
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not log its model itself")
 
     # -- data ------------------------------------------------------------------------
+
+    def load_data(self, source: Path) -> LearnerData[Any]:
+        """A learner's own data at ``source`` (``fedpilot learner --data``, a Flower
+        node's ``data-path``), read once per process.
+
+        The default reads arrays (:func:`~fedpilot.data.read_array_data`): an .npz
+        file holding ``x_train``, ``y_train`` and optionally ``x_test``, ``y_test``, or
+        a directory holding those arrays as ``x_train.npy``, ``y_train.npy``
+        (optionally ``x_test.npy``, ``y_test.npy``). Override to read another layout
+        into this task's own dataset type.
+
+        Raises:
+            TaskError: ``source`` is missing, unreadable or not in the layout; the
+                message names the path and what is missing.
+        """
+        return read_array_data(source)
 
     def federated_data(self) -> FederatedDataset:
         """The federation's data; built once per Task from the built-in datasets."""
@@ -100,15 +156,19 @@ class Task(ABC):
             self.__dict__["_federated_data"] = cached
         return cached
 
-    def learner_data(self, index: int) -> LearnerData:
+    def learner_data(self, index: int) -> LearnerData[Any]:
+        """Learner ``index``'s share of the spec's dataset."""
         return self.federated_data().learner(index)
 
-    def central_test_data(self) -> ArrayDataset | None:
-        """The server-held test set (without the validation split, if any)."""
+    def central_test_data(self) -> Any | None:
+        """The server-held test set (without the validation split, if any), or None."""
         return self._server_split()[1]
 
-    def validation_data(self) -> ArrayDataset | None:
+    def validation_data(self) -> Any | None:
         """The server-held validation split (``data.server_validation`` examples)."""
+        if self.data_spec.server_validation == 0:
+            # Without touching the data: a task with data of its own needs no override.
+            return None
         return self._server_split()[0]
 
     def _server_split(self) -> tuple[ArrayDataset | None, ArrayDataset | None]:
@@ -127,7 +187,8 @@ class Task(ABC):
             self.__dict__["_server_split_cache"] = cached
         return cached
 
-    def pooled_train_data(self) -> ArrayDataset:
+    def pooled_train_data(self) -> Any:
+        """Every learner's training data in one set (the centralized baseline's)."""
         return self.federated_data().pooled_train()
 
 

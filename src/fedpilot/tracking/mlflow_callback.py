@@ -11,6 +11,7 @@ Tracking is an observer: any failure is logged as a warning and the federation g
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import tempfile
 import time
@@ -29,7 +30,7 @@ from fedpilot.types import RoundContext, Weights
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-    from fedpilot.tasks._base import Task
+    from fedpilot.tasks._base import ModelArtifact, Task
 
 MLFLOW_RUN_ID_FILE = "mlflow_run_id"
 """File in the run directory holding the MLflow run id (read back on resume)."""
@@ -76,8 +77,9 @@ class MLflowCallback(Callback):
       ``participants``, ``accepted``, ``rejected_updates``, ``failed_updates``,
       ``round_duration_s``, ``bytes_sent``, ``bytes_received``, ``rolled_back``,
       ``learner.<id>.<m>``; at the end ``final.<m>`` and ``rollbacks``
-    - artifacts: ``spec.yaml``, ``history.csv``, and the model ``model`` (MLflow pytorch or
-      sklearn flavor), or ``model/weights.npz`` when there is no Task to build it
+    - artifacts: ``spec.yaml``, ``history.csv``, and the model ``model`` (the Task's
+      ``log_model`` hook, or its ``model_artifact`` through that MLflow flavor), or
+      ``model/weights.npz`` when there is no Task to build it or logging it failed
 
     Args:
         tracking_uri: Overrides ``spec.mlflow_uri()``.
@@ -278,35 +280,23 @@ class MLflowCallback(Callback):
         self._attempt("the final weights", lambda: self._log_weights(weights))
 
     def _log_flavored_model(self, run: RunInfo, task: Task, weights: Weights, step: int) -> None:
-        """Logs the Task's model as an MLflow 3 LoggedModel named ``model`` of this run.
+        """Logs the Task's model as an MLflow 3 LoggedModel named ``model`` of this run:
+        through the Task's own :meth:`~fedpilot.tasks.Task.log_model` hook, or else its
+        :meth:`~fedpilot.tasks.Task.model_artifact` through ``mlflow.<flavor>.log_model``.
 
         The LoggedModel is created with the client (explicit experiment and source run), so
         ``log_model`` neither starts a fluent run nor guesses the experiment; only the
         tracking URI has to be global during the call (see :func:`use_tracking_uri`).
         """
+        from fedpilot.tasks._base import Task
+
         client, run_id = self._client, self._run_id
         assert client is not None and run_id is not None
         task.set_weights(weights)
-        artifact = task.model_artifact()
-        flavor_module: Any
-        options: dict[str, Any]
-        if artifact.flavor == "pytorch":
-            import mlflow.pytorch as flavor_module
-
-            # MLflow 3's default format (pt2) needs an input example; pickle does not.
-            options = {
-                "serialization_format": "pickle",
-                "pip_requirements": mu.pinned_requirements("torch", "cloudpickle"),
-            }
-        elif artifact.flavor == "sklearn":
-            import mlflow.sklearn as flavor_module
-
-            options = {
-                "serialization_format": "skops",
-                "pip_requirements": mu.pinned_requirements("scikit-learn", "skops"),
-            }
-        else:
-            raise ValueError(f"unknown model flavor {artifact.flavor!r}")
+        # Resolved before the LoggedModel exists: a FAILED LoggedModel named "model"
+        # would hide the fallback weights under runs:/<id>/model.
+        hooked = type(task).log_model is not Task.log_model
+        log = task.log_model if hooked else _flavor_logger(task.model_artifact())
         model = client.create_logged_model(
             experiment_id=self._experiment_id,
             name=MODEL_ARTIFACT_PATH,
@@ -319,14 +309,7 @@ class MLflowCallback(Callback):
                 mu.use_tracking_uri(self._uri),
                 mu.quiet_log("mlflow.pytorch", "Saving pytorch model by Pickle"),
             ):
-                flavor_module.log_model(
-                    artifact.model,
-                    name=MODEL_ARTIFACT_PATH,
-                    model_id=model.model_id,
-                    run_id=run_id,
-                    step=step,
-                    **options,
-                )
+                log(name=MODEL_ARTIFACT_PATH, model_id=model.model_id, run_id=run_id, step=step)
         except Exception:
             self._attempt(
                 "the failed model's status",
@@ -340,3 +323,60 @@ class MLflowCallback(Callback):
             path = Path(tmp) / "weights.npz"
             np.savez(path, *weights)
             self._client.log_artifact(self._run_id, str(path), artifact_path=MODEL_ARTIFACT_PATH)
+
+
+def _flavor_defaults(flavor: str) -> dict[str, Any]:
+    """fedpilot's ``log_model`` options for a flavor (a ModelArtifact's options win)."""
+    if flavor == "pytorch":
+        # MLflow 3's default format (pt2) needs an input example; pickle does not.
+        return {
+            "serialization_format": "pickle",
+            "pip_requirements": mu.pinned_requirements("torch", "cloudpickle"),
+        }
+    if flavor == "sklearn":
+        return {
+            "serialization_format": "skops",
+            "pip_requirements": mu.pinned_requirements("scikit-learn", "skops"),
+        }
+    return {}
+
+
+def _flavor_logger(artifact: ModelArtifact) -> Callable[..., None]:
+    """A function logging ``artifact`` as ``mlflow.<flavor>.log_model(model, **where,
+    **options)``; it takes the LoggedModel's ``name``, ``model_id``, ``run_id``, ``step``.
+
+    Raises:
+        ValueError: ``artifact.flavor`` names no MLflow module with a ``log_model``.
+    """
+    import mlflow
+
+    flavor = artifact.flavor
+    log: Any = None
+    if flavor.isidentifier():
+        try:
+            # Flavors are lazily loaded attributes of mlflow; one that needs a missing
+            # library (onnx without onnx installed) raises ImportError here.
+            log = getattr(getattr(mlflow, flavor, None), "log_model", None)
+        except ImportError as exc:
+            raise ValueError(
+                f"MLflow flavor {flavor!r} (ModelArtifact.flavor) cannot be loaded: {exc}"
+            ) from exc
+    if not callable(log):
+        raise ValueError(
+            f"unknown MLflow flavor {flavor!r} (ModelArtifact.flavor): mlflow.{flavor} "
+            "must be a module with a log_model function, e.g. pytorch, sklearn, onnx, pyfunc"
+        )
+    options = {**_flavor_defaults(flavor), **artifact.options}
+    params = inspect.signature(log).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+    def log_artifact(**where: Any) -> None:
+        if not takes_any:
+            # pyfunc's log_model takes no run_id: the LoggedModel already names its run.
+            where = {k: v for k, v in where.items() if k in params}
+        if flavor == "pyfunc":
+            log(python_model=artifact.model, **where, **options)
+        else:
+            log(artifact.model, **where, **options)
+
+    return log_artifact
