@@ -58,5 +58,5 @@ def run_spec(
         spec = validate_spec(
             merged(raw, {"output_dir": str(Path(out)), "tracking": {"enabled": False}})
         )
-        result = run_federation(spec, callbacks=callbacks or [], default_tracking=False)
+        result = run_federation(spec, callbacks=callbacks or [])
     return spec, result

@@ -46,10 +46,10 @@ def main() -> None:
             ]
             spec = load_spec(EXAMPLE, overrides)
             started = time.perf_counter()
-            federated = run_federation(spec, default_tracking=False)
+            federated = run_federation(spec)
             fed_s = time.perf_counter() - started
             started = time.perf_counter()
-            centralized = run_centralized(spec, default_tracking=False)
+            centralized = run_centralized(spec)
             cen_s = time.perf_counter() - started
             fed_acc = federated.final_metrics["accuracy"]
             cen_acc = centralized.final_metrics["accuracy"]

@@ -110,6 +110,7 @@ def job_fedpilot(cfg: dict[str, Any]) -> dict[str, Any]:
     """Time ``run_federation`` on the spec in ``cfg`` (workload a or b)."""
     from fedpilot.orchestrator import run_federation
     from fedpilot.spec import validate_spec
+    from fedpilot.tracking import default_callbacks
 
     with tempfile.TemporaryDirectory(prefix="fedpilot-bench-run-") as out:
         if cfg["workload"] == "a":
@@ -118,7 +119,8 @@ def job_fedpilot(cfg: dict[str, Any]) -> dict[str, Any]:
             raw = spec_b(cfg["learners"], cfg["rounds"], cfg["workers"], out)
         spec = validate_spec(raw)
         start = _start_clock()
-        result = run_federation(spec)
+        # With what `fedpilot run` records (event log, status file; MLflow if enabled).
+        result = run_federation(spec, callbacks=default_callbacks(spec))
         wall = time.perf_counter() - start
         if cfg.get("weights_path"):
             np.savez(cfg["weights_path"], *result.weights)

@@ -13,6 +13,7 @@ import pytest
 
 from federations import StopAfter, digits_spec
 from fedpilot.orchestrator import load_checkpoint, load_run_spec, run_federation
+from fedpilot.tracking import default_callbacks
 
 STRATEGIES: dict[str, dict[str, Any]] = {
     "fedavg": {"name": "fedavg"},
@@ -44,10 +45,13 @@ def assert_resume_is_exact(tmp_path: Path, **changes: Any) -> list[Any]:
     whole = run_federation(digits_spec(tmp_path, "whole", **changes))
     assert whole.status == "completed" and whole.rounds_completed == 4
     cut_spec = digits_spec(tmp_path, "cut", **changes)
-    stopped = run_federation(cut_spec, callbacks=[StopAfter(2)])
+    stopped = run_federation(cut_spec, callbacks=[*default_callbacks(cut_spec), StopAfter(2)])
     assert stopped.status == "interrupted" and stopped.rounds_completed == 2
     (run_dir,) = [p for p in Path(cut_spec.output_dir).iterdir() if p.is_dir()]
-    resumed = run_federation(load_run_spec(run_dir), resume_dir=run_dir)
+    resumed_spec = load_run_spec(run_dir)
+    resumed = run_federation(
+        resumed_spec, callbacks=default_callbacks(resumed_spec), resume_dir=run_dir
+    )
     assert resumed.status == "completed"
     for got, want in zip(resumed.weights, whole.weights, strict=True):
         np.testing.assert_array_equal(got, want)
@@ -94,7 +98,7 @@ def test_gaussian_attackers_are_rejected_as_norm_outliers_with_a_reason(tmp_path
         "simulation": {"attack": {"fraction": 0.2, "behaviour": "gaussian", "noise_std": 5.0}},
     }
     spec = digits_spec(tmp_path, "outliers", **changes)
-    result = run_federation(spec)
+    result = run_federation(spec, callbacks=default_callbacks(spec))
     (run_dir,) = [p for p in Path(spec.output_dir).iterdir() if p.is_dir()]
     log = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
     rejected = [e for e in log if e["event"] == "UpdateRejected"]

@@ -11,6 +11,7 @@ import pytest
 
 from fedpilot.orchestrator import load_checkpoint, run_federation
 from fedpilot.orchestrator.events import RunResult
+from fedpilot.tracking import default_callbacks
 
 
 def events(result_dir: Path) -> list[dict[str, Any]]:
@@ -32,7 +33,7 @@ def test_raising_nan_and_misshapen_learners_do_not_stop_the_run(make_app_spec: A
         },
         data={"num_learners": 7},
     )
-    result = run_federation(spec)
+    result = run_federation(spec, callbacks=default_callbacks(spec))
     assert result.status == "completed" and result.rounds_completed == 3
     for record in result.history:
         assert (record.accepted, record.rejected, record.failed) == (3, 3, 1)
@@ -54,7 +55,7 @@ def test_round_with_too_few_accepted_updates_keeps_the_model(make_app_spec: Any)
         sampling={"fraction": 1.0, "min_learners": 2},
         rounds=2,
     )
-    result = run_federation(spec)
+    result = run_federation(spec, callbacks=default_callbacks(spec))
     assert [r.status for r in result.history] == ["failed", "failed"]
     for got, initial in zip(result.weights, [np.zeros((64, 10)), np.zeros(10)], strict=True):
         np.testing.assert_array_equal(got, initial)
@@ -69,7 +70,7 @@ def test_guard_rolls_back_an_injected_bad_round(make_app_spec: Any) -> None:
         rounds=4,
         guard={"enabled": True, "metric": "accuracy", "mode": "max"},
     )
-    result = run_federation(spec)
+    result = run_federation(spec, callbacks=default_callbacks(spec))
     statuses = [r.status for r in result.history]
     assert statuses == ["completed", "completed", "rolled_back", "completed"]
     assert result.rollbacks == 1
@@ -90,15 +91,15 @@ def test_same_spec_and_seed_give_the_same_model(make_app_spec: Any, workers: int
         rounds=3,
         runtime={"mode": "local", "workers": workers},
     )
-    first: RunResult = run_federation(spec)
-    second: RunResult = run_federation(spec)
+    first: RunResult = run_federation(spec, callbacks=default_callbacks(spec))
+    second: RunResult = run_federation(spec, callbacks=default_callbacks(spec))
     for a, b in zip(first.weights, second.weights, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
 def test_every_round_is_checkpointed(make_app_spec: Any) -> None:
     spec = make_app_spec(rounds=4)
-    result = run_federation(spec)
+    result = run_federation(spec, callbacks=default_callbacks(spec))
     run_dir = only_run_dir(spec)
     state = load_checkpoint(run_dir)
     assert state.round == 4 and len(state.history) == 4
@@ -117,7 +118,7 @@ def test_the_ledger_of_learners_is_kept_once_and_checkpointed(
     """A logging selector's own log is the orchestrator's ledger; any other selector gets a
     ledger of the orchestrator's. Either way it counts every round and is checkpointed."""
     spec = make_app_spec(rounds=3, selection={"name": selector})
-    run_federation(spec)
+    run_federation(spec, callbacks=default_callbacks(spec))
     components = load_checkpoint(only_run_dir(spec)).components
     if selector == "random":
         assert "ledger" not in components

@@ -21,8 +21,9 @@ from sklearn.linear_model import LogisticRegression
 
 import fedpilot
 from fedpilot.orchestrator.events import RoundSummary, RunInfo
+from fedpilot.rundir import RunDir
 from fedpilot.tasks._base import ModelArtifact, Task
-from fedpilot.tracking import MLFLOW_RUN_ID_FILE, MLflowCallback
+from fedpilot.tracking import MLflowCallback
 from fedpilot.tracking._mlflow_utils import use_tracking_uri
 from fedpilot.types import Metrics, Weights
 
@@ -49,7 +50,7 @@ def _drive(
 
 
 def _read_id(info: RunInfo) -> str:
-    return (info.run_dir / MLFLOW_RUN_ID_FILE).read_text().strip()
+    return RunDir(info.run_dir).mlflow_run_id.read_text().strip()
 
 
 @pytest.fixture(scope="module")
@@ -226,7 +227,7 @@ def test_tracking_disabled_creates_nothing(build: Any, tmp_path: Path) -> None:
     info = build.run(spec)
     callback = _drive(build, info, [build.summary(1)])
     assert callback.mlflow_run_id is None
-    assert not (info.run_dir / MLFLOW_RUN_ID_FILE).exists()
+    assert not RunDir(info.run_dir).mlflow_run_id.exists()
 
 
 def test_unreachable_store_warns_and_never_raises(

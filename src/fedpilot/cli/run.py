@@ -13,7 +13,9 @@ from fedpilot.errors import UserError
 from fedpilot.orchestrator.events import Callback, RunInfo, RunResult
 from fedpilot.spec import load_spec
 
-EXIT_CODES = {"completed": 0, "failed": 1, "interrupted": 130}
+EXIT_CODES: dict[str, int] = {"completed": 0, "failed": 1, "stopped": 3, "interrupted": 130}
+"""How `fedpilot run` and `fedpilot server` exit, by the run's status: a stopped run
+(asked to stop after a round; it can be resumed) is neither a success nor a failure."""
 
 
 class _RunIdentity(Callback):
@@ -45,6 +47,7 @@ def run_command(
     # Imported here so `fedpilot spec ...` and `--help` don't load torch and Flower.
     from fedpilot.cli.live import LiveView
     from fedpilot.orchestrator import load_run_spec, run_centralized, run_federation
+    from fedpilot.tracking import default_callbacks
 
     if resume is not None:
         if spec_file is not None or overrides or centralized:
@@ -59,7 +62,7 @@ def run_command(
         spec = load_spec(spec_file, [*overrides, *extra])
     console = Console(stderr=True)
     identity = _RunIdentity()
-    callbacks: list[Callback] = [identity]
+    callbacks: list[Callback] = [*default_callbacks(spec), identity]
     if not as_json:
         callbacks.append(LiveView(console))
     if centralized:

@@ -16,17 +16,16 @@ from fedpilot.orchestrator.events import (
     RunInfo,
     RunResult,
 )
-from fedpilot.orchestrator.run import default_callbacks, new_run_dir, server_task
+from fedpilot.orchestrator.run import new_run_dir, server_task
 from fedpilot.spec import FederationSpec
 from fedpilot.tasks._base import TrainSettings
 from fedpilot.types import RoundContext, derive_seed
 
 
-def run_centralized(
-    spec: FederationSpec, *, callbacks: Sequence[Callback] = (), default_tracking: bool = True
-) -> RunResult:
+def run_centralized(spec: FederationSpec, *, callbacks: Sequence[Callback] = ()) -> RunResult:
     """Train ``spec``'s task on all learners' training data pooled, one "round" being
-    ``local.epochs`` epochs, and evaluate on the server-held test set each round."""
+    ``local.epochs`` epochs, and evaluate on the server-held test set each round.
+    ``callbacks`` are every observer of the run (as :func:`run_federation`'s)."""
     limit_torch_threads(spec.runtime.torch_threads)
     task = server_task(spec)
     if task is None:
@@ -39,9 +38,7 @@ def run_centralized(
     test = task.central_test_data()
     run_id, run_dir = new_run_dir(spec, suffix="-centralized")
     run = RunInfo(run_id=run_id, run_dir=run_dir, spec=spec, task=task, mode="centralized")
-    observers = CallbackList(
-        [*default_callbacks(spec), *callbacks] if default_tracking else list(callbacks)
-    )
+    observers = CallbackList(list(callbacks))
     observers.on_run_start(run=run)
     history: list[RoundRecord] = []
     metrics = {}

@@ -22,18 +22,16 @@ from fedpilot.ledger import ParticipationLog
 from fedpilot.orchestrator.checkpoint import RunState, load_checkpoint
 from fedpilot.orchestrator.evaluation import Evaluator
 from fedpilot.orchestrator.events import Callback, CallbackList, RunInfo, RunResult
-from fedpilot.orchestrator.status import StatusFileCallback
 from fedpilot.orchestrator.sync import RoundParts, SyncOrchestrator
+from fedpilot.rundir import RunDir
 from fedpilot.selection import LoggedSelector, build_selector
 from fedpilot.spec import FederationSpec, FlowerRuntime, RayRuntime, load_spec
 from fedpilot.spec.sections import FedNovaStrategy
 from fedpilot.tasks import build_task
 from fedpilot.tasks._base import Task
-from fedpilot.tracking.event_log import EventLogCallback
 from fedpilot.types import Weights
 from fedpilot.validation import UpdateValidator
 
-SPEC_FILE = "spec.yaml"
 _YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
@@ -44,26 +42,16 @@ def new_run_dir(spec: FederationSpec, suffix: str = "") -> tuple[str, Path]:
     run_dir.mkdir(parents=True, exist_ok=False)
     # libyaml's emitter: PyYAML's pure-Python one takes longer than a small model's round.
     text = yaml.dump(spec.resolved(), Dumper=_YAML_DUMPER, sort_keys=False)
-    (run_dir / SPEC_FILE).write_text(text)
+    RunDir(run_dir).spec.write_text(text)
     return run_id, run_dir
 
 
 def load_run_spec(run_dir: Path) -> FederationSpec:
     """The resolved spec a run was started with (what ``--resume`` continues)."""
-    path = run_dir / SPEC_FILE
+    path = RunDir(run_dir).spec
     if not path.is_file():
-        raise ResumeError(f"{str(run_dir)!r} is not a run directory (no {SPEC_FILE})")
+        raise ResumeError(f"{str(run_dir)!r} is not a run directory (no {path.name})")
     return load_spec(path)
-
-
-def default_callbacks(spec: FederationSpec) -> list[Callback]:
-    """What every run records: the audit trail, status.json and (if enabled) MLflow."""
-    callbacks: list[Callback] = [EventLogCallback(), StatusFileCallback()]
-    if spec.tracking.enabled:
-        from fedpilot.tracking import MLflowCallback
-
-        callbacks.append(MLflowCallback())
-    return callbacks
 
 
 def server_task(spec: FederationSpec) -> Task | None:
@@ -110,7 +98,6 @@ def run_federation(
     *,
     callbacks: Sequence[Callback] = (),
     resume_dir: Path | None = None,
-    default_tracking: bool = True,
     fleet: Fleet | None = None,
     run_dir: Path | None = None,
 ) -> RunResult:
@@ -119,9 +106,10 @@ def run_federation(
     Args:
         spec: the validated spec. With ``resume_dir`` pass the run's own spec
             (:func:`load_run_spec`).
-        callbacks: extra observers (a live view, say), after the default ones.
+        callbacks: every observer of the run, in order. Nothing is recorded unless
+            they record it: pass :func:`fedpilot.tracking.default_callbacks` first for
+            the event log, the status file and MLflow.
         resume_dir: continue this run from its latest checkpoint.
-        default_tracking: add the event log, status file and MLflow callbacks.
         fleet: the learners to use (closed at the end); default :func:`build_fleet`.
         run_dir: a run directory made by :func:`new_run_dir` to start this run in.
     """
@@ -135,14 +123,13 @@ def run_federation(
             _, run_dir = new_run_dir(spec)
         state = RunState(round=0, weights=initial_weights(spec, task), metrics={})
     run_id = run_dir.name
-    observers = [*default_callbacks(spec), *callbacks] if default_tracking else list(callbacks)
     run = RunInfo(run_id=run_id, run_dir=run_dir, spec=spec, start_round=state.round + 1, task=task)
     with fleet if fleet is not None else build_fleet(spec) as fleet:
         parts = build_parts(spec, task, fleet, run_dir)
         if state.round == 0 and not state.metrics:
             # The initial model is the first stable model the guard compares with.
             state.metrics = parts.evaluator.evaluate(state.weights, 0)
-        return SyncOrchestrator(spec, parts, CallbackList(observers), run).run(state)
+        return SyncOrchestrator(spec, parts, CallbackList(list(callbacks)), run).run(state)
 
 
 def build_fleet(spec: FederationSpec) -> Fleet:
