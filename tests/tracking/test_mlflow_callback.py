@@ -276,3 +276,24 @@ def test_sklearn_model_is_logged_with_the_sklearn_flavor(build: Any, tmp_path: P
         model = mlflow.sklearn.load_model(f"runs:/{_read_id(info)}/model")
     np.testing.assert_array_equal(model.coef_, weights[0])
     np.testing.assert_array_equal(model.intercept_, weights[1])
+
+
+def test_stopped_run_is_killed_with_its_reason_and_warnings_are_tags(
+    build: Any, tmp_path: Path
+) -> None:
+    spec = build.spec(tmp_path, name="stopped-demo", rounds=4)
+    info = build.run(spec)
+    callback = MLflowCallback()
+    callback.on_run_start(run=info)
+    callback.on_warning(round=0, code="guard.metric", message="no accuracy: using loss")
+    summaries = [build.summary(1, learners=1)]
+    callback.on_round_end(ctx=build.ctx(1, total=4), summary=summaries[0])
+    callback.on_warning(round=1, code="guard.metric", message="still no accuracy")
+    result = build.result(summaries, "stopped", error="budget spent")
+    callback.on_run_end(run=info, result=result)
+    run = MlflowClient(tracking_uri=build.mlflow_uri).get_run(_read_id(info))
+    assert run.info.status == "KILLED"
+    assert run.data.tags["fedpilot.status"] == "stopped"
+    assert run.data.tags["fedpilot.reason"] == "budget spent"
+    assert "fedpilot.error" not in run.data.tags
+    assert run.data.tags["fedpilot.warning.guard.metric"] == "round 1: still no accuracy"

@@ -135,10 +135,10 @@ def _summary(detail: RunDetail) -> Table:
     if detail.events:
         counts = (f"{kind} {detail.events[kind]}" for kind in EventType if kind in detail.events)
         rows.append(("Events", escape(", ".join(counts))))
-    for warning in detail.warnings:
-        where = "-" if warning.round is None else str(warning.round)
-        text = escape(f"round {where}: {warning.message} [{warning.code}]")
-        rows.append(("Warning", f"[yellow]{text}[/yellow]"))
+    for number, warning in enumerate(detail.warnings):
+        where = "before round 1" if not warning.round else f"round {warning.round}"
+        text = escape(f"{where}: {warning.message} [{warning.code}]")
+        rows.append(("Warnings" if number == 0 else "", f"[yellow]{text}[/yellow]"))
     for name, value in rows:
         table.add_row(name, value)
     return table
