@@ -41,6 +41,8 @@ import yaml
 from _common import LOG_DIR, Check, Table, write_results
 from fedpilot.deployment.superlink import Control, SuperLinkProcess, Transport, flower_env
 from fedpilot.deployment.supernode import free_port
+from fedpilot.orchestrator.vocabulary import EventType
+from fedpilot.rundir import RunDir
 
 APP_DIR = Path(__file__).resolve().parent / "_deploy_app"
 FEDPILOT = str(Path(sys.executable).parent / "fedpilot")
@@ -167,9 +169,10 @@ def fedpilot_round_times(address: str, workdir: Path, rounds: int, tag: str) -> 
     if out.returncode != 0:
         raise RuntimeError(f"fedpilot server failed ({out.returncode}):\n{out.stderr[-3000:]}")
     run_dir = Path(json.loads(out.stdout.strip().splitlines()[-1])["run_dir"])
-    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
-    started = next(e for e in events if e["event"] == "RunStarted")
-    ends = [e for e in events if e["event"] == "RoundCompleted"]
+    lines = RunDir(run_dir).events.read_text().splitlines()
+    events = [json.loads(line) for line in lines]
+    started = next(e for e in events if e["event"] == EventType.RUN_STARTED)
+    ends = [e for e in events if e["event"] == EventType.ROUND_COMPLETED]
     stamps = [_ts(started["time"])] + [_ts(e["time"]) for e in ends]
     return [b - a for a, b in itertools.pairwise(stamps)]
 

@@ -118,6 +118,7 @@ def job_fedpilot(cfg: dict[str, Any]) -> dict[str, Any]:
             raw = spec_b(cfg["learners"], cfg["rounds"], cfg["workers"], out)
         spec = validate_spec(raw)
         start = _start_clock()
+        # With what `fedpilot run` records (event log, status file; MLflow if enabled).
         result = run_federation(spec)
         wall = time.perf_counter() - start
         if cfg.get("weights_path"):

@@ -48,7 +48,8 @@ def assert_resume_is_exact(tmp_path: Path, **changes: Any) -> list[Any]:
     stopped = run_federation(cut_spec, callbacks=[StopAfter(2)])
     assert stopped.status == "interrupted" and stopped.rounds_completed == 2
     (run_dir,) = [p for p in Path(cut_spec.output_dir).iterdir() if p.is_dir()]
-    resumed = run_federation(load_run_spec(run_dir), resume_dir=run_dir)
+    resumed_spec = load_run_spec(run_dir)
+    resumed = run_federation(resumed_spec, resume_dir=run_dir)
     assert resumed.status == "completed"
     for got, want in zip(resumed.weights, whole.weights, strict=True):
         np.testing.assert_array_equal(got, want)

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from fedpilot.orchestrator.events import RunInfo
-from fedpilot.tracking import EVENTS_FILE, EventLogCallback, to_json
+from fedpilot.rundir import RunDir
+from fedpilot.tracking import EventLogCallback, to_json
 
 
 def _lines(path: Path) -> list[dict[str, Any]]:
@@ -21,7 +22,7 @@ def _lines(path: Path) -> list[dict[str, Any]]:
 def test_every_hook_is_one_json_line(build: Any, tmp_path: Path) -> None:
     info = build.run(build.spec(tmp_path))
     build.drive_events(info, [1, 2])
-    events = _lines(info.run_dir / EVENTS_FILE)
+    events = _lines(RunDir(info.run_dir).events)
     names = [e["event"] for e in events]
     per_round = ["RoundStarted", "UpdateAccepted", "UpdateAccepted", "UpdateRejected"]
     per_round.append("UpdateFailed")
@@ -43,7 +44,7 @@ def test_every_hook_is_one_json_line(build: Any, tmp_path: Path) -> None:
 def test_event_fields(build: Any, tmp_path: Path) -> None:
     info = build.run(build.spec(tmp_path))
     build.drive_events(info, [1, 2])
-    events = _lines(info.run_dir / EVENTS_FILE)
+    events = _lines(RunDir(info.run_dir).events)
     by_name: dict[str, list[dict[str, Any]]] = {}
     for event in events:
         by_name.setdefault(event["event"], []).append(event)
@@ -89,7 +90,7 @@ def test_a_failed_round_and_a_resumed_run_append(build: Any, tmp_path: Path) -> 
     ctx = build.ctx(2)
     log.on_round_end(ctx=ctx, summary=build.summary(2, "failed"))
     log.on_run_end(run=resumed, result=build.result([], "failed", error="boom"))
-    events = _lines(info.run_dir / EVENTS_FILE)
+    events = _lines(RunDir(info.run_dir).events)
     assert [e["event"] for e in events].count("RunStarted") == 2
     assert events[-2]["event"] == "RoundFailed"
     assert events[-1]["error"] == "boom"

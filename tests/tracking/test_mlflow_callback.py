@@ -21,8 +21,9 @@ from sklearn.linear_model import LogisticRegression
 
 import fedpilot
 from fedpilot.orchestrator.events import RoundSummary, RunInfo
+from fedpilot.rundir import RunDir
 from fedpilot.tasks._base import ModelArtifact, Task
-from fedpilot.tracking import MLFLOW_RUN_ID_FILE, MLflowCallback
+from fedpilot.tracking import MLflowCallback
 from fedpilot.tracking._mlflow_utils import use_tracking_uri
 from fedpilot.types import Metrics, Weights
 
@@ -49,7 +50,7 @@ def _drive(
 
 
 def _read_id(info: RunInfo) -> str:
-    return (info.run_dir / MLFLOW_RUN_ID_FILE).read_text().strip()
+    return RunDir(info.run_dir).mlflow_run_id.read_text().strip()
 
 
 @pytest.fixture(scope="module")
@@ -226,7 +227,7 @@ def test_tracking_disabled_creates_nothing(build: Any, tmp_path: Path) -> None:
     info = build.run(spec)
     callback = _drive(build, info, [build.summary(1)])
     assert callback.mlflow_run_id is None
-    assert not (info.run_dir / MLFLOW_RUN_ID_FILE).exists()
+    assert not RunDir(info.run_dir).mlflow_run_id.exists()
 
 
 def test_unreachable_store_warns_and_never_raises(
@@ -326,3 +327,24 @@ def test_an_unknown_flavor_is_named_and_the_weights_are_logged_instead(
     client = MlflowClient(tracking_uri=build.mlflow_uri)
     artifacts = {a.path for a in client.list_artifacts(_read_id(info), "model")}
     assert "model/weights.npz" in artifacts
+
+
+def test_stopped_run_is_killed_with_its_reason_and_warnings_are_tags(
+    build: Any, tmp_path: Path
+) -> None:
+    spec = build.spec(tmp_path, name="stopped-demo", rounds=4)
+    info = build.run(spec)
+    callback = MLflowCallback()
+    callback.on_run_start(run=info)
+    callback.on_warning(round=0, code="guard.metric", message="no accuracy: using loss")
+    summaries = [build.summary(1, learners=1)]
+    callback.on_round_end(ctx=build.ctx(1, total=4), summary=summaries[0])
+    callback.on_warning(round=1, code="guard.metric", message="still no accuracy")
+    result = build.result(summaries, "stopped", error="budget spent")
+    callback.on_run_end(run=info, result=result)
+    run = MlflowClient(tracking_uri=build.mlflow_uri).get_run(_read_id(info))
+    assert run.info.status == "KILLED"
+    assert run.data.tags["fedpilot.status"] == "stopped"
+    assert run.data.tags["fedpilot.reason"] == "budget spent"
+    assert "fedpilot.error" not in run.data.tags
+    assert run.data.tags["fedpilot.warning.guard.metric"] == "round 1: still no accuracy"

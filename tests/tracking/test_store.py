@@ -10,10 +10,8 @@ import pytest
 import yaml
 
 from fedpilot.errors import UserError
+from fedpilot.rundir import RunDir
 from fedpilot.tracking import (
-    EVENTS_FILE,
-    MLFLOW_RUN_ID_FILE,
-    STATUS_FILE,
     RunDetail,
     find_run_dir,
     list_runs,
@@ -31,8 +29,8 @@ def make_runs(build: Any, root: Path) -> None:
     spec = build.spec(root, name="digits", guard={"metric": "loss", "mode": "min"})
     full = build.run(spec, "20260101-aaa")
     build.drive_events(full, [1, 2, 3])
-    (full.run_dir / MLFLOW_RUN_ID_FILE).write_text("abc123\n")
-    (full.run_dir / STATUS_FILE).write_text(
+    RunDir(full.run_dir).mlflow_run_id.write_text("abc123\n")
+    RunDir(full.run_dir).status.write_text(
         json.dumps(
             {
                 "run_id": full.run_id,
@@ -60,7 +58,7 @@ def make_runs(build: Any, root: Path) -> None:
     log.on_round_end(ctx=build.ctx(2, total=5), summary=build.summary(2, accuracy=0.9))
     log.on_round_end(ctx=build.ctx(3, total=5), summary=build.summary(3, "failed", accuracy=0.9))
     log.close()
-    with (crashed.run_dir / EVENTS_FILE).open("a") as f:
+    with RunDir(crashed.run_dir).events.open("a") as f:
         f.write('{"event": "RoundStarted", "ro')  # the process died mid-write
     (crashed.run_dir / "spec.yaml").write_text(yaml.safe_dump(crashed_spec.resolved()))
 

@@ -4,6 +4,7 @@ round when stderr is not a terminal; a summary table at the end."""
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -41,6 +42,19 @@ def round_line(
         + (f" ({problems} rejected/failed)" if problems else "")
         + f"  {format_metrics(metrics)}  {duration:.1f}s{note}"
     )
+
+
+def warning_line(*, round_: int, code: str, message: str) -> str:
+    """A warning, as the terminal shows it: one yellow line."""
+    where = f"round {round_}" if round_ > 0 else "before round 1"
+    return f"[yellow]{escape(f'warning ({where}): {message} [{code}]')}[/]"
+
+
+def end_line(status: str, reason: str) -> str:
+    """Why a run ended as it did: red for a failure, yellow for a stop or interruption."""
+    colour = "red" if status == "failed" else "yellow"
+    label = "" if status == "failed" else f"{status}: "
+    return f"[{colour}]{escape(label + reason)}[/]"
 
 
 class LiveView(Callback):
@@ -97,6 +111,11 @@ class LiveView(Callback):
         else:
             self.console.print(line, soft_wrap=True)
 
+    def on_warning(self, *, round: int, code: str, message: str) -> None:
+        line = warning_line(round_=round, code=code, message=message)
+        console = self._progress.console if self._progress is not None else self.console
+        console.print(line, soft_wrap=True)
+
     def on_run_end(self, *, run: RunInfo, result: RunResult) -> None:
         if self._progress is not None:
             self._progress.stop()
@@ -110,7 +129,7 @@ class LiveView(Callback):
         table.add_row("run directory", str(run.run_dir))
         self.console.print(table)
         if result.error:
-            self.console.print(f"[red]{result.error}[/]")
+            self.console.print(end_line(result.status, result.error), soft_wrap=True)
         if run.spec.tracking.enabled:
             self.console.print(
                 "Open the MLflow UI on this run:\n"

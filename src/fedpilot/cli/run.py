@@ -13,9 +13,9 @@ from fedpilot.errors import UserError
 from fedpilot.orchestrator.events import Callback, RunInfo, RunResult
 from fedpilot.spec import load_spec
 
-EXIT_CODES = {"completed": 0, "failed": 1, "stopped": 3, "interrupted": 130}
-"""2 is a bad spec or input (``fedpilot.cli``); ``stopped``: asked to stop before its last
-round (resumable); ``interrupted``: Ctrl-C or SIGTERM (resumable)."""
+EXIT_CODES: dict[str, int] = {"completed": 0, "failed": 1, "stopped": 3, "interrupted": 130}
+"""How `fedpilot run` and `fedpilot server` exit, by the run's status: a stopped run
+(asked to stop after a round; it can be resumed) is neither a success nor a failure."""
 
 
 class _RunIdentity(Callback):

@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from fedpilot.errors import UserError
+from fedpilot.orchestrator.vocabulary import EventType
 from fedpilot.spec.sections import default_output_dir
 from fedpilot.tracking.store import RunDetail, RunRecord, list_runs, show_run
 
@@ -27,6 +28,7 @@ _ROUNDS_TABLE_BASE_WIDTH = 82
 _STATUS_STYLE = {
     "completed": "green",
     "running": "cyan",
+    "stopped": "yellow",
     "interrupted": "yellow",
     "failed": "red",
     "rolled_back": "yellow",
@@ -72,6 +74,10 @@ def list_command(output_dir: OutputDir = default_output_dir(), as_json: AsJson =
     header = "Final metric" if shared is None else f"Final {escape(shared)}"
     table.add_column(header, no_wrap=True, justify="left" if shared is None else "right")
     table.add_column("Started", no_wrap=True)
+    # Why runs ended early, when any did: a column only then keeps the table narrow.
+    reasons = any(r.error for r in records)
+    if reasons:
+        table.add_column("Reason", overflow="fold")
     for record in records:
         table.add_row(
             escape(record.run_id),
@@ -80,6 +86,7 @@ def list_command(output_dir: OutputDir = default_output_dir(), as_json: AsJson =
             _rounds(record),
             _number(record.main_value) if shared else _main_metric(record),
             _time(record.started_at),
+            *([escape(record.error or "")] if reasons else []),
         )
     console.print(table)
 
@@ -123,7 +130,15 @@ def _summary(detail: RunDetail) -> Table:
     ]
     rows += [(f"final {escape(k)}", _number(v)) for k, v in sorted(detail.final_metrics.items())]
     if detail.error:
-        rows.append(("Error", f"[red]{escape(detail.error)}[/red]"))
+        label = "Error" if detail.status == "failed" else "Reason"
+        rows.append((label, _status_colored(detail.status, escape(detail.error))))
+    if detail.events:
+        counts = (f"{kind} {detail.events[kind]}" for kind in EventType if kind in detail.events)
+        rows.append(("Events", escape(", ".join(counts))))
+    for number, warning in enumerate(detail.warnings):
+        where = "before round 1" if not warning.round else f"round {warning.round}"
+        text = escape(f"{where}: {warning.message} [{warning.code}]")
+        rows.append(("Warnings" if number == 0 else "", f"[yellow]{text}[/yellow]"))
     for name, value in rows:
         table.add_row(name, value)
     return table
@@ -171,8 +186,13 @@ def _rounds_table(detail: RunDetail, width: int) -> Table:
 
 
 def _status(status: str) -> str:
+    return _status_colored(status, escape(status))
+
+
+def _status_colored(status: str, text: str) -> str:
+    """``text`` (markup) in the colour of ``status``."""
     style = _STATUS_STYLE.get(status)
-    return f"[{style}]{status}[/{style}]" if style else escape(status)
+    return f"[{style}]{text}[/{style}]" if style else text
 
 
 def _rounds(record: RunRecord) -> str:

@@ -10,10 +10,12 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from fedpilot.cli.run import EXIT_CODES
 from fedpilot.errors import ResumeError, UserError
+from fedpilot.orchestrator.vocabulary import ROUND_ENDS, EventType
+from fedpilot.rundir import RunDir
 from fedpilot.spec import FederationSpec, load_spec
 
-EXIT_CODES = {"completed": 0, "failed": 1, "interrupted": 130}
 INSECURE_WARNING = (
     "[yellow]warning:[/] --insecure: TLS is off, everything between server and learners "
     "travels in plain text. Use it on a trusted network for development only."
@@ -75,7 +77,9 @@ def server_command(
     )
     outcome = server.run()
     if outcome.error and not as_json:
-        console.print(f"[red]{outcome.error}[/]")
+        from fedpilot.cli.live import end_line
+
+        console.print(end_line(outcome.status, outcome.error), soft_wrap=True)
     if as_json:
         finished = outcome.finished or {}
         summary = {
@@ -96,7 +100,7 @@ def latest_run(spec: FederationSpec) -> Path:
     runs = [
         path
         for path in spec.output_dir.glob(f"{spec.name}-*")
-        if (path / "spec.yaml").is_file() and (path / "checkpoints").is_dir()
+        if RunDir(path).spec.is_file() and RunDir(path).checkpoints.is_dir()
     ]
     if not runs:
         raise ResumeError(
@@ -113,20 +117,27 @@ class EventPrinter:
         self.spec = spec
 
     def print(self, event: dict[str, Any]) -> None:
-        from fedpilot.cli.live import format_metrics, round_line
+        from fedpilot.cli.live import format_metrics, round_line, warning_line
 
         kind = event.get("event")
-        if kind == "RunStarted":
+        if kind == EventType.RUN_STARTED:
             self.console.print(f"run started at round {event.get('start_round', 1)}")
-        elif kind in ("LearnerJoined", "LearnerLeft"):
-            verb = "joined" if kind == "LearnerJoined" else "left"
+        elif kind in (EventType.LEARNER_JOINED, EventType.LEARNER_LEFT):
+            verb = "joined" if kind == EventType.LEARNER_JOINED else "left"
             self.console.print(f"learner [cyan]{event.get('learner')}[/] {verb}")
-        elif kind == "LearnerRefused":
+        elif kind == EventType.LEARNER_REFUSED:
             self.console.print(
                 f"[yellow]refused[/] a learner with key {event.get('learner')}: "
                 f"{event.get('detail', '')}"
             )
-        elif kind in ("RoundCompleted", "RoundFailed"):
+        elif kind == EventType.WARNING:
+            line = warning_line(
+                round_=int(event.get("round") or 0),
+                code=str(event.get("code", "")),
+                message=str(event.get("message", "")),
+            )
+            self.console.print(line, soft_wrap=True)
+        elif kind in ROUND_ENDS:
             metrics = {
                 k: float(v)
                 for k, v in (event.get("global_metrics") or {}).items()
@@ -143,7 +154,7 @@ class EventPrinter:
                 status=str(event.get("status")),
             )
             self.console.print(line, soft_wrap=True)
-        elif kind == "RunFinished":
+        elif kind == EventType.RUN_FINISHED:
             self.console.print(
                 f"run {event.get('status')}: {event.get('rounds_completed')} rounds, "
                 f"{format_metrics(event.get('final_metrics') or {})}"

@@ -24,13 +24,11 @@ from fedpilot.deployment.superlink import (
 )
 from fedpilot.deployment.tail import LineFollower
 from fedpilot.errors import SpecError
-from fedpilot.fleet.flower.apps import SERVER_ERROR_FILE
+from fedpilot.orchestrator.vocabulary import EventType
+from fedpilot.rundir import RunDir
 from fedpilot.security.certs import CertificatePaths
 from fedpilot.security.keys import load_allow_list
 from fedpilot.spec import FederationSpec, FlowerRuntime
-
-EVENTS_FILE = "events.jsonl"
-FLOWER_DIR = "flower"
 
 Event = dict[str, Any]
 
@@ -38,7 +36,7 @@ Event = dict[str, Any]
 @dataclass(frozen=True)
 class ServerOutcome:
     status: str
-    """completed, failed or interrupted (as a local run's)."""
+    """completed, stopped, failed or interrupted (as a local run's)."""
     error: str | None = None
     finished: Event | None = None
     """The run's RunFinished event, when the ServerApp got that far."""
@@ -117,8 +115,9 @@ class FederationServer:
 
     def run(self) -> ServerOutcome:
         self.prepare()
-        workdir = self.run_dir / FLOWER_DIR
-        follower = EventFollower(self.run_dir / EVENTS_FILE)
+        layout = RunDir(self.run_dir)
+        workdir = layout.flower
+        follower = EventFollower(layout.events)
         address = self.superlink
         log_offset = 0
         if address is None:
@@ -185,16 +184,16 @@ class FederationServer:
         finished = None
         for event in follower.new_events():
             kind = event.get("event")
-            self._started = self._started or kind == "RunStarted"
+            self._started = self._started or kind == EventType.RUN_STARTED
             if not self._started:
                 continue
             self.on_event(event)
-            if kind == "RunFinished":
+            if kind == EventType.RUN_FINISHED:
                 finished = event
         return finished
 
     def _server_error(self, sub_status: str, details: str) -> str:
-        path = self.run_dir / SERVER_ERROR_FILE
+        path = RunDir(self.run_dir).server_error
         if path.exists():
             return path.read_text().strip()
         return f"the ServerApp ended ({sub_status or 'unknown'}) before the run finished" + (

@@ -37,6 +37,7 @@ from fedpilot.orchestrator import (
     StateRegistry,
     load_checkpoint,
 )
+from fedpilot.rundir import RunDir
 from fedpilot.selection import LoggedSelector, build_selector
 from fedpilot.spec import FederationSpec, FlowerRuntime, RayRuntime, load_spec
 from fedpilot.spec.sections import FedNovaStrategy, FedProxStrategy
@@ -45,7 +46,6 @@ from fedpilot.tasks._base import Task, TrainSettings
 from fedpilot.types import Config, Weights
 from fedpilot.validation import UpdateValidator
 
-SPEC_FILE = "spec.yaml"
 _YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
@@ -56,29 +56,23 @@ def new_run_dir(spec: FederationSpec, suffix: str = "") -> tuple[str, Path]:
     run_dir.mkdir(parents=True, exist_ok=False)
     # libyaml's emitter: PyYAML's pure-Python one takes longer than a small model's round.
     text = yaml.dump(spec.resolved(), Dumper=_YAML_DUMPER, sort_keys=False)
-    (run_dir / SPEC_FILE).write_text(text)
+    RunDir(run_dir).spec.write_text(text)
     return run_id, run_dir
 
 
 def load_run_spec(run_dir: Path) -> FederationSpec:
     """The resolved spec a run was started with (what ``--resume`` continues)."""
-    path = run_dir / SPEC_FILE
+    path = RunDir(run_dir).spec
     if not path.is_file():
-        raise ResumeError(f"{str(run_dir)!r} is not a run directory (no {SPEC_FILE})")
+        raise ResumeError(f"{str(run_dir)!r} is not a run directory (no {path.name})")
     return load_spec(path)
 
 
 def default_callbacks(spec: FederationSpec) -> list[Callback]:
-    """What every run records: the audit trail, status.json and (if enabled) MLflow."""
-    from fedpilot.orchestrator.status import StatusFileCallback
-    from fedpilot.tracking.event_log import EventLogCallback
+    """What every run records: the event log, status.json and (if enabled) MLflow."""
+    from fedpilot.tracking import default_callbacks as tracking_defaults
 
-    callbacks: list[Callback] = [EventLogCallback(), StatusFileCallback()]
-    if spec.tracking.enabled:
-        from fedpilot.tracking import MLflowCallback
-
-        callbacks.append(MLflowCallback())
-    return callbacks
+    return tracking_defaults(spec)
 
 
 def server_task(spec: FederationSpec) -> Task | None:

@@ -26,7 +26,8 @@ def run_centralized(
     spec: FederationSpec, *, callbacks: Sequence[Callback] = (), default_tracking: bool = True
 ) -> RunResult:
     """Train ``spec``'s task on all learners' training data pooled, one "round" being
-    ``local.epochs`` epochs, and evaluate on the server-held test set each round."""
+    ``local.epochs`` epochs, and evaluate on the server-held test set each round.
+    ``callbacks`` and ``default_tracking`` are as :func:`run_federation`'s."""
     limit_torch_threads(spec.runtime.torch_threads)
     task = server_task(spec)
     if task is None:

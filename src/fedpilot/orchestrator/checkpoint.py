@@ -22,6 +22,7 @@ import numpy as np
 
 from fedpilot.errors import ResumeError
 from fedpilot.orchestrator.events import RoundRecord
+from fedpilot.rundir import RunDir
 from fedpilot.types import Metrics, Weights
 
 KEEP_LAST = 3
@@ -45,7 +46,7 @@ class RunState:
 
 
 def save_checkpoint(run_dir: Path, state: RunState) -> Path:
-    root = run_dir / "checkpoints"
+    root = RunDir(run_dir).checkpoints
     arrays: dict[str, np.ndarray] = {f"w/{i}": w for i, w in enumerate(state.weights)}
     meta = {
         "round": state.round,
@@ -77,7 +78,7 @@ def save_checkpoint(run_dir: Path, state: RunState) -> Path:
 
 
 def load_checkpoint(run_dir: Path) -> RunState:
-    found = _checkpoints(run_dir / "checkpoints")
+    found = _checkpoints(RunDir(run_dir).checkpoints)
     if not found:
         raise ResumeError(
             f"no checkpoint to resume in {str(run_dir)!r} (no checkpoints/round-*.npz)"

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
+from fedpilot.rundir import mlflow_db
 from fedpilot.spec.aggregation import AggregationSpec
 from fedpilot.spec.runtime import LocalRuntime, Runtime
 from fedpilot.spec.sections import (
@@ -112,4 +113,4 @@ class FederationSpec(Section):
     def mlflow_uri(self) -> str:
         if self.tracking.mlflow_uri:
             return self.tracking.mlflow_uri
-        return f"sqlite:///{(self.output_dir / 'mlflow.db').resolve()}"
+        return f"sqlite:///{mlflow_db(self.output_dir).resolve()}"

@@ -37,10 +37,9 @@ from fedpilot.orchestrator.events import (
     RunResult,
     UpdateVerdict,
 )
+from fedpilot.orchestrator.vocabulary import EventType
+from fedpilot.rundir import RunDir
 from fedpilot.types import FleetNotice, LearnerId, Metrics, RoundContext
-
-EVENTS_FILE = "events.jsonl"
-"""Name of the event log inside a run directory."""
 
 _logger = logging.getLogger(__name__)
 
@@ -128,9 +127,9 @@ class EventLogCallback(Callback):
     The file is opened in append mode, so a resumed run continues the same trail. Writing
     is thread-safe. An I/O failure logs a warning and never stops the federation.
 
-    Event names: ``RunStarted``, ``RoundStarted``, ``UpdateAccepted``, ``UpdateRejected``,
-    ``UpdateFailed``, ``ModelRolledBack``, ``RoundCompleted`` (also for a rolled-back
-    round, with ``status: "rolled_back"``), ``RoundFailed`` and ``RunFinished``.
+    Each hook writes one :class:`~fedpilot.orchestrator.vocabulary.EventType`: a
+    rolled-back round is a ``RoundCompleted`` with ``status: "rolled_back"``, and
+    ``on_warning`` writes a ``Warning`` with its ``code`` and ``message``.
     """
 
     def __init__(self) -> None:
@@ -150,7 +149,7 @@ class EventLogCallback(Callback):
     def on_run_start(self, *, run: RunInfo) -> None:
         """Opens the log and writes ``RunStarted``."""
         self.close()
-        path = run.run_dir / EVENTS_FILE
+        path = RunDir(run.run_dir).events
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._file = path.open("ab")
@@ -159,7 +158,7 @@ class EventLogCallback(Callback):
             _logger.warning("cannot open the event log %s (%s); events are not recorded", path, exc)
             return
         self._write(
-            "RunStarted",
+            EventType.RUN_STARTED,
             run,
             name=run.spec.name,
             spec_hash=run.spec.digest(),
@@ -169,16 +168,17 @@ class EventLogCallback(Callback):
 
     def on_round_start(self, *, ctx: RoundContext, participants: tuple[LearnerId, ...]) -> None:
         """Writes ``RoundStarted`` with the chosen learners."""
-        self._write("RoundStarted", ctx, participants=participants)
+        self._write(EventType.ROUND_STARTED, ctx, participants=participants)
 
     def on_update(self, *, ctx: RoundContext, learner: LearnerId, verdict: UpdateVerdict) -> None:
         """Writes ``UpdateAccepted``, ``UpdateRejected`` or ``UpdateFailed``."""
+        # Plain strings picked by hand: this runs for every update.
         if verdict.accepted:
-            event = "UpdateAccepted"
+            event = _UPDATE_ACCEPTED
         elif verdict.failed:
-            event = "UpdateFailed"
+            event = _UPDATE_FAILED
         else:
-            event = "UpdateRejected"
+            event = _UPDATE_REJECTED
         line = _line(event, verdict, {"round": ctx.round, "learner": learner})
         with self._lock:
             self._pending.append(line)
@@ -188,7 +188,7 @@ class EventLogCallback(Callback):
     ) -> None:
         """Writes ``ModelRolledBack`` with the guard's reason and both evaluations."""
         self._write(
-            "ModelRolledBack",
+            EventType.MODEL_ROLLED_BACK,
             None,
             round=ctx.round,
             reason=reason,
@@ -197,17 +197,21 @@ class EventLogCallback(Callback):
         )
 
     def on_fleet_notice(self, *, round: int, notice: FleetNotice) -> None:
-        event = {"joined": "LearnerJoined", "left": "LearnerLeft", "refused": "LearnerRefused"}
-        self._write(event[notice.kind], notice, round=round)
+        """Writes ``LearnerJoined``, ``LearnerLeft`` or ``LearnerRefused``."""
+        self._write(EventType.of_notice(notice.kind), notice, round=round)
 
     def on_round_end(self, *, ctx: RoundContext, summary: RoundSummary) -> None:
         """Writes ``RoundCompleted`` (completed or rolled back) or ``RoundFailed``."""
-        event = "RoundFailed" if summary.status == "failed" else "RoundCompleted"
-        self._write(event, summary, total_rounds=ctx.total_rounds)
+        self._write(EventType.of_round(summary.status), summary, total_rounds=ctx.total_rounds)
+
+    def on_warning(self, *, round: int, code: str, message: str) -> None:
+        """Writes ``Warning`` with its code and message."""
+        self._write(EventType.WARNING, None, round=round, code=code, message=message)
 
     def on_run_end(self, *, run: RunInfo, result: RunResult) -> None:
-        """Writes ``RunFinished`` and closes the log."""
-        self._write("RunFinished", result, run_id=run.run_id)
+        """Writes ``RunFinished`` (with ``error``: why it failed, was stopped or
+        interrupted) and closes the log."""
+        self._write(EventType.RUN_FINISHED, result, run_id=run.run_id)
         self.close()
 
     # -- writing ---------------------------------------------------------------------
@@ -255,6 +259,9 @@ def _line(event: str, payload: object, fields: dict[str, Any]) -> bytes:
 
 
 _NO_ROUND = object()
+_UPDATE_ACCEPTED = EventType.UPDATE_ACCEPTED.value
+_UPDATE_REJECTED = EventType.UPDATE_REJECTED.value
+_UPDATE_FAILED = EventType.UPDATE_FAILED.value
 
 
 def _encode(record: dict[str, Any], event: str) -> bytes:

@@ -23,7 +23,8 @@ import numpy as np
 import yaml
 
 import fedpilot
-from fedpilot.orchestrator.events import Callback, RoundSummary, RunInfo, RunResult
+from fedpilot.orchestrator.events import Callback, RoundSummary, RunInfo, RunResult, RunStatus
+from fedpilot.rundir import RunDir
 from fedpilot.tracking import _mlflow_utils as mu
 from fedpilot.types import RoundContext, Weights
 
@@ -32,13 +33,17 @@ if TYPE_CHECKING:
 
     from fedpilot.tasks._base import ModelArtifact, Task
 
-MLFLOW_RUN_ID_FILE = "mlflow_run_id"
-"""File in the run directory holding the MLflow run id (read back on resume)."""
-
 MODEL_ARTIFACT_PATH = "model"
 """Name of the logged model (``runs:/<mlflow-run-id>/model`` loads it)."""
 
-_TERMINAL_STATUS = {"completed": "FINISHED", "interrupted": "KILLED", "failed": "FAILED"}
+# A stopped run ended on purpose before its last round and can be resumed: to MLflow,
+# like an interrupted one, it was killed (MLflow has no status for "paused").
+_TERMINAL_STATUS: dict[RunStatus, str] = {
+    "completed": "FINISHED",
+    "stopped": "KILLED",
+    "interrupted": "KILLED",
+    "failed": "FAILED",
+}
 
 _logger = logging.getLogger(__name__)
 _P = ParamSpec("_P")
@@ -72,7 +77,9 @@ class MLflowCallback(Callback):
     - params: the resolved spec flattened to dotted keys (``local.lr``, ``data.partition.kind``)
     - tags: ``fedpilot.spec_hash``, ``fedpilot.version``, ``fedpilot.mode``,
       ``fedpilot.run_dir``, ``fedpilot.run_id``, ``fedpilot.status``,
-      ``mlflow.source.git.commit`` (when started inside a git checkout)
+      ``mlflow.source.git.commit`` (when started inside a git checkout); at the end
+      ``fedpilot.error`` (why a run failed) or ``fedpilot.reason`` (why it was stopped or
+      interrupted); ``fedpilot.warning.<code>``: the latest warning of each code
     - metrics per round (step = round): ``global.<m>``, ``candidate.<m>``, ``train_loss``,
       ``participants``, ``accepted``, ``rejected_updates``, ``failed_updates``,
       ``round_duration_s``, ``bytes_sent``, ``bytes_received``, ``rolled_back``,
@@ -147,6 +154,15 @@ class MLflowCallback(Callback):
         self._log_metrics(mu.round_metrics(summary), step=summary.round)
 
     @_guarded
+    def on_warning(self, *, round: int, code: str, message: str) -> None:
+        """Tags the run with the warning: one tag per code, its latest message."""
+        if self._run_id is None:
+            return
+        key = mu.safe_key(f"fedpilot.warning.{code}")
+        value = mu.truncate(f"round {round}: {message}", mu.MAX_TAG_VALUE_LENGTH)
+        self._set_tags({key: value})
+
+    @_guarded
     def on_run_end(self, *, run: RunInfo, result: RunResult) -> None:
         """Logs final metrics, history and model, then ends the MLflow run."""
         if self._run_id is None or self._client is None:
@@ -162,7 +178,8 @@ class MLflowCallback(Callback):
                 "fedpilot.rounds_completed": str(result.rounds_completed),
             }
             if result.error:
-                tags["fedpilot.error"] = mu.truncate(result.error, mu.MAX_TAG_VALUE_LENGTH)
+                key = "fedpilot.error" if result.status == "failed" else "fedpilot.reason"
+                tags[key] = mu.truncate(result.error, mu.MAX_TAG_VALUE_LENGTH)
             self._attempt("status tags", lambda: self._set_tags(tags))
             self._attempt(
                 "history.csv",
@@ -198,7 +215,7 @@ class MLflowCallback(Callback):
 
     def _open_run(self, client: MlflowClient, run: RunInfo) -> tuple[str, Mapping[str, str]]:
         """The MLflow run id and the params it already has (empty for a new run)."""
-        id_file = run.run_dir / MLFLOW_RUN_ID_FILE
+        id_file = RunDir(run.run_dir).mlflow_run_id
         if id_file.is_file():
             stored = id_file.read_text(encoding="utf-8").strip()
             try:

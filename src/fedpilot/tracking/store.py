@@ -1,13 +1,13 @@
 """Queries over a runs directory: which runs exist, how far they got, how each round went.
 
-A run directory (``<output_dir>/<run-id>/``) may hold, all optional:
+A run directory (:class:`~fedpilot.rundir.RunDir`) may hold, all optional:
 
-- ``status.json``: the orchestrator's summary, rewritten as the run goes (:class:`StatusFile`);
-  the first source for every field it has.
-- ``events.jsonl``: the audit trail (:class:`~fedpilot.tracking.event_log.EventLogCallback`);
-  the per-round history, and the fallback when ``status.json`` is missing.
-- ``spec.yaml``: the resolved spec (name, planned rounds, the guard's metric).
-- ``mlflow_run_id``: the MLflow run (:class:`~fedpilot.tracking.MLflowCallback`).
+- the status file: the run's summary, rewritten as the run goes
+  (:class:`~fedpilot.tracking.status_file.StatusFile`); the first source for every field it has.
+- the event log (:class:`~fedpilot.tracking.event_log.EventLogCallback`): the per-round
+  history, the warnings, and the fallback when the status file is missing.
+- the resolved spec (name, planned rounds, the guard's metric).
+- the MLflow run id (:class:`~fedpilot.tracking.MLflowCallback`).
 
 Readers never fail on a damaged file: a torn last line or unreadable JSON is skipped.
 """
@@ -16,43 +16,22 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
 import yaml
 
 from fedpilot.errors import UserError
-from fedpilot.tracking.event_log import EVENTS_FILE, to_json
-from fedpilot.tracking.mlflow_callback import MLFLOW_RUN_ID_FILE
+from fedpilot.orchestrator.vocabulary import ROUND_ENDS, EventType
+from fedpilot.rundir import RunDir
+from fedpilot.tracking.event_log import to_json
 
-STATUS_FILE = "status.json"
-"""Name of the orchestrator's status file inside a run directory."""
-SPEC_FILE = "spec.yaml"
-"""Name of the resolved spec inside a run directory."""
-
-_RUN_MARKERS = (STATUS_FILE, EVENTS_FILE, SPEC_FILE)
 _PREFERRED_METRICS = ("accuracy", "loss")
 _logger = logging.getLogger(__name__)
-
-
-class StatusFile(TypedDict, total=False):
-    """Schema of ``status.json`` (written by the orchestrator, read here)."""
-
-    run_id: str
-    name: str
-    status: str
-    """``running``, ``completed``, ``interrupted`` or ``failed``."""
-    rounds_completed: int
-    total_rounds: int
-    final_metrics: dict[str, float]
-    rollbacks: int
-    started_at: str
-    """ISO 8601."""
-    updated_at: str
-    error: str | None
 
 
 @dataclass(frozen=True)
@@ -62,7 +41,7 @@ class RunRecord:
     run_id: str
     name: str
     status: str
-    """``running``, ``completed``, ``interrupted``, ``failed`` or ``unknown``."""
+    """``running``, ``completed``, ``stopped``, ``interrupted``, ``failed`` or ``unknown``."""
     rounds_completed: int
     total_rounds: int | None
     final_metrics: dict[str, float]
@@ -73,6 +52,8 @@ class RunRecord:
     mlflow_run_id: str | None
     main_metric: str | None
     """The metric that sums the run up: the guard's, else accuracy, else loss."""
+    error: str | None = None
+    """Why the run failed, was stopped or interrupted."""
 
     @property
     def main_value(self) -> float | None:
@@ -104,12 +85,23 @@ class RoundRow:
 
 
 @dataclass(frozen=True)
+class RunWarning:
+    """A ``Warning`` event: something the run worked around."""
+
+    round: int | None
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
 class RunDetail(RunRecord):
     """One run in full, as ``fedpilot runs show`` shows it."""
 
     spec_hash: str | None = None
-    error: str | None = None
     rounds: tuple[RoundRow, ...] = field(default_factory=tuple)
+    warnings: tuple[RunWarning, ...] = field(default_factory=tuple)
+    events: dict[EventType, int] = field(default_factory=dict)
+    """How many events of each type the event log holds (all processes of the run)."""
 
 
 def list_runs(output_dir: str | Path = "fedpilot-runs") -> list[RunRecord]:
@@ -141,14 +133,15 @@ def show_run(output_dir: str | Path, run_id_or_prefix: str) -> RunDetail:
     Raises:
         UserError: No run, or more than one run, matches.
     """
-    run_dir = find_run_dir(output_dir, run_id_or_prefix)
-    facts = _scan_events(run_dir / EVENTS_FILE)
-    status = _read_json(run_dir / STATUS_FILE)
+    run_dir = RunDir(find_run_dir(output_dir, run_id_or_prefix))
+    facts = _scan_events(run_dir.events)
+    status = _read_json(run_dir.status)
     return RunDetail(
         **_record_fields(run_dir, status, facts),
         spec_hash=facts.spec_hash,
-        error=_first_str(status.get("error"), facts.error),
         rounds=tuple(facts.rounds[r] for r in sorted(facts.rounds)),
+        warnings=tuple(facts.warnings),
+        events=dict(facts.counts),
     )
 
 
@@ -194,28 +187,31 @@ def _run_dirs(root: Path) -> list[Path]:
     if not root.is_dir():
         return []
     return sorted(
-        d for d in root.iterdir() if d.is_dir() and any((d / m).is_file() for m in _RUN_MARKERS)
+        d for d in root.iterdir() if d.is_dir() and any(m.is_file() for m in RunDir(d).markers)
     )
 
 
-def _read_record(run_dir: Path) -> RunRecord:
-    status = _read_json(run_dir / STATUS_FILE)
+def _read_record(path: Path) -> RunRecord:
+    run_dir = RunDir(path)
+    status = _read_json(run_dir.status)
     # Without status.json the event log is the only record of progress: read it then.
-    facts = _EventFacts() if status else _scan_events(run_dir / EVENTS_FILE)
+    facts = _EventFacts() if status else _scan_events(run_dir.events)
     return RunRecord(**_record_fields(run_dir, status, facts))
 
 
-def _record_fields(run_dir: Path, status: Mapping[str, Any], facts: _EventFacts) -> dict[str, Any]:
+def _record_fields(
+    run_dir: RunDir, status: Mapping[str, Any], facts: _EventFacts
+) -> dict[str, Any]:
     """The fields of a :class:`RunRecord`: status.json first, then events, then the spec."""
-    spec = _read_yaml(run_dir / SPEC_FILE)
+    spec = _read_yaml(run_dir.spec)
     final_metrics = _metrics(status.get("final_metrics"))
     if not final_metrics:
         final_metrics = facts.final_metrics
     guard = spec.get("guard")
     preferred = guard.get("metric") if isinstance(guard, dict) else None
     return dict(
-        run_id=run_dir.name,
-        name=_first_str(status.get("name"), spec.get("name"), facts.name) or run_dir.name,
+        run_id=run_dir.run_id,
+        name=_first_str(status.get("name"), spec.get("name"), facts.name) or run_dir.run_id,
         status=_first_str(status.get("status"), facts.status) or "unknown",
         rounds_completed=_first_int(status.get("rounds_completed"), facts.rounds_completed) or 0,
         total_rounds=_first_int(status.get("total_rounds"), facts.total_rounds, spec.get("rounds")),
@@ -223,9 +219,10 @@ def _record_fields(run_dir: Path, status: Mapping[str, Any], facts: _EventFacts)
         rollbacks=_first_int(status.get("rollbacks"), facts.rollbacks) or 0,
         started_at=_parse_time(status.get("started_at")) or facts.started_at,
         updated_at=_parse_time(status.get("updated_at")) or facts.updated_at,
-        run_dir=run_dir,
-        mlflow_run_id=_read_text(run_dir / MLFLOW_RUN_ID_FILE),
+        run_dir=run_dir.path,
+        mlflow_run_id=_read_text(run_dir.mlflow_run_id),
         main_metric=_pick_main_metric(preferred, final_metrics),
+        error=_first_str(status.get("error"), facts.error),
     )
 
 
@@ -244,14 +241,20 @@ class _EventFacts:
     spec_hash: str | None = None
     error: str | None = None
     rounds: dict[int, RoundRow] = field(default_factory=dict)
+    warnings: list[RunWarning] = field(default_factory=list)
+    counts: Counter[EventType] = field(default_factory=Counter)
 
 
 def _scan_events(path: Path) -> _EventFacts:
     facts = _EventFacts()
     for event in _read_events(path):
-        kind = event.get("event")
+        try:
+            kind = EventType(event.get("event", ""))
+        except ValueError:
+            continue  # not an event this version knows (a newer writer's)
+        facts.counts[kind] += 1
         facts.updated_at = _parse_time(event.get("time")) or facts.updated_at
-        if kind == "RunStarted":
+        if kind is EventType.RUN_STARTED:
             # A (re)start: what an earlier RunFinished said no longer holds.
             facts.started_at = facts.started_at or _parse_time(event.get("time"))
             facts.name = _first_str(event.get("name"), facts.name)
@@ -259,13 +262,21 @@ def _scan_events(path: Path) -> _EventFacts:
             facts.total_rounds = _first_int(event.get("total_rounds"), facts.total_rounds)
             facts.status, facts.error = "running", None
             facts.rounds_completed, facts.rollbacks, facts.final_metrics = None, None, {}
-        elif kind in ("RoundCompleted", "RoundFailed"):
+        elif kind in ROUND_ENDS:
             row = _round_row(event)
             if row is not None:
                 # A round re-run after a resume replaces the one that was cut short.
                 facts.rounds[row.round] = row
                 facts.total_rounds = _first_int(event.get("total_rounds"), facts.total_rounds)
-        elif kind == "RunFinished":
+        elif kind is EventType.WARNING:
+            facts.warnings.append(
+                RunWarning(
+                    round=_first_int(event.get("round")),
+                    code=_first_str(event.get("code")) or "",
+                    message=_first_str(event.get("message")) or "",
+                )
+            )
+        elif kind is EventType.RUN_FINISHED:
             facts.status = _first_str(event.get("status"), facts.status)
             facts.rounds_completed = _first_int(event.get("rounds_completed"))
             facts.rollbacks = _first_int(event.get("rollbacks"))

@@ -21,11 +21,9 @@ from fedpilot.deployment.bundle import FederationConfig
 from fedpilot.errors import SpecError
 from fedpilot.fleet.flower.fleet import FlowerFleet
 from fedpilot.fleet.flower.refusals import RefusalLog
+from fedpilot.rundir import RunDir
 from fedpilot.security.keys import load_allow_list
 from fedpilot.spec import FederationSpec, FlowerRuntime
-
-SERVER_ERROR_FILE = "server-error.txt"
-"""Written in the run directory when the ServerApp stops on an error."""
 
 server_app = ServerApp()
 client_app = ClientApp()
@@ -34,11 +32,11 @@ client_app = ClientApp()
 @server_app.main()
 def _serve(grid: Grid, context: Context) -> None:
     config = FederationConfig.from_context(context)
-    run_dir = Path(config.run_dir)
     try:
         run_federation_on(grid, config)
     except BaseException as exc:
-        (run_dir / SERVER_ERROR_FILE).write_text(f"{type(exc).__name__}: {exc}\n")
+        # `fedpilot server` reports it when the run ends without a RunFinished event.
+        RunDir(Path(config.run_dir)).server_error.write_text(f"{type(exc).__name__}: {exc}\n")
         raise
 
 

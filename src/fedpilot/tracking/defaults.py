@@ -1,0 +1,28 @@
+"""What every run records unless its caller says otherwise."""
+
+from __future__ import annotations
+
+from fedpilot.orchestrator.events import Callback
+from fedpilot.spec import FederationSpec
+from fedpilot.tracking.event_log import EventLogCallback
+from fedpilot.tracking.status_file import StatusFileCallback
+
+
+def default_callbacks(spec: FederationSpec) -> list[Callback]:
+    """The audit trail (``events.jsonl``), ``status.json`` and, if the spec enables it,
+    MLflow: the observers ``fedpilot run``, ``fedpilot server`` and the Flower ServerApp
+    give every run, before their own.
+
+    Args:
+        spec: The run's spec (``tracking.enabled`` decides MLflow).
+
+    Returns:
+        New callbacks, in the order they should be called.
+    """
+    callbacks: list[Callback] = [EventLogCallback(), StatusFileCallback()]
+    if spec.tracking.enabled:
+        # Imported only then: the MLflow callback is the heavy one.
+        from fedpilot.tracking.mlflow_callback import MLflowCallback
+
+        callbacks.append(MLflowCallback())
+    return callbacks
