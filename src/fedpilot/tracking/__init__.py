@@ -3,8 +3,8 @@ queries over run folders.
 
 Names are loaded on first use (PEP 562): a run that only writes the event log does not
 import the run-folder queries or the MLflow callback, and MLflow itself is imported only
-
-
+when an :class:`MLflowCallback` starts a run. The orchestrator never imports this
+package: :mod:`fedpilot.launch` adds :func:`default_callbacks` to a run it assembles.
 """
 
 from __future__ import annotations
