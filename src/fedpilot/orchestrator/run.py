@@ -12,7 +12,7 @@ import yaml
 
 from fedpilot._imports import import_object
 from fedpilot._threads import limit_torch_threads
-from fedpilot.aggregation import build_aggregator, build_server_optimizer
+from fedpilot.aggregation import build_aggregator
 from fedpilot.aggregation.weighting import UpdateWeighting, ValidationLoss
 from fedpilot.errors import ResumeError, SpecError, UserError
 from fedpilot.fleet import Fleet, LocalFleet
@@ -26,7 +26,7 @@ from fedpilot.orchestrator.status import StatusFileCallback
 from fedpilot.orchestrator.sync import RoundParts, SyncOrchestrator
 from fedpilot.selection import LoggedSelector, build_selector
 from fedpilot.spec import FederationSpec, FlowerRuntime, RayRuntime, load_spec
-from fedpilot.spec.sections import FedNovaStrategy
+from fedpilot.strategy import build_strategy
 from fedpilot.tasks import build_task
 from fedpilot.tasks._base import Task
 from fedpilot.tracking.event_log import EventLogCallback
@@ -165,11 +165,11 @@ def build_fleet(spec: FederationSpec) -> Fleet:
 
 def build_parts(spec: FederationSpec, task: Task | None, fleet: Fleet, run_dir: Path) -> RoundParts:
     """Every pluggable part of a round, built from its section of the spec."""
-    strategy = spec.strategy
+    strategy = build_strategy(spec.strategy, base_dir=spec.base_dir)
     validator = UpdateValidator(
         max_examples=spec.validation.max_examples,
         declared_examples={info.id: info.declared_examples for info in fleet.learners()},
-        required_metrics=("local_steps",) if isinstance(strategy, FedNovaStrategy) else (),
+        required_metrics=strategy.required_metrics(),
         norm_outlier_z=spec.validation.norm_outlier_z,
     )
     aggregator = build_aggregator(
@@ -185,10 +185,11 @@ def build_parts(spec: FederationSpec, task: Task | None, fleet: Fleet, run_dir: 
     # saves updating and checkpointing a second copy every round.
     ledger = selector.log if isinstance(selector, LoggedSelector) else ParticipationLog()
     return RoundParts(
+        strategy=strategy,
         fleet=fleet,
         selector=selector,
         aggregator=aggregator,
-        server_opt=build_server_optimizer(strategy, num_learners=spec.data.num_learners),
+        server_opt=strategy.server_optimizer(num_learners=spec.data.num_learners),
         validator=validator,
         weighting=UpdateWeighting(spec.weighting, ledger, _validation_loss(task)),
         guard=build_guard(spec.guard),

@@ -26,7 +26,7 @@ from fedpilot.orchestrator.events import (
 )
 from fedpilot.selection import LoggedSelector, Selector
 from fedpilot.spec import FederationSpec
-from fedpilot.spec.sections import FedProxStrategy
+from fedpilot.strategy import Strategy
 from fedpilot.tasks._base import TrainSettings
 from fedpilot.types import (
     Instruction,
@@ -46,6 +46,9 @@ from fedpilot.validation import UpdateValidator
 class RoundParts:
     """The pluggable pieces one round is made of."""
 
+    strategy: Strategy[Any]
+    """What the run's strategy needs (transforms, required metrics); its server step
+    and aggregator are :attr:`server_opt` and :attr:`aggregator`."""
     fleet: Fleet
     selector: Selector
     aggregator: Aggregator
@@ -294,11 +297,12 @@ class SyncOrchestrator:
 
     def _config(self, round_: int) -> dict[str, bool | int | float | str]:
         """The round's train config, but for the learner's seed."""
-        strategy = self.spec.strategy
+        # BRIDGE (until the transforms land): the `proximal` transform's mu still
+        # reaches the learner through the train config; with the transforms, the
+        # learner-side `proximal` transform adds the term and this goes.
+        proximal = dict(self.parts.strategy.transforms()).get("proximal", {})
         settings = TrainSettings.from_local(
-            self.spec.local,
-            seed=0,
-            proximal_mu=strategy.mu if isinstance(strategy, FedProxStrategy) else 0.0,
+            self.spec.local, seed=0, proximal_mu=float(proximal.get("mu", 0.0))
         )
         return train_config(settings, round_)
 
