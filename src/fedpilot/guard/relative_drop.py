@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 
 from fedpilot.errors import SpecError
 from fedpilot.guard._base import Guard, Verdict
+from fedpilot.spec.sections import GuardSpec
 from fedpilot.types import Metrics
 
 
@@ -21,6 +22,10 @@ class RelativeDropGuard(Guard):
         self.metric = metric
         self.mode = mode
         self.max_relative_drop = max_relative_drop
+
+    @classmethod
+    def from_spec(cls, spec: GuardSpec) -> Self:
+        return cls(spec.metric, spec.mode, spec.max_relative_drop)
 
     def judge(self, *, candidate: Metrics, stable: Metrics) -> Verdict:
         if self.metric not in candidate:

@@ -192,7 +192,7 @@ def build_parts(spec: FederationSpec, task: Task | None, fleet: Fleet, run_dir: 
         server_opt=strategy.server_optimizer(num_learners=spec.data.num_learners),
         validator=validator,
         weighting=UpdateWeighting(spec.weighting, ledger, _validation_loss(task)),
-        guard=build_guard(spec.guard),
+        guard=build_guard(spec.guard, base_dir=spec.base_dir),
         evaluator=Evaluator(spec, task, fleet),
         ledger=ledger,
     )

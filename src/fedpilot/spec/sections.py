@@ -306,14 +306,40 @@ class EvaluationSpec(Section):
     federated_fraction: float = Field(default=1.0, gt=0, le=1)
 
 
+BUILTIN_GUARDS: tuple[str, ...] = ("relative_drop",)
+"""Guard names ``guard.name`` accepts besides a ``package.module:Class`` reference."""
+
+
 class GuardSpec(Section):
-    """Roll back a global model that got worse than the last accepted one."""
+    """Roll back a global model that got worse than the last accepted one.
+
+    ``relative_drop`` (the default) rolls back when ``metric`` worsens by more than
+    ``max_relative_drop`` of the last accepted value; a user's Guard subclass, named as
+    ``package.module:Class``, is built with ``params``.
+    """
 
     enabled: bool = True
+    name: str = Field(
+        default="relative_drop",
+        description="relative_drop, or `package.module:Class` naming a Guard subclass.",
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments for a user's Guard class."
+    )
     metric: str = "accuracy"
     mode: Literal["max", "min"] = "max"
     max_relative_drop: float = Field(default=0.10, ge=0)
     action: Literal["rollback"] = "rollback"
+
+    @field_validator("name")
+    @classmethod
+    def _known_guard(cls, value: str) -> str:
+        if value in BUILTIN_GUARDS or is_object_ref(value):
+            return value
+        raise ValueError(
+            f"`guard.name` must be one of {' | '.join(BUILTIN_GUARDS)} or look like "
+            f"`package.module:Class`, got name={value!r}"
+        )
 
 
 class TrackingSpec(Section):
