@@ -116,21 +116,26 @@ class DataSpec(Section):
     @field_validator("partition", mode="before")
     @classmethod
     def _partition_shorthand(cls, value: Any) -> Any:
-        # `partition: dirichlet(0.5)` reads better in YAML than a nested mapping.
-        if not isinstance(value, str):
-            return value
-        match = _SHORTHAND.match(value)
-        if match is None or match.group(1) not in ("iid", *_SHORTHAND_ARG):
-            raise ValueError(
-                "must be iid | dirichlet(alpha) | shards(per_learner) | powerlaw(exponent)"
-            )
-        kind, arg = match.group(1), match.group(2)
-        parsed: dict[str, Any] = {"kind": kind}
-        if arg:
-            if kind not in _SHORTHAND_ARG:
-                raise ValueError(f"partition {kind!r} takes no argument")
-            parsed[_SHORTHAND_ARG[kind]] = yaml.safe_load(arg)
-        return parsed
+        return expand_partition(value)
+
+
+def expand_partition(value: Any) -> Any:
+    """``partition: dirichlet(0.5)`` (reads better in YAML) as the mapping it stands for;
+    anything but a string is returned as it is."""
+    if not isinstance(value, str):
+        return value
+    match = _SHORTHAND.match(value)
+    if match is None or match.group(1) not in ("iid", *_SHORTHAND_ARG):
+        raise ValueError(
+            "must be iid | dirichlet(alpha) | shards(per_learner) | powerlaw(exponent)"
+        )
+    kind, arg = match.group(1), match.group(2)
+    parsed: dict[str, Any] = {"kind": kind}
+    if arg:
+        if kind not in _SHORTHAND_ARG:
+            raise ValueError(f"partition {kind!r} takes no argument")
+        parsed[_SHORTHAND_ARG[kind]] = yaml.safe_load(arg)
+    return parsed
 
 
 # ---------------------------------------------------------------- rounds and learners
