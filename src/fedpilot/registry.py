@@ -13,7 +13,7 @@ import inspect
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from fedpilot._imports import import_object
 from fedpilot.errors import SpecError
@@ -31,7 +31,9 @@ class Registry(Generic[T]):
         field: The spec field that names a class (``selection.name``).
     """
 
-    def __init__(self, kind: str, base: type[T], *, field: str) -> None:
+    # ``base`` is a plain ``type``: the bases are ABCs, which mypy will not take as
+    # ``type[T]``; a registry's annotation (``Registry[Selector]``) gives ``T``.
+    def __init__(self, kind: str, base: type, *, field: str) -> None:
         self.kind = kind
         self.base = base
         self.field = field
@@ -99,7 +101,7 @@ class Registry(Generic[T]):
             raise SpecError(
                 f"`{self.field}`: {name!r} is abstract; implement {missing}", field=self.field
             )
-        return obj
+        return cast("type[T]", obj)  # checked above: a concrete subclass of ``base``
 
     def build(
         self,

@@ -45,12 +45,12 @@ def test_a_key_the_kind_lacks_names_the_field_and_the_kind_that_has_it() -> None
     assert info.value.field == "strategy.mu"
     assert "strategy.name=fedavg" in str(info.value)
     assert "set strategy.name=fedprox" in str(info.value)
-    with pytest.raises(SpecError, match="set runtime.mode=ray") as info:
+    with pytest.raises(SpecError, match=r"set runtime\.mode=ray") as info:
         load_spec(MNIST1D, ["runtime.address=auto"])
     assert info.value.field == "runtime.address"
-    with pytest.raises(SpecError, match="set selection.name=oort"):
+    with pytest.raises(SpecError, match=r"set selection\.name=oort"):
         load_spec(MNIST1D, ["selection.alpha=3"])
-    with pytest.raises(SpecError, match="no data.partition kind has it"):
+    with pytest.raises(SpecError, match=r"no data\.partition kind has it"):
         load_spec(MNIST1D, ["data.partition.sigma=1"])
 
 

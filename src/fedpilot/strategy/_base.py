@@ -85,6 +85,4 @@ class Strategy(ABC, Generic[P]):
         if not found:
             return None
         why = f": {self.requirement}" if self.requirement else ""
-        return (
-            f"`strategy.name` {self.name} with {' and '.join(found)} is not supported{why}"
-        )
+        return f"`strategy.name` {self.name} with {' and '.join(found)} is not supported{why}"

@@ -19,12 +19,12 @@ from fedpilot.tasks.torch import TorchTask
 
 __all__ = [
     "BUILTIN_TASKS",
+    "TASKS",
     "DigitsMLP",
     "DigitsSGD",
     "Mnist1dCNN",
     "ModelArtifact",
     "SklearnLinearTask",
-    "TASKS",
     "SyntheticLogReg",
     "Task",
     "TorchTask",
