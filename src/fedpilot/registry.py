@@ -10,9 +10,10 @@ the spec field and the value.
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from fedpilot._imports import import_object
 from fedpilot.errors import SpecError
@@ -30,7 +31,9 @@ class Registry(Generic[T]):
         field: The spec field that names a class (``selection.name``).
     """
 
-    def __init__(self, kind: str, base: type[T], *, field: str) -> None:
+    # ``base`` is a plain ``type``: the bases are ABCs, which mypy will not take as
+    # ``type[T]``; a registry's annotation (``Registry[Selector]``) gives ``T``.
+    def __init__(self, kind: str, base: type, *, field: str) -> None:
         self.kind = kind
         self.base = base
         self.field = field
@@ -89,8 +92,7 @@ class Registry(Generic[T]):
         obj = import_object(name, field=self.field, base_dir=base_dir)
         if not (isinstance(obj, type) and issubclass(obj, self.base)):
             raise SpecError(
-                f"`{self.field}` must name a subclass of "
-                f"{self.base.__module__.split('._')[0]}.{self.base.__name__}, got "
+                f"`{self.field}` must name a subclass of {_public_name(self.base)}, got "
                 f"{name!r} ({type(obj).__name__} {obj!r})",
                 field=self.field,
             )
@@ -99,7 +101,7 @@ class Registry(Generic[T]):
             raise SpecError(
                 f"`{self.field}`: {name!r} is abstract; implement {missing}", field=self.field
             )
-        return obj
+        return cast("type[T]", obj)  # checked above: a concrete subclass of ``base``
 
     def build(
         self,
@@ -136,6 +138,16 @@ class Registry(Generic[T]):
             raise SpecError(
                 f"`{where}`: {name} refused them: {exc}, got params={given!r}", field=where
             ) from exc
+
+
+def _public_name(cls: type) -> str:
+    """``cls`` as users import it: from the shortest loaded package that exports it."""
+    parts = cls.__module__.split(".")
+    for end in range(1, len(parts) + 1):
+        module = sys.modules.get(".".join(parts[:end]))
+        if module is not None and getattr(module, cls.__name__, None) is cls:
+            return f"{module.__name__}.{cls.__name__}"
+    return f"{cls.__module__}.{cls.__name__}"
 
 
 __all__ = ["Registry"]

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from fedpilot.aggregation import (
     FedAdagrad,
@@ -14,26 +15,21 @@ from fedpilot.aggregation import (
     FedAvgStep,
     FedYogi,
     ServerOptimizer,
-    build_server_optimizer,
 )
 from fedpilot.spec.sections import (
     FedAdagradStrategy,
     FedAdamStrategy,
     FedAvgMStrategy,
-    FedAvgStrategy,
-    FedNovaStrategy,
-    FedProxStrategy,
     FedYogiStrategy,
-    ScaffoldStrategy,
 )
 from fedpilot.types import Weights
 
 OPTIMIZERS: dict[str, Callable[[], ServerOptimizer]] = {
     "fedavg": lambda: FedAvgStep(0.7),
-    "fedavgm": lambda: FedAvgM(server_lr=0.5, momentum=0.9),
-    "fedadam": lambda: FedAdam(0.1, beta1=0.9, beta2=0.99, tau=1e-2),
-    "fedyogi": lambda: FedYogi(0.1, beta1=0.9, beta2=0.99, tau=1e-2),
-    "fedadagrad": lambda: FedAdagrad(0.1, beta1=0.5, tau=1e-2),
+    "fedavgm": lambda: FedAvgM(FedAvgMStrategy(server_lr=0.5, momentum=0.9)),
+    "fedadam": lambda: FedAdam(FedAdamStrategy(server_lr=0.1, beta1=0.9, beta2=0.99, tau=1e-2)),
+    "fedyogi": lambda: FedYogi(FedYogiStrategy(server_lr=0.1, beta1=0.9, beta2=0.99, tau=1e-2)),
+    "fedadagrad": lambda: FedAdagrad(FedAdagradStrategy(server_lr=0.1, beta1=0.5, tau=1e-2)),
 }
 
 
@@ -133,7 +129,7 @@ def test_mismatched_models_are_clear_errors(name: str) -> None:
 def test_fedavgm_hand_computed() -> None:
     # Δ1 = 1 → m = 1, x = 0 + 0.5·1 = 0.5; Δ2 = 2 − 0.5 = 1.5 → m = 0.9 + 1.5 = 2.4,
     # x = 0.5 + 0.5·2.4 = 1.7.
-    opt = FedAvgM(server_lr=0.5, momentum=0.9)
+    opt = FedAvgM(FedAvgMStrategy(server_lr=0.5, momentum=0.9))
     x = opt.step(current=[np.zeros(1)], aggregate=[np.ones(1)])
     np.testing.assert_allclose(x[0], [0.5])
     x = opt.step(current=x, aggregate=[np.full(1, 2.0)])
@@ -146,7 +142,7 @@ TAU = 0.1
 
 def test_fedadam_hand_computed() -> None:
     # Δ = 2; m = 0.1·2 = 0.2; v = 0.99·τ² + 0.01·4 = 0.0499; x = 0.5·0.2/(√0.0499 + τ).
-    opt = FedAdam(0.5, beta1=0.9, beta2=0.99, tau=TAU)
+    opt = FedAdam(FedAdamStrategy(server_lr=0.5, beta1=0.9, beta2=0.99, tau=TAU))
     x = opt.step(current=[np.zeros(1)], aggregate=[np.full(1, 2.0)])
     np.testing.assert_allclose(x[0], [0.5 * 0.2 / (np.sqrt(0.0499) + TAU)], rtol=1e-12)
     np.testing.assert_allclose(opt.state_dict()["v.0"], [0.0499], rtol=1e-12)
@@ -155,7 +151,7 @@ def test_fedadam_hand_computed() -> None:
 def test_fedyogi_hand_computed() -> None:
     # Δ² = 4 > v = τ² = 0.01, so sign(v − Δ²) = −1: v = 0.01 + 0.01·4 = 0.05.
     # Second step from x: Δ = 0 → Δ² = 0 < v: v = 0.05 − 0 = 0.05, m = 0.9·0.2.
-    opt = FedYogi(0.5, beta1=0.9, beta2=0.99, tau=TAU)
+    opt = FedYogi(FedYogiStrategy(server_lr=0.5, beta1=0.9, beta2=0.99, tau=TAU))
     x = opt.step(current=[np.zeros(1)], aggregate=[np.full(1, 2.0)])
     np.testing.assert_allclose(x[0], [0.5 * 0.2 / (np.sqrt(0.05) + TAU)], rtol=1e-12)
     np.testing.assert_allclose(opt.state_dict()["v.0"], [0.05], rtol=1e-12)
@@ -165,40 +161,32 @@ def test_fedyogi_hand_computed() -> None:
 
 def test_fedadagrad_hand_computed() -> None:
     # β1 = 0: m = Δ = 2; v = τ² + 4 = 4.01; x = 0.5·2/(√4.01 + τ).
-    opt = FedAdagrad(0.5, tau=TAU)
+    opt = FedAdagrad(FedAdagradStrategy(server_lr=0.5, tau=TAU))
     x = opt.step(current=[np.zeros(1)], aggregate=[np.full(1, 2.0)])
     np.testing.assert_allclose(x[0], [1.0 / (np.sqrt(4.01) + TAU)], rtol=1e-12)
     assert opt.state_dict()["steps"] == 1
 
 
-def test_build_server_optimizer_for_every_strategy() -> None:
-    built = {
-        FedAvgStrategy(server_lr=0.5): FedAvgStep,
-        FedProxStrategy(): FedAvgStep,
-        FedNovaStrategy(server_lr=0.9): FedAvgStep,
-        FedAvgMStrategy(momentum=0.5): FedAvgM,
-        FedAdamStrategy(beta2=0.9): FedAdam,
-        FedYogiStrategy(tau=0.5): FedYogi,
-        FedAdagradStrategy(beta1=0.3): FedAdagrad,
-    }
-    for strategy, cls in built.items():
-        opt = build_server_optimizer(strategy)
-        assert type(opt) is cls
-        assert opt.server_lr == strategy.server_lr  # type: ignore[attr-defined]
-    adam = build_server_optimizer(FedAdamStrategy(beta2=0.9, tau=0.5))
-    assert isinstance(adam, FedAdam) and (adam.beta2, adam.tau) == (0.9, 0.5)
-    momentum = build_server_optimizer(FedAvgMStrategy(momentum=0.5))
-    assert isinstance(momentum, FedAvgM) and momentum.momentum == 0.5
-    with pytest.raises(NotImplementedError, match="SCAFFOLD"):
-        build_server_optimizer(ScaffoldStrategy())
+def test_optimizers_take_their_parameters_from_the_strategy_section() -> None:
+    # Defaults and bounds are the section's; the optimizer restates neither.
+    adam = FedAdam(FedAdamStrategy())
+    section = FedAdamStrategy.model_fields
+    assert (adam.server_lr, adam.beta1, adam.beta2, adam.tau) == tuple(
+        section[k].default for k in ("server_lr", "beta1", "beta2", "tau")
+    )
+    assert FedAdagrad(FedAdagradStrategy()).beta2 == 0.0  # FedAdagrad has no β2
+    assert FedAvgM(FedAvgMStrategy()).momentum == FedAvgMStrategy.model_fields["momentum"].default
+    with pytest.raises(ValidationError, match="server_lr"):
+        FedAdamStrategy(server_lr=0)
+    with pytest.raises(ValidationError, match="beta2"):
+        FedYogiStrategy(beta2=1)
+    with pytest.raises(ValidationError, match="tau"):
+        FedAdagradStrategy(tau=0)
+    with pytest.raises(ValidationError, match="momentum"):
+        FedAvgMStrategy(momentum=1)
 
 
-def test_constructor_arguments_are_validated() -> None:
-    with pytest.raises(ValueError, match="server_lr=0"):
-        FedAdam(0)
-    with pytest.raises(ValueError, match="beta2=1"):
-        FedYogi(0.1, beta2=1)
-    with pytest.raises(ValueError, match="tau=0"):
-        FedAdagrad(0.1, tau=0)
-    with pytest.raises(ValueError, match="momentum=1"):
-        FedAvgM(1.0, momentum=1)
+def test_load_state_dict_refuses_moments_for_different_arrays() -> None:
+    opt = OPTIMIZERS["fedadam"]()
+    with pytest.raises(ValueError, match="for the same arrays"):
+        opt.load_state_dict({"m.0": np.zeros(2), "v.1": np.zeros(2), "steps": 1})

@@ -20,6 +20,7 @@ from fedpilot.aggregation import (
 from fedpilot.errors import SpecError
 from fedpilot.spec.aggregation import AggregationSpec, NormClipSpec
 from fedpilot.spec.sections import FedAdamStrategy, FedAvgStrategy, FedNovaStrategy
+from fedpilot.strategy import build_strategy
 
 
 def test_defaults() -> None:
@@ -63,7 +64,7 @@ def test_accepts_user_rules_and_both_clip_modes() -> None:
 
 
 def test_plain_mean_streams_and_everything_else_is_buffered(tmp_path: Path) -> None:
-    fedavg = FedAvgStrategy()
+    fedavg = build_strategy(FedAvgStrategy())
     plain = build_aggregator(AggregationSpec(), fedavg, replies_in_order=False)
     assert isinstance(plain, WeightedMean) and plain.order_independent
     ordered = build_aggregator(AggregationSpec(), fedavg, replies_in_order=True)
@@ -77,7 +78,7 @@ def test_plain_mean_streams_and_everything_else_is_buffered(tmp_path: Path) -> N
 
     clipped = build_aggregator(
         AggregationSpec(clip=NormClipSpec(bound=1.0), chunk_size=99),
-        FedAdamStrategy(),
+        build_strategy(FedAdamStrategy()),
         replies_in_order=True,
     )
     assert isinstance(clipped, RuleAggregator)
@@ -89,7 +90,7 @@ def test_plain_mean_streams_and_everything_else_is_buffered(tmp_path: Path) -> N
 
 
 def test_fednova_gets_its_own_mean_and_refuses_other_rules() -> None:
-    nova = FedNovaStrategy()
+    nova = build_strategy(FedNovaStrategy())
     assert isinstance(
         build_aggregator(AggregationSpec(), nova, replies_in_order=False), FedNovaMean
     )

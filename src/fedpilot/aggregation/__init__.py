@@ -7,7 +7,6 @@ from fedpilot.aggregation.factory import (
     AGGREGATION_RULES,
     build_aggregator,
     build_rule,
-    build_server_optimizer,
 )
 from fedpilot.aggregation.fednova import FedNovaMean
 from fedpilot.aggregation.fedopt import AdaptiveStep, FedAdagrad, FedAdam, FedYogi
@@ -26,7 +25,7 @@ from fedpilot.aggregation.rules import (
     TrimmedMean,
 )
 from fedpilot.aggregation.scaffold import ScaffoldStep
-from fedpilot.aggregation.server_opt import FedAvgM, FedAvgStep
+from fedpilot.aggregation.server_opt import FedAvgM, FedAvgStep, PerArrayStep
 
 __all__ = [
     "AGGREGATION_RULES",
@@ -46,6 +45,7 @@ __all__ = [
     "Mean",
     "Median",
     "MultiKrum",
+    "PerArrayStep",
     "Rows",
     "RuleAggregator",
     "RuleOutcome",
@@ -55,5 +55,4 @@ __all__ = [
     "WeightedMean",
     "build_aggregator",
     "build_rule",
-    "build_server_optimizer",
 ]

@@ -1,13 +1,11 @@
-"""Build the aggregator, rule and server optimizer a spec asks for."""
+"""Build the aggregator and rule a spec asks for."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from fedpilot._imports import import_object
-from fedpilot.aggregation._base import Aggregator, ServerOptimizer
-from fedpilot.aggregation.fednova import FedNovaMean
-from fedpilot.aggregation.fedopt import FedAdagrad, FedAdam, FedYogi
+from fedpilot.aggregation._base import Aggregator
 from fedpilot.aggregation.mean import WeightedMean
 from fedpilot.aggregation.rule_aggregator import RuleAggregator
 from fedpilot.aggregation.rules import (
@@ -20,64 +18,45 @@ from fedpilot.aggregation.rules import (
     MultiKrum,
     TrimmedMean,
 )
-from fedpilot.aggregation.scaffold import ScaffoldStep
-from fedpilot.aggregation.server_opt import FedAvgM, FedAvgStep
 from fedpilot.errors import SpecError
+from fedpilot.registry import Registry
 from fedpilot.spec.aggregation import AggregationSpec
-from fedpilot.spec.sections import (
-    AnyStrategy,
-    FedAdagradStrategy,
-    FedAdamStrategy,
-    FedAvgMStrategy,
-    FedAvgStrategy,
-    FedNovaStrategy,
-    FedProxStrategy,
-    FedYogiStrategy,
-    ScaffoldStrategy,
-)
 
-AGGREGATION_RULES: dict[str, type[AggregationRule]] = {
-    rule.name: rule
-    for rule in (Mean, Median, TrimmedMean, Krum, MultiKrum, Bulyan, GeometricMedian)
-}
+if TYPE_CHECKING:
+    from fedpilot.strategy import Strategy
+
+AGGREGATION_RULES: Registry[AggregationRule] = Registry(
+    "aggregation rule", AggregationRule, field="aggregation.rule"
+)
 """Built-in rules by their ``aggregation.rule`` name."""
+for _rule in (Mean, Median, TrimmedMean, Krum, MultiKrum, Bulyan, GeometricMedian):
+    AGGREGATION_RULES.add(_rule.name, _rule)
 
 
 def build_rule(aggregation: AggregationSpec, *, base_dir: Path | None = None) -> AggregationRule:
-    """The rule ``aggregation.rule`` names: a built-in, or a user's ``package.module:Class``.
+    """The rule ``aggregation.rule`` names (a built-in or a user's ``package.module:Class``),
+    built from the ``aggregation`` section by its :meth:`~AggregationRule.from_spec`.
 
     Raises:
-        SpecError: when a user reference cannot be imported or is not an
-            :class:`AggregationRule` subclass.
+        SpecError: when the name cannot be resolved to a concrete :class:`AggregationRule`.
     """
-    name = aggregation.rule
-    cls = AGGREGATION_RULES.get(name)
-    if cls is None:
-        loaded = import_object(name, field="aggregation.rule", base_dir=base_dir)
-        if not (isinstance(loaded, type) and issubclass(loaded, AggregationRule)):
-            raise SpecError(
-                "`aggregation.rule` must name a subclass of "
-                f"fedpilot.aggregation.AggregationRule, got rule={name!r} ({loaded!r})",
-                field="aggregation.rule",
-            )
-        cls = loaded
-    return cls.from_spec(aggregation)
+    return AGGREGATION_RULES.resolve(aggregation.rule, base_dir=base_dir).from_spec(aggregation)
 
 
 def build_aggregator(
     aggregation: AggregationSpec,
-    strategy: AnyStrategy,
+    strategy: Strategy[Any],
     *,
     replies_in_order: bool,
     cohort_checks: bool = False,
     workdir: Path | None = None,
     base_dir: Path | None = None,
 ) -> Aggregator:
-    """The aggregator for a spec's ``aggregation`` and ``strategy`` sections.
+    """The aggregator for a spec's ``aggregation`` section and its strategy.
 
     Args:
         aggregation: The ``aggregation`` section.
-        strategy: The ``strategy`` section; FedNova gets its own normalised mean.
+        strategy: The run's strategy; one with its own fold (FedNova) gets it.
         replies_in_order: Whether the fleet delivers replies in a reproducible order;
             without it the streaming mean sums in float64 so its result does not
             depend on arrival order.
@@ -87,29 +66,18 @@ def build_aggregator(
         base_dir: Folder user code named in the spec is imported from.
 
     Returns:
-        The streaming :class:`WeightedMean` for a plain mean (the fast path),
-        :class:`FedNovaMean` for FedNova, else a :class:`RuleAggregator`.
+        The strategy's own aggregator, the streaming :class:`WeightedMean` for a plain
+        mean (the fast path), else a :class:`RuleAggregator`.
 
     Raises:
-        SpecError: for a combination that is not supported (FedNova with a robust
-            rule, clipping or cohort checks) or a bad user rule.
+        SpecError: for a combination the strategy cannot run with, or a bad user rule.
     """
-    if isinstance(strategy, FedNovaStrategy):
-        unsupported = []
-        if aggregation.rule != "mean":
-            unsupported.append(f"aggregation.rule={aggregation.rule!r}")
-        if aggregation.clip is not None:
-            unsupported.append("aggregation.clip")
-        if cohort_checks:
-            unsupported.append("cohort-level update checks")
-        if unsupported:
-            raise SpecError(
-                f"strategy fednova with {' and '.join(unsupported)} is not supported: "
-                "FedNova normalises a streaming weighted mean (use aggregation.rule='mean' "
-                "without clip)",
-                field="aggregation.rule",
-            )
-        return FedNovaMean()
+    refusal = strategy.incompatibility(aggregation=aggregation, cohort_checks=cohort_checks)
+    if refusal is not None:
+        raise SpecError(refusal, field="strategy.name")
+    own = strategy.aggregator()
+    if own is not None:
+        return own
     if aggregation.rule == "mean" and aggregation.clip is None and not cohort_checks:
         return WeightedMean(order_independent=not replies_in_order)
     return RuleAggregator(
@@ -118,40 +86,3 @@ def build_aggregator(
         chunk_size=aggregation.chunk_size,
         workdir=workdir,
     )
-
-
-def build_server_optimizer(
-    strategy: AnyStrategy, *, num_learners: int | None = None
-) -> ServerOptimizer:
-    """The server step of a spec's ``strategy`` section.
-
-    FedAvg, FedProx (whose difference is on the learner side) and FedNova (whose
-    difference is in the aggregate) step with :class:`FedAvgStep`. SCAFFOLD's step also
-    moves its control variate by the participating share, so it needs the federation's
-    size ``num_learners``.
-
-    Raises:
-        NotImplementedError: for SCAFFOLD without ``num_learners``.
-    """
-    match strategy:
-        case FedAvgStrategy() | FedProxStrategy() | FedNovaStrategy():
-            return FedAvgStep(server_lr=strategy.server_lr)
-        case FedAvgMStrategy():
-            return FedAvgM(server_lr=strategy.server_lr, momentum=strategy.momentum)
-        case FedAdamStrategy():
-            return FedAdam(
-                strategy.server_lr, beta1=strategy.beta1, beta2=strategy.beta2, tau=strategy.tau
-            )
-        case FedYogiStrategy():
-            return FedYogi(
-                strategy.server_lr, beta1=strategy.beta1, beta2=strategy.beta2, tau=strategy.tau
-            )
-        case FedAdagradStrategy():
-            return FedAdagrad(strategy.server_lr, beta1=strategy.beta1, tau=strategy.tau)
-        case ScaffoldStrategy():
-            if num_learners is None:
-                raise NotImplementedError(
-                    "SCAFFOLD's server step (model and control variates) needs num_learners"
-                )
-            return ScaffoldStep(strategy.server_lr, num_learners)
-    raise TypeError(f"unknown strategy section {type(strategy).__name__}")

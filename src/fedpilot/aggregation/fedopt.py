@@ -15,107 +15,49 @@ arrays follow the aggregate. State is kept in the parameter's dtype (at least fl
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import Any
+from collections.abc import Mapping
 
 import numpy as np
-import numpy.typing as npt
 
-from fedpilot.aggregation._base import ServerOptimizer
-from fedpilot.aggregation.server_opt import (
-    StateArrays,
-    check_pair,
-    pack_state,
-    unpack_state,
-    work_dtype,
-)
-from fedpilot.types import Weights
-
-FloatArray = npt.NDArray[np.floating[Any]]
+from fedpilot.aggregation.server_opt import FloatArray, PerArrayStep
+from fedpilot.spec.sections import FedAdagradStrategy, FedAdamStrategy, FedYogiStrategy
 
 
-class AdaptiveStep(ServerOptimizer):
-    """The shared loop of FedAdagrad, FedAdam and FedYogi; subclasses update ``v``.
+class AdaptiveStep(PerArrayStep):
+    """What FedAdagrad, FedAdam and FedYogi share; subclasses update ``v``.
 
     Args:
-        server_lr: ``η``, > 0.
-        beta1: First-moment decay ``β1``, in ``[0, 1)``.
-        beta2: Second-moment decay ``β2``, in ``[0, 1)`` (unused by FedAdagrad).
-        tau: Adaptivity ``τ`` > 0: larger is less adaptive.
+        params: The strategy's section: ``server_lr`` ``η``, ``beta1`` ``β1``, ``beta2``
+            ``β2`` (FedAdam, FedYogi) and ``tau`` ``τ``.
     """
 
-    def __init__(
-        self,
-        server_lr: float = 0.01,
-        *,
-        beta1: float = 0.9,
-        beta2: float = 0.99,
-        tau: float = 1e-3,
-    ) -> None:
-        if server_lr <= 0:
-            raise ValueError(f"`server_lr` must be > 0, got server_lr={server_lr}")
-        for name, value in (("beta1", beta1), ("beta2", beta2)):
-            if not 0 <= value < 1:
-                raise ValueError(f"`{name}` must be in [0, 1), got {name}={value}")
-        if tau <= 0:
-            raise ValueError(f"`tau` must be > 0, got tau={tau}")
-        self.server_lr = server_lr
-        self.beta1 = beta1
-        self.beta2 = beta2
-        self.tau = tau
-        self._m: StateArrays = {}
-        self._v: StateArrays = {}
-        self._steps = 0
+    state_names = ("m", "v")
+
+    def __init__(self, params: FedAdamStrategy | FedYogiStrategy | FedAdagradStrategy) -> None:
+        super().__init__()
+        self.server_lr = params.server_lr
+        self.beta1 = params.beta1
+        self.beta2 = getattr(params, "beta2", 0.0)  # FedAdagrad has no second decay
+        self.tau = params.tau
 
     @abstractmethod
     def second_moment(self, v: FloatArray, delta_sq: FloatArray) -> FloatArray:
         """The new ``v`` from the previous one and ``Δ²`` (a new array)."""
 
-    def step(self, *, current: Weights, aggregate: Weights) -> Weights:
-        check_pair(current, aggregate)
-        firsts: StateArrays = {}
-        seconds: StateArrays = {}
-        out: Weights = []
-        for i, (x, a) in enumerate(zip(current, aggregate, strict=True)):
-            if x.dtype.kind != "f":
-                out.append(a.copy())
-                continue
-            work = work_dtype(x.dtype)
-            delta = np.subtract(a, x, dtype=work)
-            m_prev = self._m.get(i)
-            v_prev = self._v.get(i)
-            if m_prev is None or v_prev is None:
-                m_prev = np.zeros_like(delta)
-                v_prev = np.full_like(delta, self.tau**2)
-            m = self.beta1 * m_prev + (1 - self.beta1) * delta
-            v = self.second_moment(v_prev, delta * delta)
-            firsts[i], seconds[i] = m, v
-            moved = np.add(x, self.server_lr * m / (np.sqrt(v) + self.tau), dtype=work)
-            out.append(moved.astype(x.dtype, copy=False))
-        self._m, self._v = firsts, seconds
-        self._steps += 1
-        return out
-
-    def state_dict(self) -> dict[str, Any]:
-        if not self._steps:
-            return {}
-        return {**pack_state("m", self._m), **pack_state("v", self._v), "steps": self._steps}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        arrays = unpack_state(state, ("m", "v"))
-        if set(arrays["m"]) != set(arrays["v"]):
-            raise ValueError(
-                "server optimizer state must hold m.<i> and v.<i> for the same arrays, got "
-                f"m for {sorted(arrays['m'])} and v for {sorted(arrays['v'])}"
-            )
-        self._m, self._v = arrays["m"], arrays["v"]
-        self._steps = int(state.get("steps", 0))
+    def move(
+        self, delta: FloatArray, previous: Mapping[str, FloatArray] | None
+    ) -> tuple[FloatArray, dict[str, FloatArray]]:
+        if previous is None:
+            m_prev, v_prev = np.zeros_like(delta), np.full_like(delta, self.tau**2)
+        else:
+            m_prev, v_prev = previous["m"], previous["v"]
+        m = self.beta1 * m_prev + (1 - self.beta1) * delta
+        v = self.second_moment(v_prev, delta * delta)
+        return self.server_lr * m / (np.sqrt(v) + self.tau), {"m": m, "v": v}
 
 
 class FedAdagrad(AdaptiveStep):
-    """FedAdagrad: ``v ← v + Δ²`` (``beta2`` is not used)."""
-
-    def __init__(self, server_lr: float = 0.01, *, beta1: float = 0.0, tau: float = 1e-3) -> None:
-        super().__init__(server_lr, beta1=beta1, beta2=0.0, tau=tau)
+    """FedAdagrad: ``v ← v + Δ²``."""
 
     def second_moment(self, v: FloatArray, delta_sq: FloatArray) -> FloatArray:
         return v + delta_sq

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from abc import abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
 from fedpilot.aggregation._base import ServerOptimizer
+from fedpilot.spec.sections import FedAvgMStrategy
 from fedpilot.types import Weights
 
-StateArrays = dict[int, npt.NDArray[np.floating[Any]]]
+FloatArray = npt.NDArray[np.floating[Any]]
+StateArrays = dict[int, FloatArray]
 
 
 def check_pair(current: Weights, aggregate: Weights) -> None:
@@ -77,31 +81,32 @@ def unpack_state(state: dict[str, Any], prefixes: tuple[str, ...]) -> dict[str, 
     return found
 
 
-class FedAvgM(ServerOptimizer):
-    """Server momentum (Hsu et al. 2019): ``m ← β·m + Δ``, ``x ← x + η·m``, ``Δ = aggregate − x``.
+class PerArrayStep(ServerOptimizer):
+    """The loop server steps with per-array state share (FedAvgM, the adaptive ones).
 
-    With ``β = 0`` and ``η = 1`` it is FedAvg. Integer arrays follow the aggregate.
-    State (momentum per floating array) is kept in the parameter's dtype, at least
-    float32, so a checkpointed run continues bit for bit.
-
-    Args:
-        server_lr: ``η``, > 0.
-        momentum: ``β``, in ``[0, 1)``.
+    For every floating array ``x`` and its aggregate ``a``: ``Δ = a − x`` in the work
+    dtype (the parameter's, at least float32), :meth:`move` gives the step and the array's
+    new state, and ``x + step`` is cast back to the parameter's dtype. Integer arrays
+    follow the aggregate. The state (arrays named by :attr:`state_names`, per array) and
+    the step count are checkpointed, so a resumed run continues bit for bit.
     """
 
-    def __init__(self, server_lr: float = 1.0, momentum: float = 0.9) -> None:
-        if server_lr <= 0:
-            raise ValueError(f"`server_lr` must be > 0, got server_lr={server_lr}")
-        if not 0 <= momentum < 1:
-            raise ValueError(f"`momentum` must be in [0, 1), got momentum={momentum}")
-        self.server_lr = server_lr
-        self.momentum = momentum
-        self._m: StateArrays = {}
+    state_names: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self) -> None:
+        self._state: dict[str, StateArrays] = {name: {} for name in self.state_names}
         self._steps = 0
+
+    @abstractmethod
+    def move(
+        self, delta: FloatArray, previous: Mapping[str, FloatArray] | None
+    ) -> tuple[FloatArray, dict[str, FloatArray]]:
+        """The step added to ``x`` and the array's new state (by name), from ``Δ`` and
+        the array's previous state (None before its first step)."""
 
     def step(self, *, current: Weights, aggregate: Weights) -> Weights:
         check_pair(current, aggregate)
-        momenta: StateArrays = {}
+        state: dict[str, StateArrays] = {name: {} for name in self.state_names}
         out: Weights = []
         for i, (x, a) in enumerate(zip(current, aggregate, strict=True)):
             if x.dtype.kind != "f":
@@ -109,19 +114,55 @@ class FedAvgM(ServerOptimizer):
                 continue
             work = work_dtype(x.dtype)
             delta = np.subtract(a, x, dtype=work)
-            previous = self._m.get(i)
-            m = delta if previous is None else self.momentum * previous + delta
-            momenta[i] = m
-            out.append(np.add(x, self.server_lr * m, dtype=work).astype(x.dtype, copy=False))
-        self._m = momenta
+            kept = {name: self._state[name].get(i) for name in self.state_names}
+            previous = {k: v for k, v in kept.items() if v is not None}
+            moved, new = self.move(delta, previous if len(previous) == len(kept) else None)
+            for name in self.state_names:
+                state[name][i] = new[name]
+            out.append(np.add(x, moved, dtype=work).astype(x.dtype, copy=False))
+        self._state = state
         self._steps += 1
         return out
 
     def state_dict(self) -> dict[str, Any]:
         if not self._steps:
             return {}
-        return {**pack_state("m", self._m), "steps": self._steps}
+        packed: dict[str, Any] = {}
+        for name in self.state_names:
+            packed.update(pack_state(name, self._state[name]))
+        return {**packed, "steps": self._steps}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._m = unpack_state(state, ("m",))["m"]
+        arrays = unpack_state(state, self.state_names)
+        indices = {name: sorted(found) for name, found in arrays.items()}
+        if len({tuple(i) for i in indices.values()}) > 1:
+            raise ValueError(
+                "server optimizer state must hold "
+                f"{' and '.join(n + '.<i>' for n in self.state_names)} for the same arrays, "
+                f"got {indices}"
+            )
+        self._state = arrays
         self._steps = int(state.get("steps", 0))
+
+
+class FedAvgM(PerArrayStep):
+    """Server momentum (Hsu et al. 2019): ``m ← β·m + Δ``, ``x ← x + η·m``, ``Δ = aggregate − x``.
+
+    With ``β = 0`` and ``η = 1`` it is FedAvg.
+
+    Args:
+        params: The ``fedavgm`` strategy section: ``server_lr`` ``η`` and ``momentum`` ``β``.
+    """
+
+    state_names = ("m",)
+
+    def __init__(self, params: FedAvgMStrategy) -> None:
+        super().__init__()
+        self.server_lr = params.server_lr
+        self.momentum = params.momentum
+
+    def move(
+        self, delta: FloatArray, previous: Mapping[str, FloatArray] | None
+    ) -> tuple[FloatArray, dict[str, FloatArray]]:
+        m = delta if previous is None else self.momentum * previous["m"] + delta
+        return self.server_lr * m, {"m": m}

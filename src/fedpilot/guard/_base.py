@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Self
 
 from fedpilot.types import Metrics
+
+if TYPE_CHECKING:
+    from fedpilot.spec.sections import GuardSpec
 
 
 @dataclass(frozen=True)
@@ -15,6 +19,17 @@ class Verdict:
 
 
 class Guard(ABC):
+    """Judges a candidate global model against the last accepted one.
+
+    A user's own guard subclasses this and is named in the spec as
+    ``guard.name: package.module:Class``; it is built with ``guard.params``.
+    """
+
+    @classmethod
+    def from_spec(cls, spec: GuardSpec) -> Self:
+        """Build the guard from the ``guard`` section; by default with ``params``."""
+        return cls(**spec.params)
+
     @abstractmethod
     def judge(self, *, candidate: Metrics, stable: Metrics) -> Verdict:
         """Compare the candidate model's metrics with the last accepted model's. A guard

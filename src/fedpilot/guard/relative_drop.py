@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 
 from fedpilot.guard._base import Guard, Verdict
+from fedpilot.spec.sections import GuardSpec
 from fedpilot.types import Metrics
 
 
@@ -29,6 +30,10 @@ class RelativeDropGuard(Guard):
             f"{sorted(metrics)}: the guard is off for this run (set guard.metric to one of "
             "them, or guard.enabled=false)"
         )
+
+    @classmethod
+    def from_spec(cls, spec: GuardSpec) -> Self:
+        return cls(spec.metric, spec.mode, spec.max_relative_drop)
 
     def judge(self, *, candidate: Metrics, stable: Metrics) -> Verdict:
         if self.metric not in candidate:

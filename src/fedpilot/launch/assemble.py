@@ -14,7 +14,7 @@ import yaml
 
 from fedpilot._imports import import_object
 from fedpilot._threads import limit_torch_threads
-from fedpilot.aggregation import build_aggregator, build_server_optimizer
+from fedpilot.aggregation import build_aggregator
 from fedpilot.aggregation.weighting import UpdateWeighting, ValidationLoss
 from fedpilot.errors import ResumeError, SpecError, UserError
 from fedpilot.fleet import Fleet, LocalFleet
@@ -40,7 +40,7 @@ from fedpilot.orchestrator import (
 from fedpilot.rundir import RunDir
 from fedpilot.selection import LoggedSelector, build_selector
 from fedpilot.spec import FederationSpec, FlowerRuntime, RayRuntime, load_spec
-from fedpilot.spec.sections import FedNovaStrategy, FedProxStrategy
+from fedpilot.strategy import build_strategy
 from fedpilot.tasks import build_task
 from fedpilot.tasks._base import Task, TrainSettings
 from fedpilot.types import Config, Weights
@@ -197,11 +197,10 @@ def round_settings(spec: FederationSpec) -> RoundSettings:
 
 def _train_config(spec: FederationSpec) -> Config:
     """The train instruction's config, but for the round and the learner's seed."""
-    strategy = spec.strategy
+    # BRIDGE until the proximal transform carries mu: read it off the strategy's transforms.
+    transforms = dict(build_strategy(spec.strategy, base_dir=spec.base_dir).transforms())
     settings = TrainSettings.from_local(
-        spec.local,
-        seed=0,
-        proximal_mu=strategy.mu if isinstance(strategy, FedProxStrategy) else 0.0,
+        spec.local, seed=0, proximal_mu=float(transforms.get("proximal", {}).get("mu", 0.0))
     )
     config = train_config(settings, 0)
     del config["seed"]
@@ -231,11 +230,11 @@ def build_parts(
 ) -> tuple[RoundParts, StateRegistry]:
     """Every pluggable part of a round, each built from its section of the spec, and the
     registry of those that keep state."""
-    strategy = spec.strategy
+    strategy = build_strategy(spec.strategy, base_dir=spec.base_dir)
     validator = UpdateValidator(
         max_examples=spec.validation.max_examples,
         declared_examples={info.id: info.declared_examples for info in fleet.learners()},
-        required_metrics=("local_steps",) if isinstance(strategy, FedNovaStrategy) else (),
+        required_metrics=strategy.required_metrics(),
         norm_outlier_z=spec.validation.norm_outlier_z,
     )
     aggregator = build_aggregator(
@@ -254,10 +253,10 @@ def build_parts(
         fleet=fleet,
         selector=selector,
         aggregator=aggregator,
-        server_opt=build_server_optimizer(strategy, num_learners=spec.data.num_learners),
+        server_opt=strategy.server_optimizer(num_learners=spec.data.num_learners),
         validator=validator,
         weighting=UpdateWeighting(spec.weighting, ledger, _validation_loss(task)),
-        guard=build_guard(spec.guard),
+        guard=build_guard(spec.guard, base_dir=spec.base_dir),
         evaluator=Evaluator(
             spec.evaluation,
             task=task,

@@ -40,77 +40,35 @@ from fedpilot.selection._common import (
     rank_descending,
     weighted_sample,
 )
+from fedpilot.spec.selection import OortSelection
 from fedpilot.types import LearnerId, LearnerInfo, RoundContext
 
 
 class OortSelector(LoggedSelector):
     """Guided participant selection after Oort; see the module docstring for the maths.
 
-    Args:
-        exploration: Share ``ε`` of each round given to never-tried learners, in round 1.
-        exploration_decay: ``ε`` is multiplied by this every round...
-        exploration_min: ...down to this floor.
-        alpha: Penalty exponent for learners slower than the preferred duration.
-        preferred_duration: ``T`` in seconds; ``None`` derives it from ``pacer_quantile``.
-        pacer_quantile: Quantile of the learners' last durations used as ``T``.
-        cutoff: Exploit among learners with utility ≥ ``cutoff`` × the k-th best.
-        clip_quantile: Statistical utilities are clipped at this quantile.
-        staleness: Weight of the bonus for learners not chosen for a while.
-        max_failures: Consecutive failed or rejected rounds before blacklisting.
-        blacklist_rounds: How long a blacklisting lasts.
+    Keyword arguments are the fields of :class:`~fedpilot.spec.selection.OortSelection`
+    (the spec's ``selection`` section for ``oort``), which defines their meaning,
+    defaults and bounds.
     """
 
     kind = "oort"
 
-    def __init__(
-        self,
-        *,
-        exploration: float = 0.9,
-        exploration_decay: float = 0.98,
-        exploration_min: float = 0.3,
-        alpha: float = 2.0,
-        preferred_duration: float | None = None,
-        pacer_quantile: float = 0.3,
-        cutoff: float = 0.95,
-        clip_quantile: float = 0.98,
-        staleness: float = 0.1,
-        max_failures: int = 3,
-        blacklist_rounds: int = 10,
-    ) -> None:
+    def __init__(self, **params: Any) -> None:
         super().__init__()
-        for name, value in [
-            ("exploration", exploration),
-            ("exploration_min", exploration_min),
-            ("pacer_quantile", pacer_quantile),
-        ]:
-            if not 0 <= value <= 1:
-                raise ValueError(f"`{name}` must be in [0, 1], got {name}={value}")
-        for name, value in [
-            ("exploration_decay", exploration_decay),
-            ("cutoff", cutoff),
-            ("clip_quantile", clip_quantile),
-        ]:
-            if not 0 < value <= 1:
-                raise ValueError(f"`{name}` must be in (0, 1], got {name}={value}")
-        if preferred_duration is not None and not preferred_duration > 0:
-            raise ValueError(f"`preferred_duration` must be > 0, got {preferred_duration}")
-        if not (alpha >= 0 and staleness >= 0 and max_failures >= 1 and blacklist_rounds >= 0):
-            raise ValueError(
-                "need alpha >= 0, staleness >= 0, max_failures >= 1, blacklist_rounds >= 0; "
-                f"got alpha={alpha}, staleness={staleness}, max_failures={max_failures}, "
-                f"blacklist_rounds={blacklist_rounds}"
-            )
-        self.exploration = float(exploration)
-        self.exploration_decay = float(exploration_decay)
-        self.exploration_min = float(exploration_min)
-        self.alpha = float(alpha)
-        self.preferred_duration = preferred_duration
-        self.pacer_quantile = float(pacer_quantile)
-        self.cutoff = float(cutoff)
-        self.clip_quantile = float(clip_quantile)
-        self.staleness = float(staleness)
-        self.max_failures = int(max_failures)
-        self.blacklist_rounds = int(blacklist_rounds)
+        # Parameters, defaults and bounds are the spec section's, checked there.
+        spec = OortSelection(**params)
+        self.exploration = spec.exploration
+        self.exploration_decay = spec.exploration_decay
+        self.exploration_min = spec.exploration_min
+        self.alpha = spec.alpha
+        self.preferred_duration = spec.preferred_duration
+        self.pacer_quantile = spec.pacer_quantile
+        self.cutoff = spec.cutoff
+        self.clip_quantile = spec.clip_quantile
+        self.staleness = spec.staleness
+        self.max_failures = spec.max_failures
+        self.blacklist_rounds = spec.blacklist_rounds
         self.banned_until: dict[LearnerId, int] = {}
 
     def epsilon(self, round_: int) -> float:

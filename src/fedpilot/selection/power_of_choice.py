@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -22,24 +23,24 @@ from fedpilot.selection._common import (
     in_candidate_order,
     rank_descending,
 )
+from fedpilot.spec.selection import PowerOfChoiceSelection
 from fedpilot.types import LearnerInfo, RoundContext
 
 
 class PowerOfChoiceSelector(LoggedSelector):
     """Draw ``d = ceil(factor·size)`` available learners uniformly; keep the highest-loss ones.
 
-    Args:
-        factor: ``d / size``; 1 is uniform selection, larger values bias harder towards
-            high loss (and towards the learners whose data the model fits worst).
+    Keyword arguments: the fields of :class:`~fedpilot.spec.selection.PowerOfChoiceSelection`
+    (``factor``: ``d / size``; 1 is uniform selection, larger values bias harder towards
+    high loss, and towards the learners whose data the model fits worst).
     """
 
     kind = "power_of_choice"
 
-    def __init__(self, factor: float = 2.0) -> None:
+    def __init__(self, **params: Any) -> None:
         super().__init__()
-        if not factor >= 1:
-            raise ValueError(f"`factor` must be >= 1, got factor={factor}")
-        self.factor = float(factor)
+        # ``factor``, its default and bounds are the spec section's, checked there.
+        self.factor = PowerOfChoiceSelection(**params).factor
 
     def select(
         self,

@@ -17,6 +17,7 @@ from fedpilot.selection._common import (
     in_candidate_order,
     rank_descending,
 )
+from fedpilot.spec.selection import UcbSelection
 from fedpilot.types import LearnerId, LearnerInfo, RoundContext
 
 
@@ -56,17 +57,16 @@ class UcbSelector(LoggedSelector):
     far and ``n_i`` the rounds learner ``i`` took part in; rewards are
     :func:`contributions`. Learners never tried have an unbounded score and go first.
 
-    Args:
-        c: Weight of the exploration bonus; 0 is greedy, 1 is textbook UCB1.
+    Keyword arguments: the fields of :class:`~fedpilot.spec.selection.UcbSelection`
+    (``c``: weight of the exploration bonus; 0 is greedy, 1 is textbook UCB1).
     """
 
     kind = "ucb"
 
-    def __init__(self, c: float = 1.0) -> None:
+    def __init__(self, **params: Any) -> None:
         super().__init__()
-        if not c >= 0:
-            raise ValueError(f"`c` must be >= 0, got c={c}")
-        self.c = float(c)
+        # ``c``, its default and bounds are the spec section's, checked there.
+        self.c = UcbSelection(**params).c
         self.reward_sum: dict[LearnerId, float] = {}
         self.rounds = 0
 

@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from fedpilot.errors import SpecError
 from fedpilot.spec.model import FederationSpec
+from fedpilot.spec.sections import DataSpec, expand_partition
 
 
 def load_spec(path: str | Path, overrides: Iterable[str] = ()) -> FederationSpec:
@@ -50,24 +53,140 @@ def validate_spec(raw: Mapping[str, Any]) -> FederationSpec:
 
 
 def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """Set ``a.b.c=value`` paths in a nested mapping; values are parsed as YAML scalars."""
+    """Set ``a.b.c=value`` paths in a nested mapping; values are parsed as YAML scalars.
+
+    Every field of the schema can be set, also inside a section the spec does not have.
+    A section that is one of several kinds (``runtime`` by ``mode``, ``strategy`` and
+    ``selection`` by ``name``, ``data.partition`` by ``kind``) gets its default kind when
+    an override enters it and nothing names one; an override that changes the kind keeps
+    only the keys the new kind has. The result does not depend on the overrides' order.
+
+    Raises:
+        SpecError: a malformed override, a path through a value that is not a section,
+            or a key the section's kind does not have (the message names the kind that
+            has it).
+    """
     result: dict[str, Any] = json.loads(json.dumps(raw, default=str))
+    before = {path: _tag_of(result, path, union) for path, union in _unions().items()}
+    touched: dict[tuple[str, ...], list[str]] = {}
     for item in overrides:
         key, sep, value_text = item.partition("=")
         if not sep or not key.strip():
             raise SpecError(f"--set expects key.sub=value, got {item!r}", field=None)
-        parts = key.strip().split(".")
+        parts = tuple(key.strip().split("."))
         node = result
         for depth, part in enumerate(parts[:-1]):
+            path = parts[: depth + 1]
             child = node.get(part)
             if child is None:
                 child = node[part] = {}
+            elif path in _unions() and isinstance(child, str):
+                child = node[part] = _unions()[path].expand(child)
             if not isinstance(child, dict):
-                where = ".".join(parts[: depth + 1])
+                where = ".".join(path)
                 raise SpecError(f"--set {key}: `{where}` is {child!r}, not a section", field=where)
             node = child
         node[parts[-1]] = yaml.safe_load(value_text)
+        for path in _unions():
+            if parts[: len(path)] == path and len(parts) > len(path):
+                touched.setdefault(path, []).append(parts[len(path)])
+    for path, keys in touched.items():
+        _settle_kind(result, path, _unions()[path], keys, before[path])
     return result
+
+
+@dataclass(frozen=True)
+class _Union:
+    """A section that is one of several models, told apart by ``tag``."""
+
+    tag: str
+    default: str
+    members: dict[str, frozenset[str]]
+    """Each kind's tag value and the keys it has."""
+    custom: frozenset[str] | None = None
+    """The keys of the member a `package.module:Class` tag picks (``selection``)."""
+
+    def keys(self, tag: str) -> frozenset[str] | None:
+        if tag in self.members:
+            return self.members[tag]
+        return self.custom if self.custom is not None and ":" in tag else None
+
+    def expand(self, shorthand: str) -> Any:
+        return expand_partition(shorthand) if self.tag == "kind" else {self.tag: shorthand}
+
+
+@cache
+def _unions() -> dict[tuple[str, ...], _Union]:
+    # Read off the models, so a new runtime, strategy or selector is settable at once.
+    return {
+        ("runtime",): _union_of(FederationSpec, "runtime", "mode"),
+        ("strategy",): _union_of(FederationSpec, "strategy", "name"),
+        ("selection",): _union_of(FederationSpec, "selection", "name"),
+        ("data", "partition"): _union_of(DataSpec, "partition", "kind"),
+    }
+
+
+def _union_of(owner: type[BaseModel], field: str, tag: str) -> _Union:
+    info = owner.model_fields[field]
+    default = info.get_default(call_default_factory=True)
+    members: dict[str, frozenset[str]] = {}
+    custom = None
+    for model in _models_in(info.annotation):
+        values = get_args(model.model_fields[tag].annotation)
+        if values:
+            members[str(values[0])] = frozenset(model.model_fields)
+        else:
+            custom = frozenset(model.model_fields)
+    return _Union(tag, str(getattr(default, tag)), members, custom)
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [model for arg in get_args(annotation) for model in _models_in(arg)]
+
+
+def _tag_of(raw: dict[str, Any], path: tuple[str, ...], union: _Union) -> Any:
+    node: Any = raw
+    for part in path:
+        node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, str):
+        try:
+            node = union.expand(node)
+        except ValueError:
+            return None  # a bad shorthand: the validator explains it
+    return node.get(union.tag) if isinstance(node, dict) else None
+
+
+def _settle_kind(
+    raw: dict[str, Any], path: tuple[str, ...], union: _Union, keys: list[str], before: Any
+) -> None:
+    section: dict[str, Any] = raw
+    for part in path:
+        section = section[part]
+    tag = section.setdefault(union.tag, union.default)
+    if not isinstance(tag, str):
+        return  # the validator explains a tag of the wrong type
+    accepted = union.keys(tag)
+    if accepted is None:
+        return  # an unknown kind: the validator lists the known ones
+    if before is not None and tag != before:  # the kind changed: drop what it lacks
+        for key in [k for k in section if k not in accepted and k not in keys]:
+            del section[key]
+    where = ".".join(path)
+    for key in keys:
+        if key in accepted:
+            continue
+        owners = [name for name, fields in union.members.items() if key in fields]
+        hint = (
+            f"; set {where}.{union.tag}={' or '.join(owners)}"
+            if owners
+            else f" (no {where} kind has it)"
+        )
+        raise SpecError(
+            f"--set {where}.{key}: {where}.{union.tag}={tag} has no `{key}`{hint}",
+            field=f"{where}.{key}",
+        )
 
 
 def _explain(exc: ValidationError) -> SpecError:

@@ -17,7 +17,6 @@ from fedpilot.spec.sections import (
     DataSpec,
     EvaluationSpec,
     FedAvgStrategy,
-    FedNovaStrategy,
     GuardSpec,
     LocalSpec,
     SamplingSpec,
@@ -80,17 +79,16 @@ class FederationSpec(Section):
                 f"({sampled} of data.num_learners={self.data.num_learners}), "
                 f"got min_learners={self.sampling.min_learners}"
             )
-        if isinstance(self.strategy, FedNovaStrategy) and (
-            self.aggregation.rule != "mean"
-            or self.aggregation.clip is not None
-            or self.validation.norm_outlier_z is not None
-        ):
-            raise ValueError(
-                "`strategy.name` fednova normalises a streaming weighted mean: it needs "
-                "aggregation.rule=mean without aggregation.clip or "
-                f"validation.norm_outlier_z, got rule={self.aggregation.rule!r}, "
-                f"clip={self.aggregation.clip}, norm_outlier_z={self.validation.norm_outlier_z}"
-            )
+        # The strategy says what it cannot be combined with. Imported here, not at the
+        # top: the strategies' code imports the spec, never the other way round.
+        from fedpilot.strategy import build_strategy
+
+        refusal = build_strategy(self.strategy, base_dir=self.base_dir).incompatibility(
+            aggregation=self.aggregation,
+            cohort_checks=self.validation.norm_outlier_z is not None,
+        )
+        if refusal is not None:
+            raise ValueError(refusal)
         return self
 
     def resolved(self) -> dict[str, Any]:

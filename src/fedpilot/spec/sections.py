@@ -116,21 +116,26 @@ class DataSpec(Section):
     @field_validator("partition", mode="before")
     @classmethod
     def _partition_shorthand(cls, value: Any) -> Any:
-        # `partition: dirichlet(0.5)` reads better in YAML than a nested mapping.
-        if not isinstance(value, str):
-            return value
-        match = _SHORTHAND.match(value)
-        if match is None or match.group(1) not in ("iid", *_SHORTHAND_ARG):
-            raise ValueError(
-                "must be iid | dirichlet(alpha) | shards(per_learner) | powerlaw(exponent)"
-            )
-        kind, arg = match.group(1), match.group(2)
-        parsed: dict[str, Any] = {"kind": kind}
-        if arg:
-            if kind not in _SHORTHAND_ARG:
-                raise ValueError(f"partition {kind!r} takes no argument")
-            parsed[_SHORTHAND_ARG[kind]] = yaml.safe_load(arg)
-        return parsed
+        return expand_partition(value)
+
+
+def expand_partition(value: Any) -> Any:
+    """``partition: dirichlet(0.5)`` (reads better in YAML) as the mapping it stands for;
+    anything but a string is returned as it is."""
+    if not isinstance(value, str):
+        return value
+    match = _SHORTHAND.match(value)
+    if match is None or match.group(1) not in ("iid", *_SHORTHAND_ARG):
+        raise ValueError(
+            "must be iid | dirichlet(alpha) | shards(per_learner) | powerlaw(exponent)"
+        )
+    kind, arg = match.group(1), match.group(2)
+    parsed: dict[str, Any] = {"kind": kind}
+    if arg:
+        if kind not in _SHORTHAND_ARG:
+            raise ValueError(f"partition {kind!r} takes no argument")
+        parsed[_SHORTHAND_ARG[kind]] = yaml.safe_load(arg)
+    return parsed
 
 
 # ---------------------------------------------------------------- rounds and learners
@@ -306,14 +311,40 @@ class EvaluationSpec(Section):
     federated_fraction: float = Field(default=1.0, gt=0, le=1)
 
 
+BUILTIN_GUARDS: tuple[str, ...] = ("relative_drop",)
+"""Guard names ``guard.name`` accepts besides a ``package.module:Class`` reference."""
+
+
 class GuardSpec(Section):
-    """Roll back a global model that got worse than the last accepted one."""
+    """Roll back a global model that got worse than the last accepted one.
+
+    ``relative_drop`` (the default) rolls back when ``metric`` worsens by more than
+    ``max_relative_drop`` of the last accepted value; a user's Guard subclass, named as
+    ``package.module:Class``, is built with ``params``.
+    """
 
     enabled: bool = True
+    name: str = Field(
+        default="relative_drop",
+        description="relative_drop, or `package.module:Class` naming a Guard subclass.",
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments for a user's Guard class."
+    )
     metric: str = "accuracy"
     mode: Literal["max", "min"] = "max"
     max_relative_drop: float = Field(default=0.10, ge=0)
     action: Literal["rollback"] = "rollback"
+
+    @field_validator("name")
+    @classmethod
+    def _known_guard(cls, value: str) -> str:
+        if value in BUILTIN_GUARDS or is_object_ref(value):
+            return value
+        raise ValueError(
+            f"`guard.name` must be one of {' | '.join(BUILTIN_GUARDS)} or look like "
+            f"`package.module:Class`, got name={value!r}"
+        )
 
 
 class TrackingSpec(Section):

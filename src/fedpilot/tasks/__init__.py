@@ -1,7 +1,7 @@
 """Tasks: the user's model and local training, and the built-in ones.
 
 :func:`build_task` turns the spec's ``task`` section into a :class:`Task`: a built-in
-name from :data:`BUILTIN_TASKS`, or ``package.module:Class`` naming a user's subclass.
+name from :data:`TASKS`, or ``package.module:Class`` naming a user's subclass.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
-from fedpilot._imports import import_object
 from fedpilot.errors import SpecError
+from fedpilot.registry import Registry
 from fedpilot.spec.sections import DataSpec, TaskSpec
 from fedpilot.tasks._base import ModelArtifact, Task, TrainSettings
 from fedpilot.tasks.builtin import DigitsMLP, DigitsSGD, Mnist1dCNN, SyntheticLogReg
@@ -19,6 +19,7 @@ from fedpilot.tasks.torch import TorchTask
 
 __all__ = [
     "BUILTIN_TASKS",
+    "TASKS",
     "DigitsMLP",
     "DigitsSGD",
     "Mnist1dCNN",
@@ -32,52 +33,27 @@ __all__ = [
     "resolve_task_class",
 ]
 
-BUILTIN_TASKS: dict[str, type[Task]] = {
-    "digits-mlp": DigitsMLP,
-    "digits-sgd": DigitsSGD,
-    "mnist1d-cnn": Mnist1dCNN,
-    "synthetic-logreg": SyntheticLogReg,
-}
-"""Built-in task names (the spec's ``task.name``) and their classes."""
+TASKS: Registry[Task] = Registry("task", Task, field="task.name")
+"""Built-in tasks by their spec name (``task.name``)."""
+for _name, _cls in (
+    ("digits-mlp", DigitsMLP),
+    ("digits-sgd", DigitsSGD),
+    ("mnist1d-cnn", Mnist1dCNN),
+    ("synthetic-logreg", SyntheticLogReg),
+):
+    TASKS.add(_name, _cls)
+
+BUILTIN_TASKS = TASKS
+"""The former name of :data:`TASKS`."""
 
 
 def resolve_task_class(name: str, base_dir: Path | None = None) -> type[Task]:
-    """The Task class a spec's ``task.name`` refers to.
-
-    Args:
-        name: A key of :data:`BUILTIN_TASKS` or ``package.module:Class``.
-        base_dir: Folder put on ``sys.path`` while a user's module is imported
-            (the spec's folder).
-
-    Returns:
-        The class, not yet instantiated.
+    """The Task class a spec's ``task.name`` refers to (a built-in or ``package.module:Class``).
 
     Raises:
         SpecError: Unknown name, failed import, or not a concrete Task subclass.
     """
-    if name in BUILTIN_TASKS:
-        return BUILTIN_TASKS[name]
-    if ":" not in name:
-        builtins = ", ".join(sorted(BUILTIN_TASKS))
-        raise SpecError(
-            f"`task.name` must be a built-in task ({builtins}) or `package.module:Class`, "
-            f"got name={name!r}",
-            field="task.name",
-        )
-    obj = import_object(name, field="task.name", base_dir=base_dir)
-    if not (isinstance(obj, type) and issubclass(obj, Task)):
-        raise SpecError(
-            f"`task.name` must name a subclass of fedpilot.tasks.Task, got name={name!r} "
-            f"({type(obj).__name__} {obj!r})",
-            field="task.name",
-        )
-    if inspect.isabstract(obj):
-        missing = ", ".join(sorted(getattr(obj, "__abstractmethods__", ())))
-        raise SpecError(
-            f"`task.name`: {name!r} is abstract; implement {missing}",
-            field="task.name",
-        )
-    return obj
+    return TASKS.resolve(name, base_dir=base_dir)
 
 
 def build_task(
