@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from conftest import APPS_DIR
 from fedpilot.aggregation import AGGREGATION_RULES
 from fedpilot.errors import SpecError
 from fedpilot.guard import GUARDS
@@ -106,10 +107,12 @@ def test_every_builtin_resolves_to_itself(case: tuple[Registry[Any], str, Path, 
 
 def test_a_users_class_resolves(case: tuple[Registry[Any], str, Path, str]) -> None:
     registry, _, folder, module = case
-    if registry is TASKS:  # Task is abstract: the user's subclass must implement it
-        pytest.skip("a concrete Task is exercised in tests/tasks/test_build_task.py")
-    cls = registry.resolve(f"{module}:Mine", base_dir=folder)
-    assert cls.__name__ == "Mine" and issubclass(cls, registry.base)
+    if registry is TASKS:  # Task is abstract: take a user's concrete task from the test apps
+        folder, module, name = APPS_DIR, "folder_task", "FolderTask"
+    else:
+        name = "Mine"
+    cls = registry.resolve(f"{module}:{name}", base_dir=folder)
+    assert cls.__name__ == name and issubclass(cls, registry.base)
 
 
 def test_a_non_subclass_and_an_abstract_class_are_refused_naming_the_field(
