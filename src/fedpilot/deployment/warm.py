@@ -81,10 +81,15 @@ def serve(socket_path: Path) -> None:
     """The zygote: accept launches on ``socket_path`` and fork a ClientApp for each."""
     preload()
     listener = socket.socket(socket.AF_UNIX)
-    if socket_path.exists():
-        socket_path.unlink()
-    listener.bind(str(socket_path))
+    # Listen under a temporary name, then rename: the socket's path appears only once it
+    # accepts launches, so whoever waits for the path (:class:`SuperNodeProcess`) knows
+    # this learner is warm.
+    pending = socket_path.with_name(socket_path.name + ".pending")
+    for path in (pending, socket_path):
+        path.unlink(missing_ok=True)
+    listener.bind(str(pending))
     listener.listen(64)
+    pending.rename(socket_path)
     children: dict[int, socket.socket] = {}
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ)

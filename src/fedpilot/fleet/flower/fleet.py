@@ -63,6 +63,8 @@ class FlowerFleet(Fleet):
         self._nodes: dict[LearnerId, int] = {}
         self._notices: list[FleetNotice] = []
         self._last_seen: set[LearnerId] = set()
+        self._listed: set[LearnerId] = set()
+        """Every id :meth:`learners` has listed: the ids ``dispatch`` accepts."""
 
     def online(self) -> dict[LearnerId, int]:
         """Learner id → node id of every learner connected now."""
@@ -74,6 +76,7 @@ class FlowerFleet(Fleet):
         self._notices += [FleetNotice("joined", lid) for lid in sorted(now - self._last_seen)]
         self._notices += [FleetNotice("left", lid) for lid in sorted(self._last_seen - now)]
         self._last_seen = now
+        self._listed |= now
         # Sorted ids: the same learners give the same order, run after run and after a
         # resume, so seeded selection and per-learner seeds do not depend on node ids.
         return [LearnerInfo(id=lid) for lid in sorted(self._nodes)]
@@ -87,6 +90,9 @@ class FlowerFleet(Fleet):
     def dispatch(
         self, instructions: Mapping[LearnerId, Instruction], *, deadline: float
     ) -> Iterator[Reply]:
+        unknown = sorted(lid for lid in instructions if lid not in self._listed)
+        if unknown:
+            raise KeyError(f"unknown learner {unknown[0]!r}: never listed by learners()")
         ttl = max(deadline - time.monotonic(), 1.0)
         order = [lid for lid in instructions if lid in self._nodes]
         for lid in (lid for lid in instructions if lid not in self._nodes):
