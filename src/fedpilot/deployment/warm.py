@@ -93,7 +93,7 @@ def serve(socket_path: Path) -> None:
     children: dict[int, socket.socket] = {}
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGTERM, lambda *_: _stop(children))
     while True:
         for _ in selector.select(timeout=0.05):
             conn, _ = listener.accept()
@@ -105,6 +105,15 @@ def serve(socket_path: Path) -> None:
                 continue
             children[pid] = conn
         _reap(children)
+
+
+def _stop(children: dict[int, socket.socket]) -> None:
+    """Stop the ClientApps still running, then the zygote: a stopped learner must not
+    leave one training (or stuck) behind."""
+    for pid in children:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+    sys.exit(0)
 
 
 def _launch(conn: socket.socket, listener: socket.socket) -> int:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 
 from flwr.app import Message
+from flwr.common.constant import ErrorCode
 from flwr.serverapp import Grid
 
 from fedpilot.deployment.tuning import quicker_object_pulls
@@ -30,6 +31,16 @@ from fedpilot.types import (
 
 LIVENESS_CHECK_S = 1.0
 """How often a round re-reads who is online, to fail a learner that left at once."""
+TIMEOUT = "timeout: no reply before the round deadline"
+DISCONNECTED = "learner disconnected mid-round"
+_SUPERLINK_ERRORS = {
+    # The SuperLink answers for a learner whose message outlived its TTL (the round's
+    # deadline) or who stopped sending heartbeats: what the learner did not do, in
+    # fedpilot's words, not a learner's error.
+    ErrorCode.MESSAGE_UNAVAILABLE: TIMEOUT,
+    ErrorCode.REPLY_MESSAGE_UNAVAILABLE: TIMEOUT,
+    ErrorCode.NODE_UNAVAILABLE: DISCONNECTED,
+}
 
 
 def learner_id(node_id: int, name: str) -> LearnerId:
@@ -131,6 +142,10 @@ class FlowerFleet(Fleet):
                 lid = pending.pop(message.metadata.reply_to_message_id, None)
                 if lid is None:
                     continue
+                if message.has_error() and message.error.code in _SUPERLINK_ERRORS:
+                    reason = _SUPERLINK_ERRORS[message.error.code]
+                    yield Reply(lid, instructions[lid].kind, error=reason)
+                    continue
                 reply = reply_from_message(lid, instructions[lid], message)
                 yield _timed(reply, time.perf_counter() - started, instructions[lid])
             if pending and time.monotonic() >= next_liveness:
@@ -139,11 +154,7 @@ class FlowerFleet(Fleet):
             if pending:
                 time.sleep(self._poll)
         for lid in pending.values():
-            yield Reply(
-                lid,
-                instructions[lid].kind,
-                error="timeout: no reply before the round deadline",
-            )
+            yield Reply(lid, instructions[lid].kind, error=TIMEOUT)
 
     def _drop_departed(
         self, pending: dict[str, LearnerId], instructions: Mapping[LearnerId, Instruction]
@@ -153,7 +164,7 @@ class FlowerFleet(Fleet):
         for message_id, lid in list(pending.items()):
             if online.get(lid) != self._nodes.get(lid):
                 del pending[message_id]
-                yield Reply(lid, instructions[lid].kind, error="learner disconnected mid-round")
+                yield Reply(lid, instructions[lid].kind, error=DISCONNECTED)
 
 
 def _timed(reply: Reply, seconds: float, instruction: Instruction) -> Reply:
