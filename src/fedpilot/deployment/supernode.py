@@ -164,6 +164,8 @@ class SuperNodeProcess:
     def _start_zygote(self) -> None:
         if self._socket is None or (self._zygote is not None and self._zygote.poll() is None):
             return
+        # A stopped zygote's socket file stays; the new one's must be awaited.
+        self._socket.unlink(missing_ok=True)
         with (self.workdir / "zygote.log").open("ab") as log:
             self._zygote = subprocess.Popen(
                 [sys.executable, "-m", "fedpilot.deployment.warm", str(self._socket)],
