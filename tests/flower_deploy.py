@@ -82,8 +82,10 @@ class Deployment:
                 "certificates": str(self.credentials.tls),
                 "authorized_learners": str(self.credentials.allow_list),
                 "min_learners_to_start": 3,
-                "round_timeout": 60,
-                "startup_timeout": 120,
+                # Deadlines no round comes near, however loaded the machine: a learner
+                # that dies is noticed by the SuperLink (missed heartbeats), not by these.
+                "round_timeout": 300,
+                "startup_timeout": 300,
             },
         }
         for key, value in overrides.items():

@@ -114,7 +114,7 @@ def _register(node: SuperNodeProcess, console: Console, *, verbose: bool, grace:
         node.start(on_line=console.print if verbose else None)
         if node.wait_ready(READY_TIMEOUT_S):
             return
-        node.stop()
+        node.stop(keep_warm=node.refused)
         if not node.refused:
             raise UserError(
                 f"the learner did not register with {node.server} within "
@@ -126,6 +126,7 @@ def _register(node: SuperNodeProcess, console: Console, *, verbose: bool, grace:
                 "on the server's allow-list (runtime.authorized_learners), or it has none. "
                 f"Log: {node.log_file}"
             )
+            node.stop()
             raise typer.Exit(EXIT_REFUSED)
         console.print("refused; retrying in 3s (the server may still be registering keys)")
         time.sleep(3.0)

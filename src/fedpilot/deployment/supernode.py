@@ -26,6 +26,9 @@ from fedpilot.deployment.warm import write_launcher
 
 _READY = re.compile(r"SuperNode ID: (\d+)")
 _REFUSED = ("Failed to activate SuperNode", "Exit Code: 305")
+WARM_TIMEOUT_S = 300.0
+"""The longest a learner waits for its zygote's imports before it connects anyway (its
+ClientApps then start cold, as Flower's own)."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,12 @@ def _config_text(items: dict[str, str]) -> str:
 class SuperNodeProcess:
     """A SuperNode connecting to ``server``, started and watched until it is registered.
 
+    A warm learner connects only once its zygote has imported everything a ClientApp
+    needs: the SuperLink counts a registered node as online, and the server hands an
+    online node work at once. A node that registered first and warmed up after would
+    take its first message cold, on a CPU busy with the zygote's own imports, and on a
+    small or loaded machine miss the first round's deadline.
+
     Args:
         server: host:port of the SuperLink's Fleet API.
         data: which data this learner serves.
@@ -61,7 +70,8 @@ class SuperNodeProcess:
         workdir: Flower's home and the SuperNode's log.
         name: shown in logs and passed to the ClientApp.
         warm: serve messages from a pre-imported zygote (:mod:`.warm`) instead of a
-            fresh Python process per message.
+            fresh Python process per message; the SuperNode starts once it listens.
+        warm_timeout: the longest to wait for the zygote before connecting anyway.
         poll_interval: the longest the SuperNode waits before asking the server again
             when idle; it starts at 0.1 s after each message (:mod:`.tuning`).
     """
@@ -76,6 +86,7 @@ class SuperNodeProcess:
         key: Path | None = None,
         name: str | None = None,
         warm: bool = True,
+        warm_timeout: float = WARM_TIMEOUT_S,
         poll_interval: float = 3.0,
     ) -> None:
         self.server = server
@@ -87,6 +98,7 @@ class SuperNodeProcess:
         self.node_id: int | None = None
         self.log_file = workdir / "supernode.log"
         self.warm = warm
+        self.warm_timeout = warm_timeout
         self.poll_interval = poll_interval
         self._process: subprocess.Popen[str] | None = None
         self._zygote: subprocess.Popen[bytes] | None = None
@@ -117,7 +129,8 @@ class SuperNodeProcess:
         return cmd
 
     def start(self, on_line: Callable[[str], None] | None = None) -> None:
-        """Start the SuperNode (again, after :meth:`stop`) and watch its log."""
+        """Start the SuperNode (again, after :meth:`stop`) and watch its log; a warm
+        one first starts its zygote (kept across restarts) and waits until it listens."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._ready.clear()
         self._refused.clear()
@@ -125,6 +138,8 @@ class SuperNodeProcess:
         env = flower_env(self.workdir)
         if self.warm:
             env["PATH"] = os.pathsep.join([str(self._prepare_launcher()), env["PATH"]])
+            self._start_zygote()
+            self._await_zygote()
         with self.log_file.open("a") as log:
             log.write(f"$ {shlex.join(command)}\n")
         self._process = subprocess.Popen(
@@ -139,20 +154,18 @@ class SuperNodeProcess:
         threading.Thread(target=self._watch, args=(on_line,), daemon=True).start()
 
     def _prepare_launcher(self) -> Path:
-        """Write the ``flwr-clientapp`` launcher; returns the folder to put on PATH.
-
-        The zygote itself starts once the SuperNode is registered (:meth:`wait_ready`):
-        its imports would otherwise compete with the registration for a small machine's
-        CPUs, and until it listens the launcher runs Flower's ClientApp cold.
-        """
-        self._socket = Path(tempfile.mkdtemp(prefix="fedpilot-")) / "zygote.sock"
+        """Write the ``flwr-clientapp`` launcher; returns the folder to put on PATH."""
+        if self._socket is None:
+            self._socket = Path(tempfile.mkdtemp(prefix="fedpilot-")) / "zygote.sock"
         bin_dir = self.workdir / "bin"
         write_launcher(bin_dir, self._socket)
         return bin_dir
 
     def _start_zygote(self) -> None:
-        if self._socket is None or self._zygote is not None:
+        if self._socket is None or (self._zygote is not None and self._zygote.poll() is None):
             return
+        # A stopped zygote's socket file stays; the new one's must be awaited.
+        self._socket.unlink(missing_ok=True)
         with (self.workdir / "zygote.log").open("ab") as log:
             self._zygote = subprocess.Popen(
                 [sys.executable, "-m", "fedpilot.deployment.warm", str(self._socket)],
@@ -160,6 +173,28 @@ class SuperNodeProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 preexec_fn=die_with_parent,
+            )
+
+    def _await_zygote(self) -> None:
+        """Wait until the zygote listens (its socket's path appears only then), it
+        exits, or :attr:`warm_timeout` passes; the last two are logged, and the
+        learner then serves cold rather than not at all."""
+        assert self._socket is not None and self._zygote is not None
+        deadline = time.monotonic() + self.warm_timeout
+        while not self._socket.exists():
+            if self._zygote.poll() is not None:
+                problem = f"exited with code {self._zygote.returncode}"
+                break
+            if time.monotonic() >= deadline:
+                problem = f"was not ready in {self.warm_timeout:.0f}s"
+                break
+            time.sleep(0.05)
+        else:
+            return
+        with self.log_file.open("a") as log:
+            log.write(
+                f"fedpilot: the warm ClientApp process {problem} (see "
+                f"{self.workdir / 'zygote.log'}); ClientApps start cold\n"
             )
 
     def _watch(self, on_line: Callable[[str], None] | None) -> None:
@@ -181,7 +216,6 @@ class SuperNodeProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._ready.wait(0.02):
-                self._start_zygote()
                 return True
             if self._refused.is_set() or self.returncode is not None:
                 return False
@@ -199,10 +233,14 @@ class SuperNodeProcess:
         assert self._process is not None
         return self._process.wait()
 
-    def stop(self, timeout: float = 10.0) -> None:
-        for process in (self._process, self._zygote):
-            stop_process(process, timeout)
-        self._process = self._zygote = None
+    def stop(self, timeout: float = 10.0, *, keep_warm: bool = False) -> None:
+        """Stop the SuperNode and, unless ``keep_warm`` (it is about to start again),
+        its zygote."""
+        stop_process(self._process, timeout)
+        self._process = None
+        if not keep_warm:
+            stop_process(self._zygote, timeout)
+            self._zygote = None
 
 
 def free_port() -> int:

@@ -81,14 +81,19 @@ def serve(socket_path: Path) -> None:
     """The zygote: accept launches on ``socket_path`` and fork a ClientApp for each."""
     preload()
     listener = socket.socket(socket.AF_UNIX)
-    if socket_path.exists():
-        socket_path.unlink()
-    listener.bind(str(socket_path))
+    # Listen under a temporary name, then rename: the socket's path appears only once it
+    # accepts launches, so whoever waits for the path (:class:`SuperNodeProcess`) knows
+    # this learner is warm.
+    pending = socket_path.with_name(socket_path.name + ".pending")
+    for path in (pending, socket_path):
+        path.unlink(missing_ok=True)
+    listener.bind(str(pending))
     listener.listen(64)
+    pending.rename(socket_path)
     children: dict[int, socket.socket] = {}
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGTERM, lambda *_: _stop(children))
     while True:
         for _ in selector.select(timeout=0.05):
             conn, _ = listener.accept()
@@ -100,6 +105,15 @@ def serve(socket_path: Path) -> None:
                 continue
             children[pid] = conn
         _reap(children)
+
+
+def _stop(children: dict[int, socket.socket]) -> None:
+    """Stop the ClientApps still running, then the zygote: a stopped learner must not
+    leave one training (or stuck) behind."""
+    for pid in children:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+    sys.exit(0)
 
 
 def _launch(conn: socket.socket, listener: socket.socket) -> int:

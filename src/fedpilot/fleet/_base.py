@@ -25,7 +25,17 @@ class Fleet(ABC):
         self, instructions: Mapping[LearnerId, Instruction], *, deadline: float
     ) -> Iterator[Reply]:
         """Send every instruction; yield one Reply per instruction by ``deadline``
-        (a ``time.monotonic()`` value), then stop."""
+        (a ``time.monotonic()`` value), then stop.
+
+        Each reply names its learner and the instruction's kind (``"train"``,
+        ``"evaluate"`` or a custom ``"query.<action>"``); a learner that changed the
+        instruction's ``state`` returns it as the reply's ``state``.
+
+        Raises:
+            KeyError: an instruction is addressed to an id :meth:`learners` never
+                listed (raised before anything is sent). A listed learner that has
+                left since is a failed Reply, not an error.
+        """
 
     @property
     def replies_in_order(self) -> bool:
@@ -65,7 +75,7 @@ class Fleet(ABC):
         return round_timeout if self.virtual_time is None else None
 
     def close(self) -> None:
-        """Release processes and connections."""
+        """Release processes and connections; closing again does nothing."""
 
     def __enter__(self) -> Fleet:
         return self

@@ -12,20 +12,29 @@ from fedpilot.types import (
     NUM_EXAMPLES,
     Instruction,
     LearnerId,
+    LearnerState,
     Metrics,
     Reply,
     Weights,
     weights_nbytes,
 )
 
+STATE_PREFIX = "state/"
+"""A learner's state travels as one ArrayRecord per key, named ``state/<key>``."""
+
 
 def instruction_content(instruction: Instruction) -> RecordDict:
-    """An instruction in Flower's convention: ``"arrays"``, ``"config"`` and the extras."""
+    """An instruction in Flower's convention: ``"arrays"``, ``"config"``, the extras and
+    the learner's state (``state/<key>``)."""
     return RecordDict(
         {
             "arrays": ArrayRecord(list(instruction.weights)),
             "config": ConfigRecord(dict(instruction.config)),
             **{name: ArrayRecord(list(arrays)) for name, arrays in instruction.extras.items()},
+            **{
+                STATE_PREFIX + key: ArrayRecord(list(arrays))
+                for key, arrays in instruction.state.items()
+            },
         }
     )
 
@@ -58,11 +67,15 @@ def reply_from_message(learner: LearnerId, instruction: Instruction, message: Me
                 error='reply has no "arrays" record',
             )
         weights = arrays.to_numpy_ndarrays()
-    extras = {
-        name: record.to_numpy_ndarrays()
-        for name, record in content.items()
-        if name != "arrays" and isinstance(record, ArrayRecord)
-    }
+    extras: dict[str, Weights] = {}
+    state: LearnerState = {}
+    for name, record in content.items():
+        if name == "arrays" or not isinstance(record, ArrayRecord):
+            continue
+        if name.startswith(STATE_PREFIX):
+            state[name.removeprefix(STATE_PREFIX)] = record.to_numpy_ndarrays()
+        else:
+            extras[name] = record.to_numpy_ndarrays()
     return Reply(
         learner=learner,
         kind=instruction.kind,
@@ -70,5 +83,7 @@ def reply_from_message(learner: LearnerId, instruction: Instruction, message: Me
         metrics=metrics,
         num_examples=num_examples,
         extras=extras,
+        # A reply without state records leaves the learner's state as it was.
+        state=state or None,
         bytes_received=weights_nbytes(weights) + sum(weights_nbytes(w) for w in extras.values()),
     )

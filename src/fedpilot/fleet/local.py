@@ -61,9 +61,10 @@ class LocalFleet(Fleet):
     def dispatch(
         self, instructions: Mapping[LearnerId, Instruction], *, deadline: float
     ) -> Iterator[Reply]:
-        jobs = (self._learners.job(learner, ins) for learner, ins in instructions.items())
+        # All jobs first: an unknown learner id fails the dispatch before any learner runs.
+        jobs = [self._learners.job(learner, ins) for learner, ins in instructions.items()]
         if self._pool is not None:
-            for reply, state in self._pool.run(list(jobs), deadline):
+            for reply, state in self._pool.run(jobs, deadline):
                 self._learners.keep_state(reply.learner, state)
                 yield reply
             return

@@ -87,7 +87,11 @@ def _run_job(
 
     limit_torch_threads(torch_threads)
     weights, extras = _writable(payload)
-    job = replace(job, instruction=replace(job.instruction, weights=weights, extras=extras))
+    instruction = job.instruction
+    state = _writable(instruction.state)
+    job = replace(
+        job, instruction=replace(instruction, weights=weights, extras=extras, state=state)
+    )
     job.state = _writable(job.state)
     try:
         runtime = _runtime(source)
@@ -237,7 +241,12 @@ class RayFleet(Fleet):
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             return failed_reply(job, f"learner failed in Ray: {type(exc).__name__}: {detail}")
         self._learners.keep_state(job.learner, _writable(state))
-        return replace(reply, weights=_writable(reply.weights), extras=_writable(reply.extras))
+        return replace(
+            reply,
+            weights=_writable(reply.weights),
+            extras=_writable(reply.extras),
+            state=_writable(reply.state),
+        )
 
     def state_dict(self) -> dict[str, Any]:
         return self._learners.state_dict()

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 
 from flwr.app import Message
+from flwr.common.constant import ErrorCode
 from flwr.serverapp import Grid
 
 from fedpilot.deployment.tuning import quicker_object_pulls
@@ -30,6 +31,16 @@ from fedpilot.types import (
 
 LIVENESS_CHECK_S = 1.0
 """How often a round re-reads who is online, to fail a learner that left at once."""
+TIMEOUT = "timeout: no reply before the round deadline"
+DISCONNECTED = "learner disconnected mid-round"
+_SUPERLINK_ERRORS = {
+    # The SuperLink answers for a learner whose message outlived its TTL (the round's
+    # deadline) or who stopped sending heartbeats: what the learner did not do, in
+    # fedpilot's words, not a learner's error.
+    ErrorCode.MESSAGE_UNAVAILABLE: TIMEOUT,
+    ErrorCode.REPLY_MESSAGE_UNAVAILABLE: TIMEOUT,
+    ErrorCode.NODE_UNAVAILABLE: DISCONNECTED,
+}
 
 
 def learner_id(node_id: int, name: str) -> LearnerId:
@@ -63,6 +74,8 @@ class FlowerFleet(Fleet):
         self._nodes: dict[LearnerId, int] = {}
         self._notices: list[FleetNotice] = []
         self._last_seen: set[LearnerId] = set()
+        self._listed: set[LearnerId] = set()
+        """Every id :meth:`learners` has listed: the ids ``dispatch`` accepts."""
 
     def online(self) -> dict[LearnerId, int]:
         """Learner id → node id of every learner connected now."""
@@ -74,6 +87,7 @@ class FlowerFleet(Fleet):
         self._notices += [FleetNotice("joined", lid) for lid in sorted(now - self._last_seen)]
         self._notices += [FleetNotice("left", lid) for lid in sorted(self._last_seen - now)]
         self._last_seen = now
+        self._listed |= now
         # Sorted ids: the same learners give the same order, run after run and after a
         # resume, so seeded selection and per-learner seeds do not depend on node ids.
         return [LearnerInfo(id=lid) for lid in sorted(self._nodes)]
@@ -87,6 +101,9 @@ class FlowerFleet(Fleet):
     def dispatch(
         self, instructions: Mapping[LearnerId, Instruction], *, deadline: float
     ) -> Iterator[Reply]:
+        unknown = sorted(lid for lid in instructions if lid not in self._listed)
+        if unknown:
+            raise KeyError(f"unknown learner {unknown[0]!r}: never listed by learners()")
         ttl = max(deadline - time.monotonic(), 1.0)
         order = [lid for lid in instructions if lid in self._nodes]
         for lid in (lid for lid in instructions if lid not in self._nodes):
@@ -125,6 +142,10 @@ class FlowerFleet(Fleet):
                 lid = pending.pop(message.metadata.reply_to_message_id, None)
                 if lid is None:
                     continue
+                if message.has_error() and message.error.code in _SUPERLINK_ERRORS:
+                    reason = _SUPERLINK_ERRORS[message.error.code]
+                    yield Reply(lid, instructions[lid].kind, error=reason)
+                    continue
                 reply = reply_from_message(lid, instructions[lid], message)
                 yield _timed(reply, time.perf_counter() - started, instructions[lid])
             if pending and time.monotonic() >= next_liveness:
@@ -133,11 +154,7 @@ class FlowerFleet(Fleet):
             if pending:
                 time.sleep(self._poll)
         for lid in pending.values():
-            yield Reply(
-                lid,
-                instructions[lid].kind,
-                error="timeout: no reply before the round deadline",
-            )
+            yield Reply(lid, instructions[lid].kind, error=TIMEOUT)
 
     def _drop_departed(
         self, pending: dict[str, LearnerId], instructions: Mapping[LearnerId, Instruction]
@@ -147,7 +164,7 @@ class FlowerFleet(Fleet):
         for message_id, lid in list(pending.items()):
             if online.get(lid) != self._nodes.get(lid):
                 del pending[message_id]
-                yield Reply(lid, instructions[lid].kind, error="learner disconnected mid-round")
+                yield Reply(lid, instructions[lid].kind, error=DISCONNECTED)
 
 
 def _timed(reply: Reply, seconds: float, instruction: Instruction) -> Reply:
