@@ -13,6 +13,7 @@ files gets the file's path from :class:`RunDir`, so a file is named once::
             mlflow_run_id      the MLflow run this run logs to
             server-error.txt   why a Flower ServerApp stopped, when it stopped on an error
             flower/            ``fedpilot server``'s SuperLink state, logs and app bundle
+            stop-request.json  another process asks the run to stop (``fedpilot runs stop``)
 """
 
 from __future__ import annotations
@@ -75,6 +76,11 @@ class RunDir:
     def flower(self) -> Path:
         """``fedpilot server``'s working folder (SuperLink database, logs, the app bundle)."""
         return self.path / "flower"
+
+    @property
+    def stop_request(self) -> Path:
+        """Another process's request that the run stop after its round, with the reason."""
+        return self.path / "stop-request.json"
 
     @property
     def markers(self) -> tuple[Path, ...]:

@@ -63,3 +63,28 @@ def test_stopped_then_resumed_run_equals_an_uninterrupted_one(tmp_path: Path, ho
     for got, want in zip(final.weights, reference.weights, strict=True):
         np.testing.assert_array_equal(got, want)
     assert final.metrics == reference.metrics
+
+
+def test_fedpilot_runs_stop_ends_a_running_federation_stopped_and_resumable(tmp_path: Path) -> None:
+    # So many rounds that the run cannot finish before it is asked to stop.
+    args = ["run", str(EXAMPLES / "digits.yaml"), *SMALL_DIGITS, "--set", "rounds=100000"]
+    out = tmp_path / "runs"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fedpilot", *args, "--output-dir", str(out)],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        run_dir = _wait_for_round(out, 2, proc)
+        asked = fedpilot("runs", "stop", run_dir.name[:-2], "-o", str(out), "--reason", "ops",
+                         cwd=tmp_path)  # fmt: skip
+        assert asked.returncode == 0, asked.stderr
+        assert proc.wait(timeout=120) == 3  # stopped: neither done nor failed
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    status = json.loads((run_dir / "status.json").read_text())
+    assert (status["status"], status["error"]) == ("stopped", "ops")
+    assert load_checkpoint(run_dir).round == status["rounds_completed"] >= 2
+    again = fedpilot("runs", "stop", run_dir.name, "-o", str(out), cwd=tmp_path)
+    assert again.returncode == 2 and "is not running (status stopped)" in again.stderr
+    assert not (run_dir / "stop-request.json").exists()  # honoured once: a resume goes on

@@ -16,7 +16,7 @@ from rich.table import Table
 from fedpilot.errors import UserError
 from fedpilot.orchestrator.vocabulary import EventType
 from fedpilot.spec.sections import default_output_dir
-from fedpilot.tracking.store import RunDetail, RunRecord, list_runs, show_run
+from fedpilot.tracking.store import RunDetail, RunRecord, find_run_dir, list_runs, show_run
 
 runs_app = typer.Typer(
     help="Inspect past and running federations in an output directory.",
@@ -111,6 +111,29 @@ def show_command(
         console.print(_rounds_table(detail, console.width))
     else:
         console.print("No rounds recorded yet.")
+
+
+@runs_app.command("stop")
+def stop_command(
+    run: Annotated[str, typer.Argument(help="A run id, or an unambiguous prefix of one.")],
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why; recorded as the run's end reason.")
+    ] = "stopped by `fedpilot runs stop`",
+    output_dir: OutputDir = default_output_dir(),
+) -> None:
+    """Ask a running federation to stop after its current round. It ends `stopped`, with
+    its checkpoint, and `fedpilot run --resume` continues it."""
+    from fedpilot.orchestrator.federation import request_stop
+
+    try:
+        run_dir = find_run_dir(output_dir, run)
+        status = show_run(output_dir, run_dir.name).status
+        if status != "running":
+            raise UserError(f"run {run_dir.name!r} is not running (status {status})")
+    except UserError as exc:
+        _fail(exc)
+    request_stop(run_dir, reason)
+    typer.echo(f"asked {run_dir.name} to stop after its current round")
 
 
 def _summary(detail: RunDetail) -> Table:

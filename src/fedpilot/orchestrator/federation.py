@@ -25,9 +25,7 @@ from fedpilot.orchestrator.checkpoint import RunState, save_checkpoint
 from fedpilot.orchestrator.events import Callback, RoundSummary, RunInfo, RunResult
 from fedpilot.orchestrator.round import Round
 from fedpilot.orchestrator.state import StateRegistry
-
-STOP_REQUEST_FILE = "stop-request.json"
-"""A run directory's stop request from another process (:func:`request_stop`)."""
+from fedpilot.rundir import RunDir
 
 
 class Terminated(KeyboardInterrupt):
@@ -36,9 +34,10 @@ class Terminated(KeyboardInterrupt):
 
 def request_stop(run_dir: Path, reason: str) -> None:
     """Ask the run in ``run_dir`` (in whatever process it runs) to stop after its round."""
-    tmp = run_dir / f".{STOP_REQUEST_FILE}.tmp"
+    request = RunDir(run_dir).stop_request
+    tmp = request.with_name(f".{request.name}.tmp")
     tmp.write_text(json.dumps({"reason": reason}))
-    os.replace(tmp, run_dir / STOP_REQUEST_FILE)
+    os.replace(tmp, request)
 
 
 class Federation:
@@ -192,7 +191,7 @@ class Federation:
     def _stop_requested(self) -> str | None:
         if self._stop_reason is not None:
             return self._stop_reason
-        request = self.run_dir / STOP_REQUEST_FILE
+        request = RunDir(self.run_dir).stop_request
         try:
             text = request.read_text()
         except FileNotFoundError:
