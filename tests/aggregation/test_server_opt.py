@@ -176,6 +176,7 @@ def test_build_server_optimizer_for_every_strategy() -> None:
         FedAvgStrategy(server_lr=0.5): FedAvgStep,
         FedProxStrategy(): FedAvgStep,
         FedNovaStrategy(server_lr=0.9): FedAvgStep,
+        ScaffoldStrategy(server_lr=0.7): FedAvgStep,  # c is the scaffold transform's
         FedAvgMStrategy(momentum=0.5): FedAvgM,
         FedAdamStrategy(beta2=0.9): FedAdam,
         FedYogiStrategy(tau=0.5): FedYogi,
@@ -189,8 +190,6 @@ def test_build_server_optimizer_for_every_strategy() -> None:
     assert isinstance(adam, FedAdam) and (adam.beta2, adam.tau) == (0.9, 0.5)
     momentum = build_server_optimizer(FedAvgMStrategy(momentum=0.5))
     assert isinstance(momentum, FedAvgM) and momentum.momentum == 0.5
-    with pytest.raises(NotImplementedError, match="SCAFFOLD"):
-        build_server_optimizer(ScaffoldStrategy())
 
 
 def test_constructor_arguments_are_validated() -> None:

@@ -20,7 +20,6 @@ from fedpilot.aggregation.rules import (
     MultiKrum,
     TrimmedMean,
 )
-from fedpilot.aggregation.scaffold import ScaffoldStep
 from fedpilot.aggregation.server_opt import FedAvgM, FedAvgStep
 from fedpilot.errors import SpecError
 from fedpilot.spec.aggregation import AggregationSpec
@@ -120,21 +119,15 @@ def build_aggregator(
     )
 
 
-def build_server_optimizer(
-    strategy: AnyStrategy, *, num_learners: int | None = None
-) -> ServerOptimizer:
+def build_server_optimizer(strategy: AnyStrategy) -> ServerOptimizer:
     """The server step of a spec's ``strategy`` section.
 
-    FedAvg, FedProx (whose difference is on the learner side) and FedNova (whose
-    difference is in the aggregate) step with :class:`FedAvgStep`. SCAFFOLD's step also
-    moves its control variate by the participating share, so it needs the federation's
-    size ``num_learners``.
-
-    Raises:
-        NotImplementedError: for SCAFFOLD without ``num_learners``.
+    FedAvg, FedProx and SCAFFOLD (whose differences are update transforms:
+    ``fedpilot.transforms``) and FedNova (whose difference is in the aggregate) step with
+    :class:`FedAvgStep`.
     """
     match strategy:
-        case FedAvgStrategy() | FedProxStrategy() | FedNovaStrategy():
+        case FedAvgStrategy() | FedProxStrategy() | FedNovaStrategy() | ScaffoldStrategy():
             return FedAvgStep(server_lr=strategy.server_lr)
         case FedAvgMStrategy():
             return FedAvgM(server_lr=strategy.server_lr, momentum=strategy.momentum)
@@ -148,10 +141,4 @@ def build_server_optimizer(
             )
         case FedAdagradStrategy():
             return FedAdagrad(strategy.server_lr, beta1=strategy.beta1, tau=strategy.tau)
-        case ScaffoldStrategy():
-            if num_learners is None:
-                raise NotImplementedError(
-                    "SCAFFOLD's server step (model and control variates) needs num_learners"
-                )
-            return ScaffoldStep(strategy.server_lr, num_learners)
     raise TypeError(f"unknown strategy section {type(strategy).__name__}")

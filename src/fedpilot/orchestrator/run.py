@@ -30,6 +30,7 @@ from fedpilot.spec.sections import FedNovaStrategy
 from fedpilot.tasks import build_task
 from fedpilot.tasks._base import Task
 from fedpilot.tracking.event_log import EventLogCallback
+from fedpilot.transforms import build_transforms
 from fedpilot.types import Weights
 from fedpilot.validation import UpdateValidator
 
@@ -188,12 +189,13 @@ def build_parts(spec: FederationSpec, task: Task | None, fleet: Fleet, run_dir: 
         fleet=fleet,
         selector=selector,
         aggregator=aggregator,
-        server_opt=build_server_optimizer(strategy, num_learners=spec.data.num_learners),
+        server_opt=build_server_optimizer(strategy),
         validator=validator,
         weighting=UpdateWeighting(spec.weighting, ledger, _validation_loss(task)),
         guard=build_guard(spec.guard),
         evaluator=Evaluator(spec, task, fleet),
         ledger=ledger,
+        transforms=build_transforms(spec),
     )
 
 

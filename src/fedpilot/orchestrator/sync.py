@@ -4,7 +4,7 @@ server step → evaluate → guard → checkpoint → events. Nothing else lives
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +26,12 @@ from fedpilot.orchestrator.events import (
 )
 from fedpilot.selection import LoggedSelector, Selector
 from fedpilot.spec import FederationSpec
-from fedpilot.spec.sections import FedProxStrategy
 from fedpilot.tasks._base import TrainSettings
+from fedpilot.transforms import UpdateTransform, state_key
 from fedpilot.types import (
     Instruction,
     LearnerId,
+    LearnerState,
     Metrics,
     Reply,
     RoundContext,
@@ -57,6 +58,8 @@ class RoundParts:
     ledger: ParticipationLog
     """The learners' track record (adaptive weighting reads it): the selector's own log
     when it keeps one, which its ``observe`` updates, else the orchestrator's."""
+    transforms: list[UpdateTransform] = field(default_factory=list)
+    """The update transforms' server halves (``fedpilot.transforms.build_transforms``)."""
 
     @property
     def ledger_is_selectors(self) -> bool:
@@ -71,6 +74,8 @@ class SyncOrchestrator:
         self.parts = parts
         self.callbacks = callbacks
         self.run_info = run
+        self.learner_states: dict[LearnerId, LearnerState] = {}
+        """Each learner's state as its last reply left it; sent with its next work."""
 
     @property
     def run_dir(self) -> Path:
@@ -99,10 +104,27 @@ class SyncOrchestrator:
         if not parts.ledger_is_selectors:
             parts.ledger.load_state_dict(components.get("ledger", {}))
         parts.fleet.load_state_dict(components.get("fleet", {}))
+        self.learner_states = {
+            learner: {key: list(arrays) for key, arrays in own.items()}
+            for learner, own in components.get("learner_state", {}).items()
+        }
+        self._load_transforms(components.get("transforms", {}))
+
+    def _transform_states(self) -> dict[str, Any]:
+        return {state_key(t): t.state_dict() for t in self.parts.transforms}
+
+    def _load_transforms(self, states: dict[str, Any]) -> None:
+        for transform in self.parts.transforms:
+            transform.load_state_dict(states.get(state_key(transform), {}))
 
     def _components(self) -> dict[str, Any]:
         parts = self.parts
-        components = {"selector": parts.selector.state_dict(), "fleet": parts.fleet.state_dict()}
+        components = {
+            "selector": parts.selector.state_dict(),
+            "fleet": parts.fleet.state_dict(),
+            "learner_state": self.learner_states,
+            "transforms": self._transform_states(),
+        }
         if not parts.ledger_is_selectors:
             components["ledger"] = parts.ledger.state_dict()
         return components
@@ -142,8 +164,8 @@ class SyncOrchestrator:
         self.callbacks.on_round_start(ctx=ctx, participants=selection.chosen)
 
         position = {info.id: i for i, info in enumerate(learners)}
-        extras = parts.server_opt.learner_extras(state.weights)
         config = self._config(round_)
+        shared: dict[tuple[tuple[str, int], ...], dict[str, Weights]] = {}
         instructions = {
             learner: Instruction(
                 "train",
@@ -153,7 +175,8 @@ class SyncOrchestrator:
                     **config,
                     "seed": derive_seed(spec.seed, round_, "local-training", position[learner]),
                 },
-                extras,
+                self._train_extras(learner, state.weights, ctx, shared),
+                self.learner_states.get(learner, {}),
             )
             for learner in selection.chosen
         }
@@ -162,8 +185,14 @@ class SyncOrchestrator:
         tally = RoundTally(deadline_s=self._deadline_s())
         deadline = time.monotonic() + spec.runtime.round_timeout
         for reply in parts.fleet.dispatch(instructions, deadline=deadline):
+            if reply.state is not None:
+                self.learner_states[reply.learner] = reply.state
             self._take(ctx, reply, state.weights, tally)
         self._cohort_checks(ctx, tally)
+        for learner in sorted(tally.pending):  # accepted with their cohort
+            for transform in parts.transforms:
+                transform.on_accepted(tally.pending[learner], ctx=ctx)
+        tally.pending.clear()
 
         candidate_metrics: Metrics = {}
         aggregation_report: dict[str, Any] = {}
@@ -176,9 +205,11 @@ class SyncOrchestrator:
             )
         else:
             before = parts.server_opt.state_dict()
+            before_transforms = self._transform_states()
             aggregate = parts.aggregator.result()
             aggregation_report = _report(parts.aggregator)
-            parts.server_opt.absorb([tally.extras[k] for k in sorted(tally.extras)])
+            for transform in parts.transforms:
+                aggregate = transform.on_server(aggregate, reference=state.weights, ctx=ctx)
             candidate = parts.server_opt.step(current=state.weights, aggregate=aggregate)
             candidate_metrics = parts.evaluator.evaluate(candidate, round_)
             verdict = parts.guard.judge(candidate=candidate_metrics, stable=state.metrics)
@@ -191,6 +222,7 @@ class SyncOrchestrator:
                 status = "rolled_back"
                 reason = verdict.reason
                 parts.server_opt.load_state_dict(before)
+                self._load_transforms(before_transforms)
                 state.rollbacks += 1
                 self.callbacks.on_model_rolled_back(
                     ctx=ctx,
@@ -255,21 +287,24 @@ class SyncOrchestrator:
             self.callbacks.on_update(ctx=ctx, learner=reply.learner, verdict=verdict)
             return
         factors = parts.weighting.weigh(reply.learner, check.num_examples, reply.weights)
-        parts.aggregator.add(
-            Update(
-                reply.learner,
-                reply.weights,
-                check.num_examples,
-                reply.metrics,
-                weight=factors.weight,
-                extras=reply.extras,
-            )
+        update = Update(
+            reply.learner,
+            reply.weights,
+            check.num_examples,
+            reply.metrics,
+            weight=factors.weight,
+            extras=reply.extras,
         )
+        parts.aggregator.add(update)
         tally.accept(reply, check.num_examples, factors, check.delta_norm)
         if parts.validator.has_cohort_checks:
             tally.held.append((reply.learner, verdict))  # judged again with its cohort
+            if parts.transforms:
+                tally.pending[reply.learner] = update
         else:
             self.callbacks.on_update(ctx=ctx, learner=reply.learner, verdict=verdict)
+            for transform in parts.transforms:
+                transform.on_accepted(update, ctx=ctx)
 
     def _cohort_checks(self, ctx: RoundContext, tally: RoundTally) -> None:
         """Reject updates that only look wrong next to the rest of the round's."""
@@ -283,6 +318,20 @@ class SyncOrchestrator:
             self.callbacks.on_update(ctx=ctx, learner=learner, verdict=verdict)
         tally.held.clear()
 
+    def _train_extras(
+        self,
+        learner: LearnerId,
+        weights: Weights,
+        ctx: RoundContext,
+        shared: dict[tuple[tuple[str, int], ...], dict[str, Weights]],
+    ) -> dict[str, Weights]:
+        """What the transforms send ``learner`` beside the model; one dict object for
+        learners sent the same arrays, so a fleet ships them once (RayFleet)."""
+        extras: dict[str, Weights] = {}
+        for transform in self.parts.transforms:
+            extras.update(transform.train_extras(learner=learner, weights=weights, ctx=ctx))
+        return shared.setdefault(tuple((k, id(v)) for k, v in extras.items()), extras)
+
     def _deadline_s(self) -> float | None:
         """The round deadline in the unit replies' durations are in (for lateness)."""
         simulation = self.spec.simulation
@@ -294,13 +343,7 @@ class SyncOrchestrator:
 
     def _config(self, round_: int) -> dict[str, bool | int | float | str]:
         """The round's train config, but for the learner's seed."""
-        strategy = self.spec.strategy
-        settings = TrainSettings.from_local(
-            self.spec.local,
-            seed=0,
-            proximal_mu=strategy.mu if isinstance(strategy, FedProxStrategy) else 0.0,
-        )
-        return train_config(settings, round_)
+        return train_config(TrainSettings.from_local(self.spec.local, seed=0), round_)
 
 
 def _report(aggregator: Aggregator) -> dict[str, Any]:

@@ -35,6 +35,9 @@ class LearnerContext:
     kind: str
     """``"train"``, ``"evaluate"`` or a custom phase (``"query.<action>"``)."""
     config: Config
+    task: Any = None
+    """The learner's :class:`~fedpilot.tasks.Task` (the label-flip attack reads its
+    number of classes from it)."""
 
 
 class GradientTerm(ABC):
