@@ -55,8 +55,8 @@ def build_transforms(spec: FederationSpec) -> list[UpdateTransform]:
     """:func:`transforms_for`'s chain, built (one fresh object per entry).
 
     Raises:
-        SpecError: an entry names no transform, its params do not fit, or two entries
-            would share a state prefix (the same transform twice).
+        SpecError: an entry names no transform, its params do not fit, two entries
+            would share a state prefix (the same transform twice) or an action.
     """
     user_start = len(transforms_for(spec)) - len(spec.transforms)
     built: list[UpdateTransform] = []
@@ -75,6 +75,7 @@ def build_transforms(spec: FederationSpec) -> list[UpdateTransform]:
                 field="transforms",
             )
         seen[key] = entry.name
+    answering(built)  # two answers to one custom phase: refused now, not mid-run
     return built
 
 
