@@ -59,7 +59,10 @@ class RoundCounter(UpdateTransform):
 
     def on_server(self, aggregate: Weights, *, reference: Weights, ctx: RoundContext) -> Weights:
         self.server_rounds += 1
-        return [(r + (a - r) * np.float32(self.shrink)).astype(a.dtype) for a, r in zip(aggregate, reference, strict=True)]
+        return [
+            (r + (a - r) * np.float32(self.shrink)).astype(a.dtype)
+            for a, r in zip(aggregate, reference, strict=True)
+        ]
 
     def state_dict(self) -> dict[str, Any]:
         return {"server_rounds": self.server_rounds, "accepted_rounds": self.accepted_rounds}

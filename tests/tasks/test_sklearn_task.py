@@ -144,9 +144,7 @@ def test_fractional_epochs_change_the_result() -> None:
 def test_gradient_terms_are_refused() -> None:
     task = DigitsSGD(data=DIGITS)
     with pytest.raises(TaskError, match=r"gradient_terms=\[ProximalTerm\]"):
-        task.train(
-            task.pooled_train_data(), TrainSettings(), gradient_terms=[ProximalTerm(0.1)]
-        )
+        task.train(task.pooled_train_data(), TrainSettings(), gradient_terms=[ProximalTerm(0.1)])
 
 
 def test_zero_one_loss_without_probabilities() -> None:

@@ -79,7 +79,9 @@ def test_label_flip_flips_only_marked_train_work() -> None:
     ctx = LearnerContext(learner="0", round=1, kind="train", config={}, task=Classes())
     run_chain([LabelFlip()], work(config={LABEL_FLIP: True}), echo(seen), state={}, ctx=ctx)
     run_chain([LabelFlip()], work(), echo(seen), state={}, ctx=ctx)
-    run_chain([LabelFlip()], work("evaluate", config={LABEL_FLIP: True}), echo(seen), state={}, ctx=ctx)
+    run_chain(
+        [LabelFlip()], work("evaluate", config={LABEL_FLIP: True}), echo(seen), state={}, ctx=ctx
+    )
     flipped, honest, evaluated = (w.data.y for w in seen)
     np.testing.assert_array_equal(flipped, [4, 3, 2, 4])  # C = 5 from the pooled labels
     np.testing.assert_array_equal(honest, [0, 1, 2, 0])
@@ -119,7 +121,13 @@ def test_scaffold_learner_keeps_c_i_in_its_state_and_sends_the_delta() -> None:
     # c_i⁺ = 0 - c + (x - y) / (K lr) = -0.5 + (1 - 2) / (2 * 0.25) = -2.5
     np.testing.assert_allclose(state["scaffold/control"][0], -2.5)
     np.testing.assert_allclose(out.extras[DELTA][0], -2.5)
-    again = run_chain([Scaffold()], work(extras={CONTROL: control}, config={"lr": 0.25}), echo(seen), state=state, ctx=CTX)
+    again = run_chain(
+        [Scaffold()],
+        work(extras={CONTROL: control}, config={"lr": 0.25}),
+        echo(seen),
+        state=state,
+        ctx=CTX,
+    )
     np.testing.assert_allclose(seen[1].gradient_terms[0].correction[0], 3.0)  # 0.5 - (-2.5)
     # Δc_i = −c + (x − y)/(K lr) again; c_i moves on from where it was kept.
     np.testing.assert_allclose(again.extras[DELTA][0], -2.5)
@@ -150,7 +158,9 @@ def test_scaffold_server_moves_c_by_the_participating_share_of_the_mean_delta() 
     # Deltas of a round whose server stage never ran (too few updates) are dropped.
     server.on_accepted(accepted("0", [8.0, 8.0]), ctx=ctx(2))
     server.on_server(aggregate, reference=current, ctx=ctx(3))
-    np.testing.assert_allclose(server.train_extras(learner="0", weights=current, ctx=ctx(4))[CONTROL][0], [1.0, 1.0])
+    np.testing.assert_allclose(
+        server.train_extras(learner="0", weights=current, ctx=ctx(4))[CONTROL][0], [1.0, 1.0]
+    )
 
 
 def test_scaffold_server_state_round_trips() -> None:

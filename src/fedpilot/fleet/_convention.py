@@ -73,7 +73,9 @@ def reply_content(
     records: dict[str, Any] = {}
     if kind == "train":
         records["arrays"] = ArrayRecord(list(weights))
-    own = dict(metrics) if kind.startswith("query") else {**metrics, NUM_EXAMPLES: num_examples}
+    own: dict[str, int | float | list[int] | list[float]] = dict(metrics)
+    if not kind.startswith("query"):
+        own[NUM_EXAMPLES] = num_examples
     records["metrics"] = MetricRecord(own)
     records.update(_array_records(extras, state))
     return RecordDict(records)

@@ -36,7 +36,9 @@ class LearnerJob:
     message_id: str
 
 
-def run_learner(runtime: ClientApp | TaskLearner, job: LearnerJob) -> tuple[Reply, RecordDict | None]:
+def run_learner(
+    runtime: ClientApp | TaskLearner, job: LearnerJob
+) -> tuple[Reply, RecordDict | None]:
     """Run one job; any failure becomes a Reply with ``error``. Also returns a user
     ClientApp's ``context.state`` for its next job (fedpilot's learner state comes back
     in ``Reply.state``)."""

@@ -5,6 +5,7 @@ RayFleet)."""
 from __future__ import annotations
 
 import itertools
+
 from flwr.app import RecordDict
 
 from fedpilot.fleet._messages import LearnerJob

@@ -21,9 +21,7 @@ def _shorthand(value: Any) -> Any:
 class TransformSpec(Section):
     """One update transform the learners' chain and the round's server stage run."""
 
-    name: str = Field(
-        min_length=1, description="A built-in transform or `package.module:Class`."
-    )
+    name: str = Field(min_length=1, description="A built-in transform or `package.module:Class`.")
     params: dict[str, Any] = Field(
         default_factory=dict, description="Keyword arguments of the transform's constructor."
     )

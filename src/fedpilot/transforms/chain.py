@@ -71,7 +71,8 @@ def build_transforms(spec: FederationSpec) -> list[UpdateTransform]:
         if key in seen:
             raise SpecError(
                 f"`transforms` may hold each transform once: {entry.name!r} and "
-                f"{seen[key]!r} are both {key!r}, got transforms={[e.name for e in spec.transforms]}",
+                f"{seen[key]!r} are both {key!r}, "
+                f"got transforms={[e.name for e in spec.transforms]}",
                 field="transforms",
             )
         seen[key] = entry.name

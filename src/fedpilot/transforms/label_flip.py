@@ -12,7 +12,13 @@ import numpy as np
 from fedpilot.data._base import ArrayDataset
 from fedpilot.errors import TaskError
 from fedpilot.learner.protocol import LABEL_FLIP
-from fedpilot.transforms._base import LearnerContext, LearnerOutput, LocalWork, UpdateTransform, Work
+from fedpilot.transforms._base import (
+    LearnerContext,
+    LearnerOutput,
+    LocalWork,
+    UpdateTransform,
+    Work,
+)
 from fedpilot.transforms._registry import TRANSFORMS
 from fedpilot.types import LearnerState
 

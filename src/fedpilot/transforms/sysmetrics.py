@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from fedpilot.learner.sysmetrics import Meter
-from fedpilot.transforms._base import LearnerContext, LearnerOutput, LocalWork, UpdateTransform, Work
+from fedpilot.transforms._base import (
+    LearnerContext,
+    LearnerOutput,
+    LocalWork,
+    UpdateTransform,
+    Work,
+)
 from fedpilot.transforms._registry import TRANSFORMS
 from fedpilot.types import LearnerState, Weights
 
