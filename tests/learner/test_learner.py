@@ -113,8 +113,6 @@ def test_scaffold_state_and_delta_agree_between_core_and_clientapp(spec) -> None
 
 
 def test_label_flip_trains_on_flipped_labels(spec) -> None:  # type: ignore[no-untyped-def]
-    attack = {"attack": {"fraction": 0.25, "behaviour": "label_flip"}}
-    spec = validate_spec(spec.model_dump() | {"simulation": attack})
     core = TaskLearner(spec)
     weights = core.task.get_weights()
     config = train_config(TrainSettings(epochs=1, batch_size=8, lr=0.1, seed=3), 1)

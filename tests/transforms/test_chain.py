@@ -44,13 +44,16 @@ def names(tmp_path: Path, **changes: object) -> list[str]:
 
 
 def test_chain_is_sysmetrics_then_the_strategys_then_the_users(tmp_path: Path) -> None:
-    assert names(tmp_path) == ["sysmetrics"]
+    assert names(tmp_path) == ["sysmetrics", "label_flip"]
     fedprox = transforms_for(spec(tmp_path, strategy={"name": "fedprox", "mu": 0.3}))
-    assert [(t.name, t.params) for t in fedprox] == [("sysmetrics", {}), ("proximal", {"mu": 0.3})]
+    assert [(t.name, t.params) for t in fedprox] == [
+        ("sysmetrics", {}),
+        ("proximal", {"mu": 0.3}),
+        ("label_flip", {}),
+    ]
     assert names(
         tmp_path,
         strategy={"name": "scaffold"},
-        simulation={"attack": {"fraction": 0.25, "behaviour": "label_flip"}},
         transforms=["usertransforms:RoundCounter"],
     ) == ["sysmetrics", "scaffold", "label_flip", "usertransforms:RoundCounter"]
     built = build_transforms(
@@ -59,8 +62,8 @@ def test_chain_is_sysmetrics_then_the_strategys_then_the_users(tmp_path: Path) -
             transforms=[{"name": "usertransforms:RoundCounter", "params": {"shrink": 0.5}}],
         )
     )
-    assert [state_key(t) for t in built] == ["sysmetrics", "round_counter"]
-    assert built[1].shrink == 0.5  # type: ignore[attr-defined]
+    assert [state_key(t) for t in built] == ["sysmetrics", "label_flip", "round_counter"]
+    assert built[2].shrink == 0.5  # type: ignore[attr-defined]
 
 
 def test_bad_transform_entries_are_spec_errors_naming_the_field(tmp_path: Path) -> None:

@@ -1,8 +1,8 @@
 """A federation's transforms, in order, and how a learner runs its work through them.
 
 The chain for a spec is: ``sysmetrics`` (outermost, so it measures what really goes on
-the wire), the strategy's own transforms, the simulated attack's, then the spec's
-``transforms`` (innermost last); innermost of all is the task. The learner side
+the wire), the strategy's own transforms, ``label_flip`` (the simulated attack, idle
+unless an instruction asks for it), then the spec's ``transforms`` (innermost last); innermost of all is the task. The learner side
 (:class:`~fedpilot.learner.core.TaskLearner`) and the round's server stage build the
 same chain from the same spec.
 """
@@ -44,11 +44,14 @@ def strategy_transforms(strategy: Strategy) -> list[TransformSpec]:
 
 def transforms_for(spec: FederationSpec) -> list[TransformSpec]:
     """The full ordered chain for ``spec``, outermost first."""
-    chain = [TransformSpec(name="sysmetrics"), *strategy_transforms(spec.strategy)]
-    attack = spec.simulation.attack if spec.simulation is not None else None
-    if attack is not None and attack.behaviour == "label_flip":
-        chain.append(TransformSpec(name="label_flip"))
-    return [*chain, *spec.transforms]
+    return [
+        TransformSpec(name="sysmetrics"),
+        *strategy_transforms(spec.strategy),
+        # Always there, idle unless an instruction says so: the attack simulation wraps
+        # whatever fleet it is given and marks its attackers' instructions.
+        TransformSpec(name="label_flip"),
+        *spec.transforms,
+    ]
 
 
 def build_transforms(spec: FederationSpec) -> list[UpdateTransform]:
