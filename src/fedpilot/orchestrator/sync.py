@@ -122,7 +122,8 @@ class SyncOrchestrator:
         components = {
             "selector": parts.selector.state_dict(),
             "fleet": parts.fleet.state_dict(),
-            "learner_state": self.learner_states,
+            # A copy: replies of an interrupted round must not leak into this round's.
+            "learner_state": dict(self.learner_states),
             "transforms": self._transform_states(),
         }
         if not parts.ledger_is_selectors:
