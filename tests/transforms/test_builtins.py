@@ -105,7 +105,8 @@ def test_proximal_adds_its_term_to_train_work_only() -> None:
     (term,) = seen[0].gradient_terms
     assert isinstance(term, ProximalTerm) and not seen[1].gradient_terms
     assert not seen[2].gradient_terms  # mu = 0 trains exactly as FedAvg
-    np.testing.assert_allclose(term(0, np.array([3.0, 1.0]), np.array([1.0, 1.0])), [1.0, 0.0])
+    assert term.alpha == 0.5  # mu scales w - w0 as it is added, in one fused step
+    np.testing.assert_allclose(term(0, np.array([3.0, 1.0]), np.array([1.0, 1.0])), [2.0, 0.0])
     with pytest.raises(ValueError, match="mu=-1"):
         Proximal(mu=-1)
 

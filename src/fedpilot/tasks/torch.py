@@ -151,7 +151,7 @@ class TorchTask(Task):
         ``gradient_terms`` (FedProx's proximal term, SCAFFOLD's c - c_i) are called for
         every trainable parameter after every backward pass, with the parameter's index
         in :meth:`get_weights` and its value when training began; what they return is
-        added to its gradient. Buffers take no term.
+        added to its gradient, scaled by the term's ``alpha``. Buffers take no term.
 
         Raises:
             TaskError: ``data`` is empty or the settings are unusable.
@@ -193,7 +193,7 @@ class TorchTask(Task):
                             for term in terms:
                                 shift = term(i, p, p0)
                                 if shift is not None:
-                                    p.grad.add_(shift)
+                                    p.grad.add_(shift, alpha=term.alpha)
                 optimizer.step()
                 loss_sum += loss.detach() * len(idx)
                 seen += len(idx)

@@ -2,9 +2,9 @@
 
 The chain for a spec is: ``sysmetrics`` (outermost, so it measures what really goes on
 the wire), the strategy's own transforms, ``label_flip`` (the simulated attack, idle
-unless an instruction asks for it), then the spec's ``transforms`` (innermost last); innermost of all is the task. The learner side
-(:class:`~fedpilot.learner.core.TaskLearner`) and the round's server stage build the
-same chain from the same spec.
+unless an instruction asks for it), then the spec's ``transforms`` (innermost last);
+innermost of all is the task. The learner side (:class:`~fedpilot.learner.core.TaskLearner`)
+and the round's server stage build the same chain from the same spec.
 """
 
 from __future__ import annotations

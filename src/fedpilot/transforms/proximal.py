@@ -17,18 +17,19 @@ from fedpilot.types import LearnerState
 
 
 class ProximalTerm(GradientTerm):
-    """The gradient of ``mu/2·||w − w_start||²``: ``mu·(w − w_start)``.
+    """The gradient of ``mu/2·||w − w_start||²``: ``mu·(w − w_start)``, as
+    ``w − w_start`` added with ``alpha = mu``.
 
     Adding it to the gradient directly is cheaper than putting the term in the autograd
     graph; the reported loss stays the task's own, without the term.
     """
 
     def __init__(self, mu: float) -> None:
-        self.mu = mu
+        self.mu = self.alpha = mu
 
     def __call__(self, index: int, param: Any, start: Any) -> Any:
         del index
-        return self.mu * (param - start)
+        return param - start  # scaled by alpha = mu as it is added
 
 
 @TRANSFORMS.register("proximal")
