@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,10 +11,12 @@ import pytest
 from fedpilot.fleet._messages import LearnerJob, run_learner
 from fedpilot.learner import make_clientapp
 from fedpilot.learner.core import TaskLearner
-from fedpilot.learner.protocol import LABEL_FLIP, SCAFFOLD_CONTROL, SCAFFOLD_DELTA, train_config
+from fedpilot.learner.protocol import LABEL_FLIP, train_config
 from fedpilot.learner.sysmetrics import PREFIX
 from fedpilot.spec import validate_spec
+from fedpilot.spec.sections import ScaffoldStrategy
 from fedpilot.tasks._base import TrainSettings
+from fedpilot.transforms.scaffold import CONTROL, DELTA
 from fedpilot.types import Instruction
 
 
@@ -68,25 +71,24 @@ def test_unknown_partition_is_a_failed_reply(spec) -> None:  # type: ignore[no-u
 
 
 def test_scaffold_state_and_delta_agree_between_core_and_clientapp(spec) -> None:  # type: ignore[no-untyped-def]
-    from flwr.app import RecordDict
-
+    spec = spec.model_copy(update={"strategy": ScaffoldStrategy()})
     core = TaskLearner(spec)
     weights = core.task.get_weights()
     control = [np.full_like(w, 0.01) for w in weights]
     config = train_config(TrainSettings(epochs=1, batch_size=8, lr=0.1, seed=3), 1)
-    instruction = Instruction("train", weights, config, {SCAFFOLD_CONTROL: control})
-    direct, own = run_learner(core, LearnerJob("1", 1, 4, instruction, None, {}, "m1"))
-    wire, context_state = run_learner(
-        make_clientapp(spec), LearnerJob("1", 1, 4, instruction, RecordDict(), {}, "m2")
-    )
+    instruction = Instruction("train", weights, config, {CONTROL: control})
+    direct, _ = run_learner(core, LearnerJob("1", 1, 4, instruction, None, {}, "m1"))
+    wire, _ = run_learner(make_clientapp(spec), LearnerJob("1", 1, 4, instruction, None, {}, "m2"))
     assert direct.ok and wire.ok, (direct.error, wire.error)
-    assert isinstance(own, dict) and isinstance(context_state, RecordDict)
-    kept = context_state[SCAFFOLD_CONTROL].to_numpy_ndarrays()  # type: ignore[union-attr]
+    # c_i comes back in the reply's state (state/<key> records on the wire), not extras.
+    assert direct.state is not None and wire.state is not None
+    assert set(direct.state) == set(wire.state) == {"scaffold/control"}
+    assert set(direct.extras) == set(wire.extras) == {DELTA}
     for a, b, c, d in zip(
-        direct.extras[SCAFFOLD_DELTA],
-        wire.extras[SCAFFOLD_DELTA],
-        own[SCAFFOLD_CONTROL],
-        kept,
+        direct.extras[DELTA],
+        wire.extras[DELTA],
+        direct.state["scaffold/control"],
+        wire.state["scaffold/control"],
         strict=True,
     ):
         np.testing.assert_allclose(a, b, rtol=1e-6)
@@ -94,7 +96,20 @@ def test_scaffold_state_and_delta_agree_between_core_and_clientapp(spec) -> None
     # c_i starts at 0, so its first delta is c_i itself: -c + (x - y) / (K lr).
     steps = direct.metrics["local_steps"]
     expected = -control[0] + (weights[0] - direct.weights[0]) / (steps * 0.1)
-    np.testing.assert_allclose(direct.extras[SCAFFOLD_DELTA][0], expected, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(direct.extras[DELTA][0], expected, rtol=1e-4, atol=1e-6)
+    # The next round starts from the kept c_i: its delta is relative to it.
+    again, _ = run_learner(
+        core,
+        LearnerJob("1", 1, 4, replace(instruction, state=direct.state), None, {}, "m3"),
+    )
+    assert again.state is not None
+    for new, old, delta in zip(
+        again.state["scaffold/control"],
+        direct.state["scaffold/control"],
+        again.extras[DELTA],
+        strict=True,
+    ):
+        np.testing.assert_allclose(new - old, delta, rtol=1e-5, atol=1e-6)
 
 
 def test_label_flip_trains_on_flipped_labels(spec) -> None:  # type: ignore[no-untyped-def]

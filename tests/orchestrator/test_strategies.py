@@ -81,11 +81,11 @@ def test_scaffold_keeps_each_learners_control_variate_across_rounds(tmp_path: Pa
     run_federation(spec)
     (run_dir,) = [p for p in Path(spec.output_dir).iterdir() if p.is_dir()]
     state = load_checkpoint(run_dir)
-    learners = state.components["fleet"]["learners"]
+    learners = state.components["learner_state"]
     assert learners, "learners that trained keep c_i"
     for own in learners.values():
-        assert any(np.abs(a).sum() > 0 for a in own["scaffold-control"])
-    assert any(k.startswith("control.") for k in state.server_opt)
+        assert any(np.abs(a).sum() > 0 for a in own["scaffold/control"])
+    assert any(k.startswith("control.") for k in state.components["transform/scaffold"])
 
 
 def test_gaussian_attackers_are_rejected_as_norm_outliers_with_a_reason(tmp_path: Path) -> None:

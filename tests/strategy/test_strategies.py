@@ -44,7 +44,7 @@ def test_each_strategy_describes_itself(name: str) -> None:
     assert strategy.name == name
     assert strategy.transforms() == transforms
     assert strategy.required_metrics() == metrics
-    opt = strategy.server_optimizer(num_learners=4)
+    opt = strategy.server_optimizer()
     assert isinstance(opt, step)
     for key, value in fields.items():  # built from its own section, nothing restated
         if hasattr(opt, key):

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from _apps.folder_task import blobs, write_folder
-from fedpilot.orchestrator import run_federation
+from fedpilot.launch import run_federation
 from fedpilot.orchestrator.events import Callback, UpdateVerdict
 from fedpilot.spec import validate_spec
 from fedpilot.types import LearnerId, RoundContext

@@ -14,6 +14,7 @@ from fedpilot.data import ArrayDataset
 from fedpilot.errors import TaskError
 from fedpilot.spec.sections import DataSpec
 from fedpilot.tasks import DigitsSGD, SklearnLinearTask, TrainSettings
+from fedpilot.transforms.proximal import ProximalTerm
 
 DIGITS = DataSpec(num_learners=5, partition="shards(2)")  # type: ignore[arg-type]
 
@@ -140,10 +141,10 @@ def test_fractional_epochs_change_the_result() -> None:
     assert not _same(half.get_weights(), whole.get_weights())
 
 
-def test_proximal_term_is_refused() -> None:
+def test_gradient_terms_are_refused() -> None:
     task = DigitsSGD(data=DIGITS)
-    with pytest.raises(TaskError, match=r"proximal_mu=0\.1"):
-        task.train(task.pooled_train_data(), TrainSettings(proximal_mu=0.1))
+    with pytest.raises(TaskError, match=r"gradient_terms=\[ProximalTerm\]"):
+        task.train(task.pooled_train_data(), TrainSettings(), gradient_terms=[ProximalTerm(0.1)])
 
 
 def test_zero_one_loss_without_probabilities() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,8 @@ from fedpilot.data import ArrayDataset
 from fedpilot.errors import TaskError
 from fedpilot.tasks import TorchTask, TrainSettings
 from fedpilot.tasks import torch as torch_adapter
+from fedpilot.transforms import GradientTerm
+from fedpilot.transforms.proximal import ProximalTerm
 
 
 class TinyNet(TorchTask):
@@ -127,7 +131,8 @@ def test_proximal_term_keeps_weights_near_the_start() -> None:
 
     def drift(mu: float) -> float:
         task = TinyNet(seed=0)
-        task.train(data, TrainSettings(epochs=5, batch_size=8, lr=0.01, proximal_mu=mu))
+        settings = TrainSettings(epochs=5, batch_size=8, lr=0.01)
+        task.train(data, settings, gradient_terms=[ProximalTerm(mu)] if mu else ())
         # Only parameters feel the term; BatchNorm statistics move with the data anyway.
         names = list(task.model.state_dict())
         keep = [i for i, name in enumerate(names) if "running" not in name and "num_" not in name]
@@ -136,6 +141,32 @@ def test_proximal_term_keeps_weights_near_the_start() -> None:
 
     free, held = drift(0.0), drift(50.0)
     assert held < 0.1 * free
+
+
+def test_gradient_terms_see_each_parameter_by_its_weights_index() -> None:
+    data = blobs()
+    task = TinyNet(seed=0)
+    names = list(task.model.state_dict())
+    seen: set[int] = set()
+
+    class Freeze(GradientTerm):
+        """Cancels the gradient of one parameter: it must not move."""
+
+        def __init__(self, frozen: int) -> None:
+            self.frozen = frozen
+
+        def __call__(self, index: int, param: Any, start: Any) -> Any:
+            seen.add(index)
+            return -param.grad if index == self.frozen else None
+
+    frozen = names.index(next(n for n in names if n.endswith("weight")))
+    start = task.get_weights()
+    task.train(data, TrainSettings(epochs=1, batch_size=8, lr=0.1), gradient_terms=[Freeze(frozen)])
+    after = task.get_weights()
+    np.testing.assert_array_equal(after[frozen], start[frozen])
+    assert any(not np.array_equal(a, b) for a, b in zip(after, start, strict=True))
+    trainable = {n for n, p in task.model.named_parameters() if p.requires_grad}
+    assert seen == {i for i, n in enumerate(names) if n in trainable}  # buffers take none
 
 
 def test_evaluate_reports_loss_and_accuracy_in_batches() -> None:

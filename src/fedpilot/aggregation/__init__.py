@@ -24,7 +24,6 @@ from fedpilot.aggregation.rules import (
     RuleOutcome,
     TrimmedMean,
 )
-from fedpilot.aggregation.scaffold import ScaffoldStep
 from fedpilot.aggregation.server_opt import FedAvgM, FedAvgStep, PerArrayStep
 
 __all__ = [
@@ -49,7 +48,6 @@ __all__ = [
     "Rows",
     "RuleAggregator",
     "RuleOutcome",
-    "ScaffoldStep",
     "ServerOptimizer",
     "TrimmedMean",
     "WeightedMean",

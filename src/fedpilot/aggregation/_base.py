@@ -91,16 +91,6 @@ class ServerOptimizer(ABC):
     def step(self, *, current: Weights, aggregate: Weights) -> Weights:
         """The candidate global model; must not modify its arguments."""
 
-    def learner_extras(self, current: Weights) -> dict[str, Weights]:
-        """Named arrays every train instruction carries beside the model (SCAFFOLD's
-        control variate); none by default."""
-        del current
-        return {}
-
-    def absorb(self, extras: Sequence[dict[str, Weights]]) -> None:
-        """The accepted updates' extras, before :meth:`step`; ignored by default."""
-        del extras
-
     def state_dict(self) -> dict[str, Any]:
         """What must survive a checkpoint (numpy arrays allowed as values)."""
         return {}

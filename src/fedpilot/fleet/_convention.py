@@ -1,8 +1,15 @@
-"""Flower's message convention, both ways: an Instruction as a Message's content, a reply
-Message as a Reply. Light (no torch): the learner machine's tools import it too."""
+"""Flower's message convention, both ways: an Instruction as a Message's content (and
+back, on the learner), a learner's result as a reply's content, a reply Message as a
+Reply. Light (no torch): the learner machine's tools import it too.
+
+Content records: ``"arrays"`` (the model), ``"config"``, ``"metrics"`` (with
+``num-examples``), one ArrayRecord per extra by its name, and one per entry of the
+learner's state as ``state/<key>`` (never mixed into the extras).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -10,6 +17,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDic
 
 from fedpilot.types import (
     NUM_EXAMPLES,
+    Config,
     Instruction,
     LearnerId,
     LearnerState,
@@ -20,23 +28,57 @@ from fedpilot.types import (
 )
 
 STATE_PREFIX = "state/"
-"""A learner's state travels as one ArrayRecord per key, named ``state/<key>``."""
+"""A content record under this prefix is an entry of the learner's state."""
 
 
 def instruction_content(instruction: Instruction) -> RecordDict:
-    """An instruction in Flower's convention: ``"arrays"``, ``"config"``, the extras and
-    the learner's state (``state/<key>``)."""
+    """An instruction in Flower's convention: ``"arrays"``, ``"config"``, the extras
+    and the learner's state."""
     return RecordDict(
         {
             "arrays": ArrayRecord(list(instruction.weights)),
             "config": ConfigRecord(dict(instruction.config)),
-            **{name: ArrayRecord(list(arrays)) for name, arrays in instruction.extras.items()},
-            **{
-                STATE_PREFIX + key: ArrayRecord(list(arrays))
-                for key, arrays in instruction.state.items()
-            },
+            **_array_records(instruction.extras, instruction.state),
         }
     )
+
+
+def instruction_from_message(message: Message) -> Instruction:
+    """What a learner was asked, from an instruction Message (inverse of
+    :func:`instruction_content`, ``kind`` from the message type)."""
+    content = message.content
+    arrays = content.get("arrays")
+    weights = arrays.to_numpy_ndarrays() if isinstance(arrays, ArrayRecord) else []
+    record = content.get("config")
+    config: Config = {}
+    if record is not None:
+        if not isinstance(record, ConfigRecord):
+            raise ValueError('the instruction\'s "config" is not a ConfigRecord')
+        config = {k: v for k, v in record.items() if isinstance(v, (bool, int, float, str))}
+    extras, state = _split_arrays(content)
+    return Instruction(message.metadata.message_type, weights, config, extras, state)
+
+
+def reply_content(
+    kind: str,
+    *,
+    weights: Weights,
+    metrics: Metrics,
+    num_examples: int,
+    extras: Mapping[str, Weights],
+    state: LearnerState,
+) -> RecordDict:
+    """A learner's result in Flower's convention: the model for a train reply, the
+    metrics (with ``num-examples`` but for a query), the extras and the state."""
+    records: dict[str, Any] = {}
+    if kind == "train":
+        records["arrays"] = ArrayRecord(list(weights))
+    own: dict[str, int | float | list[int] | list[float]] = dict(metrics)
+    if not kind.startswith("query"):
+        own[NUM_EXAMPLES] = num_examples
+    records["metrics"] = MetricRecord(own)
+    records.update(_array_records(extras, state))
+    return RecordDict(records)
 
 
 def reply_from_message(learner: LearnerId, instruction: Instruction, message: Message) -> Reply:
@@ -55,8 +97,8 @@ def reply_from_message(learner: LearnerId, instruction: Instruction, message: Me
         for key, value in metrics_record.items():
             if key == NUM_EXAMPLES:
                 num_examples = value
-            elif isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
-                metrics[key] = float(value)
+            else:
+                metrics.update(flat_metric(key, value))
     weights: Weights = []
     if instruction.kind == "train":
         arrays = content.get("arrays")
@@ -67,15 +109,7 @@ def reply_from_message(learner: LearnerId, instruction: Instruction, message: Me
                 error='reply has no "arrays" record',
             )
         weights = arrays.to_numpy_ndarrays()
-    extras: dict[str, Weights] = {}
-    state: LearnerState = {}
-    for name, record in content.items():
-        if name == "arrays" or not isinstance(record, ArrayRecord):
-            continue
-        if name.startswith(STATE_PREFIX):
-            state[name.removeprefix(STATE_PREFIX)] = record.to_numpy_ndarrays()
-        else:
-            extras[name] = record.to_numpy_ndarrays()
+    extras, state = _split_arrays(content)
     return Reply(
         learner=learner,
         kind=instruction.kind,
@@ -83,7 +117,46 @@ def reply_from_message(learner: LearnerId, instruction: Instruction, message: Me
         metrics=metrics,
         num_examples=num_examples,
         extras=extras,
-        # A reply without state records leaves the learner's state as it was.
+        # A reply without state records (a plain Flower ClientApp) leaves it unchanged.
         state=state or None,
-        bytes_received=weights_nbytes(weights) + sum(weights_nbytes(w) for w in extras.values()),
+        bytes_received=weights_nbytes(weights)
+        + sum(weights_nbytes(w) for w in extras.values())
+        + sum(weights_nbytes(w) for w in state.values()),
     )
+
+
+def flat_metric(key: str, value: object) -> Metrics:
+    """One MetricRecord entry as float metrics: a number as ``key``, a list (Flower
+    allows ``list[float]`` and ``list[int]``) as ``key.0``, ``key.1``, ... (names MLflow
+    accepts); anything else (a bool) as nothing."""
+    if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+        return {key: float(value)}
+    if isinstance(value, list):
+        return {
+            f"{key}.{i}": float(item)
+            for i, item in enumerate(value)
+            if isinstance(item, (int, float, np.number)) and not isinstance(item, bool)
+        }
+    return {}
+
+
+def _array_records(
+    extras: Mapping[str, Weights], state: Mapping[str, Weights]
+) -> dict[str, ArrayRecord]:
+    records = {name: ArrayRecord(list(arrays)) for name, arrays in extras.items()}
+    records.update({STATE_PREFIX + k: ArrayRecord(list(v)) for k, v in state.items()})
+    return records
+
+
+def _split_arrays(content: RecordDict) -> tuple[dict[str, Weights], LearnerState]:
+    """Every ArrayRecord but the model's ``"arrays"``: (extras, state)."""
+    extras: dict[str, Weights] = {}
+    state: LearnerState = {}
+    for name, record in content.items():
+        if name == "arrays" or not isinstance(record, ArrayRecord):
+            continue
+        if name.startswith(STATE_PREFIX):
+            state[name[len(STATE_PREFIX) :]] = record.to_numpy_ndarrays()
+        else:
+            extras[name] = record.to_numpy_ndarrays()
+    return extras, state

@@ -15,8 +15,8 @@ from flwr.clientapp import ClientApp
 
 from fedpilot.fleet._convention import instruction_content, reply_from_message
 from fedpilot.learner import sysmetrics
-from fedpilot.learner.core import LearnerState, TaskLearner
-from fedpilot.types import Config, Instruction, LearnerId, Reply, weights_nbytes
+from fedpilot.learner.core import TaskLearner
+from fedpilot.types import Config, Instruction, LearnerId, Reply, Weights, weights_nbytes
 
 SERVER_NODE_ID = 0
 
@@ -29,22 +29,24 @@ class LearnerJob:
     partition: int
     num_partitions: int
     instruction: Instruction
-    state: RecordDict | LearnerState | None
-    """A ClientApp's ``context.state`` or a TaskLearner's own state."""
+    """The work, with the learner's own state (``instruction.state``)."""
+    state: RecordDict | None
+    """A user ClientApp's Flower ``context.state`` (fedpilot's learners keep none)."""
     run_config: Config
     message_id: str
 
 
 def run_learner(
     runtime: ClientApp | TaskLearner, job: LearnerJob
-) -> tuple[Reply, RecordDict | LearnerState | None]:
-    """Run one job; any failure becomes a Reply with ``error``. Also returns the
-    learner's state (Flower ``context.state`` or the TaskLearner's) for its next job."""
+) -> tuple[Reply, RecordDict | None]:
+    """Run one job; any failure becomes a Reply with ``error``. Also returns a user
+    ClientApp's ``context.state`` for its next job (fedpilot's learner state comes back
+    in ``Reply.state``)."""
     started = time.perf_counter()
     state = job.state
     try:
         if isinstance(runtime, TaskLearner):
-            return _run_direct(runtime, job, started)
+            return _run_direct(runtime, job, started), None
         reply, state = _run_clientapp(runtime, job)
     except Exception as exc:  # a learner's bug must not crash the federation
         reply = failed_reply(job, f"learner raised {type(exc).__name__}: {exc}")
@@ -57,35 +59,33 @@ def failed_reply(job: LearnerJob, reason: str) -> Reply:
     return Reply(learner=job.learner, kind=job.instruction.kind, error=reason)
 
 
-def _run_direct(
-    learner: TaskLearner, job: LearnerJob, started: float
-) -> tuple[Reply, LearnerState | None]:
+def _run_direct(learner: TaskLearner, job: LearnerJob, started: float) -> Reply:
     instruction = job.instruction
-    state = job.state if isinstance(job.state, dict) else None
-    if instruction.kind == "train":
-        out = learner.train(
-            job.partition,
-            instruction.weights,
-            instruction.config,
-            extras=instruction.extras,
-            state=state,
-        )
-    else:
-        out = learner.evaluate(job.partition, instruction.weights, instruction.config)
-    # The learner measured the payload both ways (sysmetrics.Meter): what it received is
-    # what this side sent.
-    reply = Reply(
+    out = learner.run(job.partition, instruction)
+    # The learner measured the payload both ways (the sysmetrics transform): what it
+    # received is what this side sent. A query is not measured: count its arrays.
+    received = out.metrics.get(sysmetrics.BYTES_RECEIVED)
+    sent = out.metrics.get(sysmetrics.BYTES_SENT)
+    if received is None:
+        received = weights_nbytes(instruction.weights) + _nbytes(instruction.extras)
+    if sent is None:
+        sent = weights_nbytes(out.weights) + _nbytes(out.extras)
+    return Reply(
         learner=job.learner,
         kind=instruction.kind,
         weights=out.weights,
         metrics=out.metrics,
         num_examples=out.num_examples,
         extras=out.extras,
+        state=out.state,
         duration=time.perf_counter() - started,
-        bytes_sent=int(out.metrics[sysmetrics.BYTES_RECEIVED]),
-        bytes_received=int(out.metrics[sysmetrics.BYTES_SENT]),
+        bytes_sent=int(received),
+        bytes_received=int(sent),
     )
-    return reply, out.state if out.state is not None else state
+
+
+def _nbytes(named: dict[str, Weights]) -> int:
+    return sum(weights_nbytes(w) for w in named.values())
 
 
 def _run_clientapp(app: ClientApp, job: LearnerJob) -> tuple[Reply, RecordDict]:
@@ -94,7 +94,7 @@ def _run_clientapp(app: ClientApp, job: LearnerJob) -> tuple[Reply, RecordDict]:
         run_id=0,
         node_id=node_id,
         node_config={"partition-id": job.partition, "num-partitions": job.num_partitions},
-        state=job.state if isinstance(job.state, RecordDict) else RecordDict(),
+        state=job.state if job.state is not None else RecordDict(),
         run_config=dict(job.run_config),
     )
     message = _to_message(job.instruction, node_id=node_id, message_id=job.message_id)

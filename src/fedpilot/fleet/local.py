@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
 
 from fedpilot.fleet._base import Fleet
 from fedpilot.fleet._messages import failed_reply, run_learner
@@ -34,8 +33,8 @@ class LocalFleet(Fleet):
     then fail with a timeout. With ``workers=N`` learners run in N processes and one
     that overruns the deadline is killed.
 
-    Learners, their declared sizes and their state between rounds are
-    :class:`PartitionLearners`'.
+    Learners and their declared sizes are :class:`PartitionLearners`'; a learner's own
+    state travels in its instruction and reply (in-process, without copies).
     """
 
     def __init__(self, spec: FederationSpec, *, workers: int | None = None) -> None:
@@ -85,12 +84,6 @@ class LocalFleet(Fleet):
                 held.clear()
                 held_bytes = 0
         yield from held
-
-    def state_dict(self) -> dict[str, Any]:
-        return self._learners.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._learners.load_state_dict(state)
 
     def close(self) -> None:
         if self._pool is not None:

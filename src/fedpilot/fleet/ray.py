@@ -36,7 +36,6 @@ from fedpilot.fleet._base import Fleet
 from fedpilot.fleet._messages import LearnerJob, failed_reply, run_learner
 from fedpilot.fleet._partitions import PartitionLearners
 from fedpilot.fleet.apps import LearnerRuntime, LearnerSource
-from fedpilot.learner.core import LearnerState
 from fedpilot.spec import FederationSpec, RayRuntime
 from fedpilot.types import Instruction, LearnerId, LearnerInfo, Reply, Weights
 
@@ -81,7 +80,7 @@ def _runtime(source: LearnerSource) -> LearnerRuntime:
 
 def _run_job(
     source: LearnerSource, payload: _Payload, job: LearnerJob, torch_threads: int
-) -> tuple[Reply, RecordDict | LearnerState | None]:
+) -> tuple[Reply, RecordDict | None]:
     """The Ray task: one learner's round, in a Ray worker process."""
     from fedpilot._threads import limit_torch_threads
 
@@ -132,9 +131,8 @@ class RayFleet(Fleet):
     unfinished tasks are cancelled (their workers killed) and fail with a timeout. A
     learner that raises, or whose worker process dies, yields a failed Reply.
 
-    Each learner's state (SCAFFOLD's control variate, a ClientApp's ``context.state``)
-    travels with its task and comes back with its reply; it is kept here, in the
-    driver, and the fedpilot learners' part of it is in :meth:`state_dict`.
+    Each learner's state travels with its task (in the instruction) and comes back with
+    its reply; a user ClientApp's ``context.state`` is kept here, in the driver.
 
     Ray: if this process is already connected to Ray, the fleet uses that connection
     and leaves it open. Otherwise it connects to ``runtime.address`` or, if unset,
@@ -247,12 +245,6 @@ class RayFleet(Fleet):
             extras=_writable(reply.extras),
             state=_writable(reply.state),
         )
-
-    def state_dict(self) -> dict[str, Any]:
-        return self._learners.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._learners.load_state_dict(state)
 
     def close(self) -> None:
         ray, self._ray = self._ray, None

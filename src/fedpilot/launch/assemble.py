@@ -43,6 +43,7 @@ from fedpilot.spec import FederationSpec, FlowerRuntime, RayRuntime, load_spec
 from fedpilot.strategy import build_strategy
 from fedpilot.tasks import build_task
 from fedpilot.tasks._base import Task, TrainSettings
+from fedpilot.transforms import build_transforms, state_key
 from fedpilot.types import Config, Weights
 from fedpilot.validation import UpdateValidator
 
@@ -197,12 +198,7 @@ def round_settings(spec: FederationSpec) -> RoundSettings:
 
 def _train_config(spec: FederationSpec) -> Config:
     """The train instruction's config, but for the round and the learner's seed."""
-    # BRIDGE until the proximal transform carries mu: read it off the strategy's transforms.
-    transforms = dict(build_strategy(spec.strategy, base_dir=spec.base_dir).transforms())
-    settings = TrainSettings.from_local(
-        spec.local, seed=0, proximal_mu=float(transforms.get("proximal", {}).get("mu", 0.0))
-    )
-    config = train_config(settings, 0)
+    config = train_config(TrainSettings.from_local(spec.local, seed=0), 0)
     del config["seed"]
     return config
 
@@ -253,7 +249,7 @@ def build_parts(
         fleet=fleet,
         selector=selector,
         aggregator=aggregator,
-        server_opt=strategy.server_optimizer(num_learners=spec.data.num_learners),
+        server_opt=strategy.server_optimizer(),
         validator=validator,
         weighting=UpdateWeighting(spec.weighting, ledger, _validation_loss(task)),
         guard=build_guard(spec.guard, base_dir=spec.base_dir),
@@ -268,15 +264,16 @@ def build_parts(
         ),
         ledger=ledger,
         learner_states=LearnerStates(),
+        transforms=build_transforms(spec),
     )
     registry = StateRegistry()
     registry.register("server_opt", parts.server_opt, rollback=True)
     registry.register("selector", selector)
     registry.register("ledger", ledger)
     registry.register("fleet", fleet)
-    registry.register("learner_states", parts.learner_states)
+    registry.register("learner_state", parts.learner_states)
     for transform in parts.transforms:
-        registry.register(f"transform/{transform.name}", transform, rollback=True)
+        registry.register(f"transform/{state_key(transform)}", transform, rollback=True)
     return parts, registry
 
 

@@ -1,4 +1,5 @@
-"""The learner's work on fedpilot's own types: load weights, train or evaluate, reply.
+"""The learner's work on fedpilot's own types: run an instruction through the
+transforms' chain around the Task, and reply.
 
 Flower-free, so it runs the same behind a Flower ClientApp (``learner/app.py``, the
 wire adapter used on real machines and under Flower's engines) and directly inside a
@@ -13,52 +14,82 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-
-from fedpilot.data._base import ArrayDataset, LearnerData
-from fedpilot.errors import TaskError
-from fedpilot.learner import sysmetrics
+from fedpilot.data._base import LearnerData
 from fedpilot.learner.data import DataSource, own_data
-from fedpilot.learner.protocol import (
-    LABEL_FLIP,
-    SCAFFOLD_CONTROL,
-    SCAFFOLD_DELTA,
-    settings_from_config,
-)
+from fedpilot.learner.protocol import SERVER_ROUND, settings_from_config
 from fedpilot.spec import FederationSpec
 from fedpilot.tasks import build_task
 from fedpilot.tasks._base import Task
-from fedpilot.tasks.torch import TorchTask
-from fedpilot.types import Config, Metrics, Weights
-
-LearnerState = dict[str, Weights]
-"""What a learner keeps between rounds (SCAFFOLD's control variate c_i)."""
+from fedpilot.transforms import (
+    Exchange,
+    LearnerContext,
+    LearnerOutput,
+    LocalWork,
+    UpdateTransform,
+    answer_query,
+    build_transforms,
+    query_action,
+    run_chain,
+)
+from fedpilot.types import Config, Instruction, LearnerState, Metrics, Weights
 
 
 @dataclass(frozen=True)
-class LearnerOutput:
+class LearnerResult:
+    """What one instruction produced, ready to become a Reply."""
+
     weights: Weights
-    """The trained weights (empty for an evaluation)."""
+    """The trained weights (empty for an evaluation or a query)."""
     metrics: Metrics
-    """The learner's own dict: :meth:`TaskLearner.train` adds the system metrics to it."""
+    """The task's metrics, plus what the transforms added (``sys.*``)."""
     num_examples: int
     extras: dict[str, Weights] = field(default_factory=dict)
-    """Named arrays for the strategy (SCAFFOLD's control delta)."""
-    state: LearnerState | None = None
-    """The learner's state for its next round (None: unchanged)."""
+    """Named arrays for the server (SCAFFOLD's control delta; a query's answer)."""
+    state: LearnerState = field(default_factory=dict)
+    """The learner's whole state for its next instruction."""
 
 
 class TaskLearner:
-    """Serves ``spec``'s Task for any learner (partition) of the federation."""
+    """Serves ``spec``'s Task for any learner (partition) of the federation, every
+    instruction passing the spec's transforms (:func:`~fedpilot.transforms.transforms_for`).
+    """
 
     def __init__(self, spec: FederationSpec) -> None:
         self.spec = spec
         self._spec_json = spec.model_dump_json()
+        self.transforms: list[UpdateTransform] = build_transforms(spec)
 
     @property
     def task(self) -> Task:
         return _task(self._spec_json)
+
+    def run(self, source: DataSource, instruction: Instruction) -> LearnerResult:
+        """Do what ``instruction`` asks: train, evaluate or answer ``query.<action>``.
+
+        Raises:
+            ValueError: an instruction kind nothing here answers.
+        """
+        kind = instruction.kind
+        if kind in ("train", "evaluate"):
+            return self._work(
+                kind,
+                source,
+                instruction.weights,
+                instruction.config,
+                extras=instruction.extras,
+                state=instruction.state,
+            )
+        action = query_action(kind)
+        if action is None:
+            raise ValueError(
+                f"an instruction's kind must be train, evaluate or query.<action>, got {kind!r}"
+            )
+        return self.query(
+            source,
+            action,
+            Exchange(dict(instruction.extras), dict(instruction.config)),
+            state=instruction.state,
+        )
 
     def train(
         self,
@@ -68,71 +99,80 @@ class TaskLearner:
         *,
         extras: dict[str, Weights] | None = None,
         state: LearnerState | None = None,
-    ) -> LearnerOutput:
-        """Train from ``weights`` on ``source``'s data; the reply's metrics include the
-        learner's system metrics (``sys.*``)."""
-        meter = sysmetrics.Meter(weights)
-        out = self._train(source, weights, config, extras=extras, state=state)
-        out.metrics.update(meter.read(out.weights, *out.extras.values()))
-        return out
+    ) -> LearnerResult:
+        """Train from ``weights`` on ``source``'s data through the chain."""
+        return self._work("train", source, weights, config, extras=extras, state=state)
 
-    def _train(
+    def evaluate(
         self,
+        source: DataSource,
+        weights: Weights,
+        config: Config,
+        *,
+        state: LearnerState | None = None,
+    ) -> LearnerResult:
+        """Evaluate ``weights`` on ``source``'s test data (its training data if it has
+        none) through the chain."""
+        return self._work("evaluate", source, weights, config, extras=None, state=state)
+
+    def query(
+        self,
+        source: DataSource,
+        action: str,
+        request: Exchange,
+        *,
+        state: LearnerState | None = None,
+    ) -> LearnerResult:
+        """The answer of the transform that declared ``action`` (its arrays become the
+        result's extras, its metrics the result's metrics)."""
+        own = dict(state or {})
+        ctx = self._context(source, f"query.{action}", request.config)
+        answer = answer_query(self.transforms, action, request, state=own, ctx=ctx)
+        return LearnerResult([], dict(answer.metrics), 0, dict(answer.arrays), own)
+
+    def _work(
+        self,
+        kind: str,
         source: DataSource,
         weights: Weights,
         config: Config,
         *,
         extras: dict[str, Weights] | None,
         state: LearnerState | None,
-    ) -> LearnerOutput:
-        task = self.task
-        train = self.data(source).train
-        if config.get(LABEL_FLIP):
-            # A simulated attacker (simulation/attacks.py) poisons its own labels.
-            train = ArrayDataset(train.x, _flipped(train.y, _num_classes(self._spec_json)))
-        task.set_weights(weights)
-        settings = settings_from_config(config)
-        control = (extras or {}).get(SCAFFOLD_CONTROL)
-        if control is None:
-            metrics = task.train(train, settings)
-            return LearnerOutput(task.get_weights(), dict(metrics), len(train))
-        # SCAFFOLD (Karimireddy et al., option II): correct every local gradient by
-        # c - c_i, then move c_i by what the local steps revealed about the drift.
-        if not isinstance(task, TorchTask):
-            raise TaskError("the scaffold strategy needs a torch task")
-        c = [_floats(a) for a in control]
-        kept = (state or {}).get(SCAFFOLD_CONTROL)
-        own = [_floats(a) for a in kept] if kept else [np.zeros_like(a) for a in c]  # c_i = 0
-        correction: Weights = [
-            (ci_ - own_).astype(np.float32) for ci_, own_ in zip(c, own, strict=True)
-        ]
-        metrics = task.train(train, settings, correction=correction)
-        trained = task.get_weights()
-        scale = 1.0 / (max(metrics.get("local_steps", 1.0), 1.0) * settings.lr)
-        new_own: Weights = [
-            (o - g + (_floats(x) - _floats(y)) * scale).astype(np.float32)
-            for o, g, x, y in zip(own, c, weights, trained, strict=True)
-        ]
-        delta: Weights = [
-            (_floats(n) - o).astype(np.float32) for n, o in zip(new_own, own, strict=True)
-        ]
-        return LearnerOutput(
-            trained,
-            dict(metrics),
-            len(train),
-            extras={SCAFFOLD_DELTA: delta},
-            state={**(state or {}), SCAFFOLD_CONTROL: new_own},
-        )
-
-    def evaluate(self, source: DataSource, weights: Weights, config: Config) -> LearnerOutput:
-        del config
-        meter = sysmetrics.Meter(weights)
-        task = self.task
+    ) -> LearnerResult:
         data = self.data(source)
-        task.set_weights(weights)
-        test = data.test if data.test is not None and len(data.test) else data.train
-        metrics = task.evaluate(test)
-        return LearnerOutput([], {**metrics, **meter.read()}, len(test))
+        dataset = data.train
+        if kind == "evaluate" and data.test is not None and len(data.test):
+            dataset = data.test
+        # Shallow copies: transforms may change the work and the state; the caller's
+        # instruction (shared by every learner in-process) stays as it was.
+        own = dict(state or {})
+        work = LocalWork(kind, weights, dataset, dict(config), dict(extras or {}))
+        ctx = self._context(source, kind, config)
+        out = run_chain(self.transforms, work, self._task_work, state=own, ctx=ctx)
+        return LearnerResult(out.weights, out.metrics, out.num_examples, out.extras, own)
+
+    def _task_work(self, work: LocalWork) -> LearnerOutput:
+        """The innermost stage: the task itself."""
+        task = self.task
+        task.set_weights(work.weights)
+        if work.kind == "train":
+            settings = settings_from_config(work.config)
+            if work.gradient_terms:
+                metrics = task.train(work.data, settings, gradient_terms=work.gradient_terms)
+            else:  # a user's task need not take gradient terms it is never given
+                metrics = task.train(work.data, settings)
+            return LearnerOutput(task.get_weights(), dict(metrics), len(work.data))
+        return LearnerOutput([], dict(task.evaluate(work.data)), len(work.data))
+
+    def _context(self, source: DataSource, kind: str, config: Config) -> LearnerContext:
+        return LearnerContext(
+            learner=str(source),
+            round=int(config.get(SERVER_ROUND, 0)),
+            kind=kind,
+            config=config,
+            task=self.task,
+        )
 
     def declared_examples(self, source: DataSource) -> int:
         """How many training examples the learner holds (what it declares)."""
@@ -151,22 +191,6 @@ class TaskLearner:
                 f"got partition-id={partition}"
             )
         return partition
-
-
-def _floats(array: np.ndarray) -> npt.NDArray[np.float64]:
-    return np.asarray(array, dtype=np.float64)
-
-
-def _flipped(labels: np.ndarray, num_classes: int) -> np.ndarray:
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise TaskError("the label_flip attack needs integer class labels")
-    return (num_classes - 1 - labels).astype(labels.dtype)
-
-
-@functools.lru_cache(maxsize=4)
-def _num_classes(spec_json: str) -> int:
-    labels = _task(spec_json).pooled_train_data().y
-    return int(np.max(labels)) + 1
 
 
 @functools.lru_cache(maxsize=4)

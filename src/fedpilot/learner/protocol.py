@@ -8,12 +8,8 @@ from fedpilot.types import Config
 
 # Flower's convention: "server-round" and hyphenated keys; "num-examples" in replies.
 SERVER_ROUND = "server-round"
-# Set by the attack simulation: the learner trains on flipped labels.
+# Set by the attack simulation: the learner's label_flip transform flips its labels.
 LABEL_FLIP = "label-flip"
-# SCAFFOLD: the server's control variate c travels beside the model; the learner keeps
-# its own c_i in its state and sends back the change of c_i.
-SCAFFOLD_CONTROL = "scaffold-control"
-SCAFFOLD_DELTA = "scaffold-control-delta"
 
 
 def train_config(settings: TrainSettings, server_round: int) -> Config:
@@ -26,7 +22,6 @@ def train_config(settings: TrainSettings, server_round: int) -> Config:
         "lr": settings.lr,
         "momentum": settings.momentum,
         "weight-decay": settings.weight_decay,
-        "proximal-mu": settings.proximal_mu,
         "seed": settings.seed,
     }
 
@@ -47,5 +42,4 @@ def settings_from_config(config: Config) -> TrainSettings:
         momentum=float(config.get("momentum", _DEFAULTS.momentum)),
         weight_decay=float(config.get("weight-decay", _DEFAULTS.weight_decay)),
         seed=int(config.get("seed", _DEFAULTS.seed)),
-        proximal_mu=float(config.get("proximal-mu", _DEFAULTS.proximal_mu)),
     )

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from fedpilot.aggregation.weighting import WeightFactors
 from fedpilot.ledger import LearnerOutcome
 from fedpilot.orchestrator.events import UpdateVerdict
-from fedpilot.types import LearnerId, Metrics, Reply, Weights
+from fedpilot.types import LearnerId, Metrics, Reply, Update
 
 
 @dataclass
@@ -21,7 +21,8 @@ class RoundTally:
     learner_metrics: dict[LearnerId, Metrics] = field(default_factory=dict)
     factors: dict[LearnerId, WeightFactors] = field(default_factory=dict)
     norms: dict[LearnerId, float] = field(default_factory=dict)
-    extras: dict[LearnerId, dict[str, Weights]] = field(default_factory=dict)
+    pending: dict[LearnerId, Update] = field(default_factory=dict)
+    """Accepted updates the transforms' ``on_accepted`` sees after the cohort checks."""
     outcomes: dict[LearnerId, LearnerOutcome] = field(default_factory=dict)
     held: list[tuple[LearnerId, UpdateVerdict]] = field(default_factory=list)
     """Verdicts of accepted updates waiting for the cohort checks."""
@@ -58,8 +59,6 @@ class RoundTally:
         self.factors[learner] = factors
         if norm is not None:
             self.norms[learner] = norm
-        if reply.extras:
-            self.extras[learner] = reply.extras
         self.learner_metrics[learner] = {
             **reply.metrics,
             "num_examples": float(num_examples),
@@ -79,7 +78,7 @@ class RoundTally:
         """An accepted update the cohort checks rejected after all."""
         self.accepted.remove(learner)
         self.rejected[learner] = reason
-        for store in (self.learner_metrics, self.factors, self.norms, self.extras):
+        for store in (self.learner_metrics, self.factors, self.norms, self.pending):
             store.pop(learner, None)
         old = self.outcomes[learner]
         self.outcomes[learner] = LearnerOutcome(

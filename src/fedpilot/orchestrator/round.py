@@ -238,6 +238,7 @@ class Round:
         position = {info.id: i for i, info in enumerate(learners)}
         config = {**settings.train_config, SERVER_ROUND: ctx.round}
         states, seed, round_ = parts.learner_states, settings.seed, ctx.round
+        shared: dict[tuple[tuple[str, int], ...], dict[str, Weights]] = {}
         instructions = {
             learner: Instruction(
                 "train",
@@ -247,7 +248,7 @@ class Round:
                     **config,
                     "seed": derive_seed(seed, round_, "local-training", position[learner]),
                 },
-                self._extras(learner, weights, ctx),
+                self._extras(learner, weights, ctx, shared),
                 states.get(learner),
             )
             for learner in cohort
@@ -261,12 +262,18 @@ class Round:
             self._take(ctx, reply, weights, tally)
 
     def _extras(
-        self, learner: LearnerId, weights: Weights, ctx: RoundContext
+        self,
+        learner: LearnerId,
+        weights: Weights,
+        ctx: RoundContext,
+        shared: dict[tuple[tuple[str, int], ...], dict[str, Weights]],
     ) -> dict[str, Weights]:
+        """What the transforms send ``learner`` beside the model: one dict object for the
+        learners sent the same arrays, so a fleet ships them once (RayFleet does)."""
         extras: dict[str, Weights] = {}
         for transform in self._extras_from:
             extras.update(transform.train_extras(learner=learner, weights=weights, ctx=ctx))
-        return extras
+        return shared.setdefault(tuple((k, id(v)) for k, v in extras.items()), extras)
 
     def _take(self, ctx: RoundContext, reply: Reply, reference: Weights, tally: RoundTally) -> None:
         """Validate one reply, weigh it and fold it in (or record why not)."""
@@ -301,13 +308,15 @@ class Round:
             extras=reply.extras,
         )
         parts.aggregator.add(update)
-        for transform in self._accepting:
-            transform.on_accepted(update, ctx=ctx)
         tally.accept(reply, check.num_examples, factors, check.delta_norm)
         if parts.validator.has_cohort_checks:
             tally.held.append((reply.learner, verdict))  # judged again with its cohort
-        else:
-            self.events.on_update(ctx=ctx, learner=reply.learner, verdict=verdict)
+            if self._accepting:
+                tally.pending[reply.learner] = update  # told once the cohort agrees
+            return
+        for transform in self._accepting:
+            transform.on_accepted(update, ctx=ctx)
+        self.events.on_update(ctx=ctx, learner=reply.learner, verdict=verdict)
 
     def _cohort_checks(self, ctx: RoundContext, tally: RoundTally) -> None:
         """Reject updates that only look wrong next to the rest of the round's."""
@@ -320,6 +329,10 @@ class Round:
                 verdict = replace(verdict, accepted=False, reason=outliers[learner])
             self.events.on_update(ctx=ctx, learner=learner, verdict=verdict)
         tally.held.clear()
+        for learner in sorted(tally.pending):  # withdrawn ones are gone; learner order
+            for transform in self._accepting:
+                transform.on_accepted(tally.pending[learner], ctx=ctx)
+        tally.pending.clear()
 
     # -- other exchanges ---------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from fedpilot.spec.sections import (
 )
 from fedpilot.spec.selection import RandomSelection, SelectionSpec
 from fedpilot.spec.simulation import SimulationSpec
+from fedpilot.spec.transforms import TransformEntry
 
 
 class FederationSpec(Section):
@@ -51,6 +52,10 @@ class FederationSpec(Section):
         default=None, description="Simulated heterogeneity and attackers (local runs)."
     )
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    transforms: list[TransformEntry] = Field(
+        default_factory=list,
+        description="The user's update transforms, innermost last, after the strategy's own.",
+    )
     guard: GuardSpec = Field(default_factory=GuardSpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     runtime: Runtime = Field(default_factory=LocalRuntime)

@@ -53,12 +53,8 @@ class Strategy(ABC, Generic[P]):
         return ()
 
     @abstractmethod
-    def server_optimizer(self, *, num_learners: int) -> ServerOptimizer:
-        """A fresh server step (turns the round's aggregate into the next model).
-
-        Args:
-            num_learners: The federation's size.
-        """
+    def server_optimizer(self) -> ServerOptimizer:
+        """A fresh server step (turns the round's aggregate into the next model)."""
 
     def aggregator(self) -> Aggregator | None:
         """The strategy's own fold of a round's updates, replacing the aggregation rule;

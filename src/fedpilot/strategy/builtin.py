@@ -5,7 +5,6 @@ from __future__ import annotations
 from fedpilot.aggregation import fedopt, server_opt
 from fedpilot.aggregation._base import Aggregator, ServerOptimizer
 from fedpilot.aggregation.fednova import LOCAL_STEPS, FedNovaMean
-from fedpilot.aggregation.scaffold import ScaffoldStep
 from fedpilot.spec.aggregation import AggregationSpec
 from fedpilot.spec.sections import (
     FedAdagradStrategy,
@@ -25,8 +24,7 @@ class FedAvg(Strategy[FedAvgStrategy]):
 
     Params = FedAvgStrategy
 
-    def server_optimizer(self, *, num_learners: int) -> ServerOptimizer:
-        del num_learners
+    def server_optimizer(self) -> ServerOptimizer:
         return server_opt.FedAvgStep(self.params.server_lr)
 
 
@@ -38,8 +36,7 @@ class FedProx(Strategy[FedProxStrategy]):
     def transforms(self) -> tuple[TransformRef, ...]:
         return (("proximal", {"mu": self.params.mu}),)
 
-    def server_optimizer(self, *, num_learners: int) -> ServerOptimizer:
-        del num_learners
+    def server_optimizer(self) -> ServerOptimizer:
         return server_opt.FedAvgStep(self.params.server_lr)
 
 
@@ -48,8 +45,7 @@ class FedAvgM(Strategy[FedAvgMStrategy]):
 
     Params = FedAvgMStrategy
 
-    def server_optimizer(self, *, num_learners: int) -> ServerOptimizer:
-        del num_learners
+    def server_optimizer(self) -> ServerOptimizer:
         return server_opt.FedAvgM(self.params)
 
 
@@ -58,8 +54,7 @@ class FedAdam(Strategy[FedAdamStrategy]):
 
     Params = FedAdamStrategy
 
-    def server_optimizer(self, *, num_learners: int) -> ServerOptimizer:
-        del num_learners
+    def server_optimizer(self) -> ServerOptimizer:
         return fedopt.FedAdam(self.params)
 
 
@@ -68,8 +63,7 @@ class FedYogi(Strategy[FedYogiStrategy]):
 
     Params = FedYogiStrategy
 
-    def server_optimizer(self, *, num_learners: int) -> ServerOptimizer:
-        del num_learners
+    def server_optimizer(self) -> ServerOptimizer:
         return fedopt.FedYogi(self.params)
 
 
@@ -78,8 +72,7 @@ class FedAdagrad(Strategy[FedAdagradStrategy]):
 
     Params = FedAdagradStrategy
 
-    def server_optimizer(self, *, num_learners: int) -> ServerOptimizer:
-        del num_learners
+    def server_optimizer(self) -> ServerOptimizer:
         return fedopt.FedAdagrad(self.params)
 
 
@@ -95,11 +88,8 @@ class Scaffold(Strategy[ScaffoldStrategy]):
     def transforms(self) -> tuple[TransformRef, ...]:
         return (("scaffold", {}),)
 
-    def server_optimizer(self, *, num_learners: int) -> ServerOptimizer:
-        # BRIDGE (until the `scaffold` transform lands): the control variates still
-        # travel through ScaffoldStep's learner_extras/absorb. With the transform:
-        #     return server_opt.FedAvgStep(self.params.server_lr)
-        return ScaffoldStep(self.params.server_lr, num_learners)
+    def server_optimizer(self) -> ServerOptimizer:
+        return server_opt.FedAvgStep(self.params.server_lr)
 
 
 class FedNova(Strategy[FedNovaStrategy]):
@@ -114,8 +104,7 @@ class FedNova(Strategy[FedNovaStrategy]):
     def required_metrics(self) -> tuple[str, ...]:
         return (LOCAL_STEPS,)
 
-    def server_optimizer(self, *, num_learners: int) -> ServerOptimizer:
-        del num_learners
+    def server_optimizer(self) -> ServerOptimizer:
         return server_opt.FedAvgStep(self.params.server_lr)
 
     def aggregator(self) -> Aggregator:

@@ -4,24 +4,24 @@ from __future__ import annotations
 
 import functools
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from fedpilot.data._base import ArrayDataset, FederatedDataset, LearnerData
 from fedpilot.data.files import read_array_data
 from fedpilot.spec.sections import DataSpec, LocalSpec
 from fedpilot.types import Metrics, Weights, derive_rng
 
+if TYPE_CHECKING:
+    from fedpilot.transforms._base import GradientTerm
+
 
 @dataclass(frozen=True)
 class TrainSettings:
     """How one local training call runs. Built from the spec's ``local`` section and the
     instruction's config; ``seed`` makes the call reproducible.
-
-    ``proximal_mu`` > 0 adds FedProx's mu/2·||w - w_start||² term, where ``w_start``
-    are the weights the task held when ``train`` was called (the global model).
     """
 
     epochs: float = 1.0
@@ -31,10 +31,9 @@ class TrainSettings:
     momentum: float = 0.0
     weight_decay: float = 0.0
     seed: int = 0
-    proximal_mu: float = 0.0
 
     @classmethod
-    def from_local(cls, local: LocalSpec, *, seed: int, proximal_mu: float = 0.0) -> TrainSettings:
+    def from_local(cls, local: LocalSpec, *, seed: int) -> TrainSettings:
         """The settings a spec's ``local`` section describes, for one call's ``seed``."""
         return cls(
             epochs=local.epochs,
@@ -44,7 +43,6 @@ class TrainSettings:
             momentum=local.momentum,
             weight_decay=local.weight_decay,
             seed=seed,
-            proximal_mu=proximal_mu,
         )
 
 
@@ -102,9 +100,16 @@ class Task(ABC):
     # learner_data / load_data return.
 
     @abstractmethod
-    def train(self, data: Any, settings: TrainSettings) -> Metrics:
+    def train(
+        self, data: Any, settings: TrainSettings, *, gradient_terms: Sequence[GradientTerm] = ()
+    ) -> Metrics:
         """Train in place on ``data`` (a :class:`~fedpilot.data.Dataset` this task
-        loaded); return metrics with at least ``loss``."""
+        loaded); return metrics with at least ``loss``.
+
+        ``gradient_terms`` (FedProx's proximal term, SCAFFOLD's correction) are added to
+        every parameter's gradient at every step; the learner passes them only when
+        there are some, and a task that cannot apply them raises ``TaskError``.
+        """
 
     @abstractmethod
     def evaluate(self, data: Any) -> Metrics:

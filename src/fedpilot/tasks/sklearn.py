@@ -16,7 +16,8 @@ from __future__ import annotations
 import math
 import warnings
 from abc import abstractmethod
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -30,6 +31,9 @@ from fedpilot.errors import TaskError
 from fedpilot.spec.sections import DataSpec
 from fedpilot.tasks._base import ModelArtifact, Task, TrainSettings
 from fedpilot.types import Metrics, Weights
+
+if TYPE_CHECKING:
+    from fedpilot.transforms._base import GradientTerm
 
 __all__ = ["SklearnLinearTask"]
 
@@ -51,7 +55,7 @@ class SklearnLinearTask(Task):
       to the estimator's ``max_iter``; ``epochs`` and ``lr`` do not apply.
 
     ``batch_size``, ``momentum`` and ``weight_decay`` do not apply (regularisation is
-    the estimator's own ``alpha`` or ``C``); FedProx's ``proximal_mu`` is refused.
+    the estimator's own ``alpha`` or ``C``); gradient terms (FedProx, SCAFFOLD) are refused.
     """
 
     def __init__(self, *, data: DataSpec | None = None, seed: int = 0, **params: Any) -> None:
@@ -119,17 +123,25 @@ class SklearnLinearTask(Task):
         estimator.coef_ = np.array(weights[0], dtype=np.float64)
         estimator.intercept_ = np.array(weights[1], dtype=np.float64)
 
-    def train(self, data: ArrayDataset, settings: TrainSettings) -> Metrics:
+    def train(
+        self,
+        data: ArrayDataset,
+        settings: TrainSettings,
+        *,
+        gradient_terms: Sequence[GradientTerm] = (),
+    ) -> Metrics:
         """Train from the current weights; returns ``loss`` on ``data`` after training.
 
         Raises:
-            TaskError: ``proximal_mu`` > 0, ``data`` is empty or ``epochs`` <= 0.
+            TaskError: ``gradient_terms`` given (FedProx's, SCAFFOLD's), ``data`` is
+                empty or ``epochs`` <= 0.
         """
-        if settings.proximal_mu > 0:
+        if gradient_terms:
+            names = ", ".join(type(t).__name__ for t in gradient_terms)
             raise TaskError(
-                "scikit-learn tasks do not support FedProx's proximal term: `proximal_mu` "
-                f"must be 0, got proximal_mu={settings.proximal_mu}; use the fedavg "
-                "strategy or a torch task"
+                "scikit-learn tasks cannot add terms to their gradients (FedProx's "
+                f"proximal term, SCAFFOLD's correction), got gradient_terms=[{names}]; "
+                "use the fedavg strategy or a torch task"
             )
         if len(data) == 0:
             raise TaskError("cannot train on an empty dataset")

@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 import os
 from abc import abstractmethod
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -23,6 +24,9 @@ from fedpilot.errors import TaskError
 from fedpilot.spec.sections import DataSpec
 from fedpilot.tasks._base import ModelArtifact, Task, TrainSettings
 from fedpilot.types import Metrics, Weights
+
+if TYPE_CHECKING:
+    from fedpilot.transforms._base import GradientTerm
 
 __all__ = ["THREADS_ENV", "TorchTask"]
 
@@ -129,18 +133,25 @@ class TorchTask(Task):
                 tensor.copy_(torch.from_numpy(source))
 
     def train(
-        self, data: ArrayDataset, settings: TrainSettings, *, correction: Weights | None = None
+        self,
+        data: ArrayDataset,
+        settings: TrainSettings,
+        *,
+        gradient_terms: Sequence[GradientTerm] = (),
     ) -> Metrics:
-        """Mini-batch training; returns ``loss`` (mean batch loss, without the prox term)
-        and ``local_steps`` (optimizer steps taken, which FedNova and SCAFFOLD need).
+        """Mini-batch training; returns ``loss`` (mean batch loss, without any gradient
+        term's objective) and ``local_steps`` (optimizer steps taken, which FedNova and
+        SCAFFOLD need).
 
         ``settings.epochs`` may be fractional: ``0.5`` runs half of one epoch's batches.
         Batches are drawn from a ``torch.Generator`` seeded with ``settings.seed``, and a
         fresh optimizer is made per call, so the same weights, data and settings give the
         same result.
 
-        ``correction`` (SCAFFOLD's c - c_i, one array per :meth:`get_weights` entry) is
-        added to every parameter's gradient at every step; entries of buffers are ignored.
+        ``gradient_terms`` (FedProx's proximal term, SCAFFOLD's c - c_i) are called for
+        every trainable parameter after every backward pass, with the parameter's index
+        in :meth:`get_weights` and its value when training began; what they return is
+        added to its gradient, scaled by the term's ``alpha``. Buffers take no term.
 
         Raises:
             TaskError: ``data`` is empty or the settings are unusable.
@@ -159,9 +170,9 @@ class TorchTask(Task):
         generator = torch.Generator().manual_seed(settings.seed)
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = _make_optimizer(params, settings)
-        mu = settings.proximal_mu
-        anchor = [p.detach().clone() for p in params] if mu > 0 else []
-        shifts = self._gradient_shifts(correction) if correction is not None else []
+        terms = list(gradient_terms)
+        indexed = self._indexed_parameters() if terms else []
+        anchor = [p.detach().clone() for _, p in indexed]
         model.train()
         loss_sum = torch.zeros((), device=x.device)
         seen = steps = 0
@@ -174,37 +185,30 @@ class TorchTask(Task):
                 optimizer.zero_grad(set_to_none=True)
                 loss = self.loss_fn(model(x[idx]), y[idx])
                 torch.autograd.backward(loss)
-                if anchor:
-                    # The gradient of mu/2·||w - w_start||² is mu·(w - w_start); adding it
-                    # directly is cheaper than putting the term in the autograd graph.
+                if terms:
                     with torch.no_grad():
-                        for p, p0 in zip(params, anchor, strict=True):
-                            if p.grad is not None:
-                                p.grad.add_(p - p0, alpha=mu)
-                for p, shift in shifts:
-                    if p.grad is not None:
-                        p.grad.add_(shift)
+                        for (i, p), p0 in zip(indexed, anchor, strict=True):
+                            if p.grad is None:
+                                continue
+                            for term in terms:
+                                shift = term(i, p, p0)
+                                if shift is not None:
+                                    p.grad.add_(shift, alpha=term.alpha)
                 optimizer.step()
                 loss_sum += loss.detach() * len(idx)
                 seen += len(idx)
                 steps += 1
         return {"loss": float(loss_sum) / seen, "local_steps": float(steps)}
 
-    def _gradient_shifts(self, correction: Weights) -> list[tuple[nn.Parameter, torch.Tensor]]:
+    def _indexed_parameters(self) -> list[tuple[int, nn.Parameter]]:
         # get_weights() lists state_dict entries (parameters and buffers); only trainable
-        # parameters take a gradient correction.
-        names = list(self.model.state_dict().keys())
-        if len(correction) != len(names):
-            raise TaskError(
-                f"expected {len(names)} correction arrays for this model, got {len(correction)}"
-            )
-        by_name = dict(zip(names, correction, strict=True))
-        shifts = []
-        for name, param in self.model.named_parameters():
-            if param.requires_grad and name in by_name:
-                array = np.ascontiguousarray(by_name[name], dtype=np.float32)
-                shifts.append((param, torch.from_numpy(array).to(param.device)))
-        return shifts
+        # parameters take gradient terms, each with its position in that list.
+        position = {name: i for i, name in enumerate(self.model.state_dict().keys())}
+        return [
+            (position[name], p)
+            for name, p in self.model.named_parameters()
+            if p.requires_grad and name in position
+        ]
 
     def evaluate(self, data: ArrayDataset) -> Metrics:
         """Mean ``loss`` and, for class logits with integer targets, ``accuracy``.

@@ -35,16 +35,24 @@ class LearnerContext:
     kind: str
     """``"train"``, ``"evaluate"`` or a custom phase (``"query.<action>"``)."""
     config: Config
+    task: Any = None
+    """The learner's :class:`~fedpilot.tasks.Task` (the label-flip attack reads its
+    number of classes from it)."""
 
 
 class GradientTerm(ABC):
-    """A term added to every local gradient at every step: ``grad_i += term(i, w_i, w0_i)``.
+    """A term added to every local gradient at every step:
+    ``grad_i += alpha · term(i, w_i, w0_i)``.
 
     ``param`` and ``start`` are the task's own tensors (a torch task's parameters and
     their values when training began); the term returns a tensor of the same kind, or
     None to leave that parameter alone. Written with tensor arithmetic only, a term
-    needs no framework import (FedProx: ``mu * (param - start)``).
+    needs no framework import (FedProx: ``param - start`` with ``alpha = mu``).
     """
+
+    alpha: float = 1.0
+    """What the returned term is scaled by as it is added (``grad.add_(term, alpha=)``):
+    one fused step, so FedProx's ``mu·(w − w0)`` rounds as it always did."""
 
     @abstractmethod
     def __call__(self, index: int, param: Any, start: Any) -> Any | None:
