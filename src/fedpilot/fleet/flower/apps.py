@@ -17,6 +17,7 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
 from fedpilot._imports import import_object
+from fedpilot._threads import limit_torch_threads
 from fedpilot.deployment.bundle import FederationConfig
 from fedpilot.errors import SpecError
 from fedpilot.fleet.flower.fleet import FlowerFleet
@@ -26,7 +27,6 @@ from fedpilot.security.keys import load_allow_list
 from fedpilot.spec import FederationSpec, FlowerRuntime
 
 server_app = ServerApp()
-client_app = ClientApp()
 
 
 @server_app.main()
@@ -80,14 +80,17 @@ def wait_for_learners(fleet: FlowerFleet, count: int, runtime: FlowerRuntime) ->
         time.sleep(runtime.poll_interval)
 
 
-@client_app.train()
-def _train(msg: Message, context: Context) -> Message:
-    return _node_app(FederationConfig.from_context(context).spec_json)(msg, context)
+class _RunClientApp(ClientApp):
+    """Hands every message to the run's learner app (:func:`_node_app`). Routing by
+    message type is that app's business: which ``query.<action>`` messages it answers
+    depends on the spec's transforms, known only once a message brings the run config."""
+
+    def __call__(self, message: Message, context: Context) -> Message:
+        app = _node_app(FederationConfig.from_context(context).spec_json)
+        return app(message, context)
 
 
-@client_app.evaluate()
-def _evaluate(msg: Message, context: Context) -> Message:
-    return _node_app(FederationConfig.from_context(context).spec_json)(msg, context)
+client_app = _RunClientApp()
 
 
 @functools.lru_cache(maxsize=2)
@@ -96,6 +99,9 @@ def _node_app(spec_json: str) -> ClientApp:
     from fedpilot.learner.app import make_clientapp
 
     spec = FederationSpec.model_validate_json(spec_json)
+    # The spec's thread count holds on learner machines too: training with the
+    # machine's default would end in other last bits than the same run elsewhere.
+    limit_torch_threads(spec.runtime.torch_threads)
     ref = spec.task.flower_clientapp
     if ref is None:
         return make_clientapp(spec)
