@@ -81,3 +81,48 @@ def test_the_vocabulary_loads_neither_torch_nor_flower() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _names(path: Path) -> set[str]:
+    """Every identifier and attribute name the module's code uses."""
+    tree = ast.parse(path.read_text())
+    names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    names |= {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+    names |= {
+        alias.asname or alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    return names
+
+
+def _strategy_names() -> set[str]:
+    from fedpilot.strategy import STRATEGIES
+
+    sections = {cls.Params.__name__ for _, cls in STRATEGIES.items()}
+    return sections | {cls.__name__ for _, cls in STRATEGIES.items()} | {"STRATEGIES"}
+
+
+def test_the_orchestrator_names_no_strategy() -> None:
+    strategies = _strategy_names()
+    offending = {
+        f"{path.relative_to(SRC)}: {name}"
+        for path in sorted((SRC / "orchestrator").rglob("*.py"))
+        for name in (_names(path) & strategies)
+    } | {
+        f"{path.relative_to(SRC)}: {name}"
+        for path in sorted((SRC / "orchestrator").rglob("*.py"))
+        for name in _imports(path)
+        if name == "fedpilot.strategy" or name.startswith("fedpilot.strategy.")
+    }
+    assert not offending
+
+
+def test_the_spec_validator_has_no_strategy_special_cases() -> None:
+    # The sections may define the strategies' parameters; the checks across sections
+    # (spec/model.py, spec/load.py) ask the strategy instead of naming one.
+    strategies = _strategy_names() - {"STRATEGIES"}
+    # model.py names one: FedAvg's section is the `strategy` field's default value.
+    assert _names(SRC / "spec" / "model.py") & strategies == {"FedAvgStrategy"}
+    assert not _names(SRC / "spec" / "load.py") & strategies
