@@ -17,13 +17,15 @@ import pytest
 import yaml
 
 from conftest import APPS_DIR
+from federations import digits_spec
+from fedpilot.deployment.bundle import FederationConfig
+from fedpilot.fleet._messages import LearnerJob, run_learner
+from fedpilot.fleet.flower.apps import client_app
 from fedpilot.launch import run_federation
 from fedpilot.orchestrator.checkpoint import RunState, load_checkpoint
 from fedpilot.spec import load_spec
-from fedpilot.types import LearnerState
+from fedpilot.types import Instruction, LearnerState
 from flower_deploy import LEARNERS, Deployment, of, round_completed
-
-pytestmark = pytest.mark.slow
 
 PARTITION = {name: partition for partition, name in enumerate(LEARNERS)}
 COUNTER = {"name": "usertransforms:RoundCounter", "params": {"shrink": 0.9}}
@@ -95,6 +97,27 @@ def _assert_same_model(got: list[np.ndarray], want: list[np.ndarray]) -> None:
         np.testing.assert_array_equal(a, b)
 
 
+def test_the_deployments_clientapp_answers_the_spec_transforms_queries(tmp_path: Path) -> None:
+    # The actions a learner answers depend on the spec, which comes with each message.
+    spec = digits_spec(
+        tmp_path,
+        "query",
+        transforms=[{"name": "phased:ThreePhase", "params": {}}],
+        base_dir=str(APPS_DIR),
+    )
+    run_config = FederationConfig(spec.model_dump_json(), "").as_run_config()
+    hello = Instruction("query.hello", [], {"server-round": 4}, {}, {})
+    reply, _ = run_learner(client_app, LearnerJob("b", 1, 6, hello, None, run_config, "m1"))
+    assert reply.ok, reply.error
+    assert reply.metrics == {"partition": 1.0}
+    assert reply.state is not None
+    np.testing.assert_array_equal(reply.state["three_phase/nonce"][0], [4])
+    unknown = Instruction("query.nope", [], {}, {}, {})
+    failed, _ = run_learner(client_app, LearnerJob("b", 1, 6, unknown, None, run_config, "m2"))
+    assert failed.error is not None and "nope" in failed.error
+
+
+@pytest.mark.slow
 def test_user_transforms_and_three_phase_rounds_over_flower_equal_the_pool(
     deployment: Deployment, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -141,6 +164,7 @@ def test_user_transforms_and_three_phase_rounds_over_flower_equal_the_pool(
     assert pool.metrics == flower.metrics
 
 
+@pytest.mark.slow
 def test_a_flower_run_interrupted_after_round_two_resumes_to_the_pools_model(
     deployment: Deployment, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -164,6 +188,8 @@ def test_a_flower_run_interrupted_after_round_two_resumes_to_the_pools_model(
 
     assert result["status"] == "completed" and result["rounds_completed"] == rounds
     assert result["run_dir"] == str(run_dir)
+    starts = [e["start_round"] for e in of(deployment.events(), "RunStarted")]
+    assert starts == [1, cut + 1]  # one run directory, continued where it stopped
     resumed = load_checkpoint(run_dir)
     assert resumed.round == rounds
     log = resumed.components["transform/three_phase"]["log"]
