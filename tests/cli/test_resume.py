@@ -29,9 +29,10 @@ def _wait_for_round(run_root: Path, round_: int, proc: subprocess.Popen[str]) ->
 
 @pytest.mark.parametrize("how", ["kill", "interrupt", "terminate"])
 def test_stopped_then_resumed_run_equals_an_uninterrupted_one(tmp_path: Path, how: str) -> None:
-    # Enough rounds that the stop lands mid-run: a round of this federation takes
-    # milliseconds, less than the poll for the second checkpoint and the signal.
-    rounds = 40
+    # Enough rounds that the stop lands mid-run however fast the machine: a round takes
+    # milliseconds, and the signal follows the second checkpoint within a 50 ms poll, so
+    # finishing first would need 200 rounds in that time.
+    rounds = 200
     args = ["run", str(EXAMPLES / "digits.yaml"), *SMALL_DIGITS, "--set", f"rounds={rounds}"]
     whole = fedpilot(*args, "--json", "--output-dir", str(tmp_path / "whole"), cwd=tmp_path)
     assert whole.returncode == 0, whole.stderr
