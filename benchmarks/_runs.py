@@ -9,9 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from fedpilot.launch import run_federation
+from fedpilot.orchestrator import load_checkpoint
 from fedpilot.orchestrator.events import Callback, RoundSummary, RunInfo, RunResult
 from fedpilot.spec import FederationSpec, validate_spec
 from fedpilot.types import RoundContext
@@ -41,12 +40,9 @@ class GlobalTrainLoss(Callback):
 
     def on_round_end(self, *, ctx: RoundContext, summary: RoundSummary) -> None:
         assert self._run is not None and self._run.task is not None
-        root = self._run.run_dir / "checkpoints"
-        folder = root / (root / "latest").read_text().strip()
-        with np.load(folder / "weights.npz") as npz:
-            weights = [npz[f"arr_{i}"] for i in range(len(npz.files))]
+        # The round's checkpoint is written before on_round_end: the newest one is it.
         task = self._run.task
-        task.set_weights(weights)
+        task.set_weights(load_checkpoint(self._run.run_dir).weights)
         self.losses.append(float(task.evaluate(task.pooled_train_data())["loss"]))
 
 
