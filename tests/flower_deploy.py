@@ -165,7 +165,7 @@ class Deployment:
         return out
 
     def wait_for(
-        self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 180
+        self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 600
     ) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

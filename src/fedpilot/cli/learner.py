@@ -110,16 +110,24 @@ def learner_command(
 def _register(node: SuperNodeProcess, console: Console, *, verbose: bool, grace: float) -> None:
     """Start the SuperNode until it is registered; a refusal is retried for ``grace`` s."""
     give_up = time.monotonic() + grace
+    port_retries = 5
     while True:
         node.start(on_line=console.print if verbose else None)
         if node.wait_ready(READY_TIMEOUT_S):
             return
-        node.stop(keep_warm=node.refused)
+        exited = node.returncode
+        port_taken = node.port_taken
+        node.stop(keep_warm=node.refused or port_taken)
+        if port_taken and port_retries > 0:
+            port_retries -= 1  # its own API port went to another process: pick another
+            continue
         if not node.refused:
-            raise UserError(
-                f"the learner did not register with {node.server} within "
-                f"{READY_TIMEOUT_S:.0f}s; see {node.log_file}"
+            why = (
+                f"exited with code {exited}"
+                if exited is not None
+                else (f"did not register within {READY_TIMEOUT_S:.0f}s")
             )
+            raise UserError(f"the learner {why} (server {node.server}); see {node.log_file}")
         if time.monotonic() >= give_up:
             console.print(
                 f"[red]the server at {node.server} refused this learner[/]: its key is not "

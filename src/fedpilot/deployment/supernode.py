@@ -26,6 +26,9 @@ from fedpilot.deployment.warm import write_launcher
 
 _READY = re.compile(r"SuperNode ID: (\d+)")
 _REFUSED = ("Failed to activate SuperNode", "Exit Code: 305")
+_PORT_TAKEN = "address already in use"
+"""The SuperNode's own API port (chosen free a moment before) was taken meanwhile: by
+another process, or by a SuperLink starting on this machine that got the same port."""
 WARM_TIMEOUT_S = 300.0
 """The longest a learner waits for its zygote's imports before it connects anyway (its
 ClientApps then start cold, as Flower's own)."""
@@ -105,6 +108,7 @@ class SuperNodeProcess:
         self._socket: Path | None = None
         self._ready = threading.Event()
         self._refused = threading.Event()
+        self._port_taken = threading.Event()
 
     def command(self) -> list[str]:
         reply_wait = 0.05
@@ -134,6 +138,7 @@ class SuperNodeProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._ready.clear()
         self._refused.clear()
+        self._port_taken.clear()
         command = self.command()
         env = flower_env(self.workdir)
         if self.warm:
@@ -210,6 +215,8 @@ class SuperNodeProcess:
                     self._ready.set()
                 if any(marker in line for marker in _REFUSED):
                     self._refused.set()
+                if _PORT_TAKEN in line:
+                    self._port_taken.set()
 
     def wait_ready(self, timeout: float) -> bool:
         """True once registered; False if refused, exited or ``timeout`` passed."""
@@ -224,6 +231,11 @@ class SuperNodeProcess:
     @property
     def refused(self) -> bool:
         return self._refused.is_set()
+
+    @property
+    def port_taken(self) -> bool:
+        """The SuperNode could not bind its API port: start it again (on another one)."""
+        return self._port_taken.is_set()
 
     @property
     def returncode(self) -> int | None:

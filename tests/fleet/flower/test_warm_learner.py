@@ -74,3 +74,30 @@ def test_a_learner_whose_zygote_is_not_ready_in_time_still_serves_cold(
         assert "was not ready in 0s" in node.log_file.read_text()
     finally:
         node.stop()
+
+
+def test_a_learner_whose_api_port_was_taken_meanwhile_registers_on_another(
+    superlink: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SuperNode's own API port is chosen free and bound a moment later; another
+    process (here: a socket this test holds, in CI once: a SuperLink starting at the
+    same time) may take it in between. The learner then starts it again on another."""
+    from rich.console import Console
+
+    from fedpilot.cli import learner as learner_cli
+    from fedpilot.deployment import supernode
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    ports = iter([taken.getsockname()[1]])
+    monkeypatch.setattr(supernode, "free_port", lambda: next(ports, None) or free_port())
+    node = _node(superlink, tmp_path, warm_timeout=0.0)
+    try:
+        learner_cli._register(node, Console(file=None, quiet=True), verbose=False, grace=0.0)
+        assert node.node_id is not None
+        log = node.log_file.read_text()
+        assert "address already in use" in log and log.count("$ ") == 2  # started twice
+    finally:
+        node.stop()
+        taken.close()
