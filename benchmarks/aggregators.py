@@ -189,6 +189,7 @@ def build_fedpilot(name: str) -> Any:
     from fedpilot.aggregation import build_aggregator
     from fedpilot.spec.aggregation import AggregationSpec, NormClipSpec
     from fedpilot.spec.sections import FedAvgStrategy
+    from fedpilot.strategy import build_strategy
 
     spec = AggregationSpec(
         rule="mean" if name == "clipped_mean" else name,
@@ -199,7 +200,7 @@ def build_fedpilot(name: str) -> Any:
         clip=NormClipSpec(quantile=CLIP_QUANTILE) if name == "clipped_mean" else None,
     )
     # replies_in_order=False: the streaming mean then sums in float64 (order-independent).
-    return build_aggregator(spec, FedAvgStrategy(), replies_in_order=False)
+    return build_aggregator(spec, build_strategy(FedAvgStrategy()), replies_in_order=False)
 
 
 def worker(
