@@ -5,24 +5,28 @@ steps and guard. No task, no Flower, no files."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
 from fedpilot.aggregation import FedAvgM, FedAvgStep, ServerOptimizer, WeightedMean
 from fedpilot.aggregation.weighting import UpdateWeighting
-from fedpilot.fleet import Fleet
+from fedpilot.fleet import Fleet, FleetStopped
 from fedpilot.guard import AcceptAll, Guard, RelativeDropGuard
 from fedpilot.ledger import ParticipationLog
 from fedpilot.orchestrator import (
     Callback,
+    Federation,
     LearnerStates,
     Phase,
     Round,
     RoundParts,
     RoundSettings,
+    RunInfo,
     RunState,
     StateRegistry,
     UpdateVerdict,
+    load_checkpoint,
 )
 from fedpilot.selection import AvailableSelector
 from fedpilot.spec.sections import FedAvgMStrategy, SamplingSpec, WeightingSpec
@@ -270,3 +274,35 @@ def test_a_learner_dropped_in_a_phase_is_not_trained_and_later_phases_see_the_re
     assert handshakes.before.dropped_learners == ["b"]
     assert summary.failed["b"].startswith("dropped in query.handshake")
     assert summary.accepted == ("a",)
+
+
+class _StoppedAfter(ScriptedFleet):
+    """The fleet's run is stopped from outside once ``rounds`` dispatches went out."""
+
+    def __init__(self, offsets: Mapping[LearnerId, float], rounds: int) -> None:
+        super().__init__(offsets)
+        self.rounds = rounds
+
+    def dispatch(
+        self, instructions: Mapping[LearnerId, Instruction], *, deadline: float
+    ) -> Iterator[Reply]:
+        if len(self.sent) >= self.rounds:
+            raise FleetStopped("the SuperLink refused every message: this Flower run was stopped")
+        yield from super().dispatch(instructions, deadline=deadline)
+
+
+def test_a_fleet_stopped_from_outside_interrupts_the_run_without_recording_the_round(
+    tmp_path: Path,
+) -> None:
+    """A stopped Flower run refuses the round's messages: that is no learner's failure,
+    so the round is not recorded and the run ends interrupted at its last checkpoint."""
+    round_, _, _ = make_round(_StoppedAfter({"a": 1.0, "b": 2.0}, rounds=1))
+    registry = StateRegistry()
+    run = RunInfo(run_id="r", run_dir=tmp_path, spec=None)  # type: ignore[arg-type]
+    federation = Federation(
+        round=round_, state=fresh_state(), registry=registry, callbacks=Callback(), run=run
+    )
+    result = federation.run()
+    assert result.status == "interrupted" and "Flower run was stopped" in str(result.error)
+    assert result.rounds_completed == 1 and len(result.history) == 1
+    assert load_checkpoint(tmp_path).round == 1

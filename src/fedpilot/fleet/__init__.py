@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from fedpilot._imports import lazy_names
-from fedpilot.fleet._base import Fleet
+from fedpilot.fleet._base import Fleet, FleetStopped
 
 if TYPE_CHECKING:
     from fedpilot.fleet.apps import LearnerSource
@@ -18,4 +18,4 @@ if TYPE_CHECKING:
 __getattr__ = lazy_names(__name__, {"LearnerSource": "apps", "LocalFleet": "local"})
 
 
-__all__ = ["Fleet", "LearnerSource", "LocalFleet"]
+__all__ = ["Fleet", "FleetStopped", "LearnerSource", "LocalFleet"]

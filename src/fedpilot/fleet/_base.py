@@ -9,6 +9,13 @@ from typing import Any
 from fedpilot.types import FleetNotice, Instruction, LearnerId, LearnerInfo, Reply
 
 
+class FleetStopped(Exception):
+    """The fleet's connection to its learners was ended from outside (the Flower run this
+    fleet sends through was stopped): the round in progress cannot finish, and its
+    replies must not be recorded as learners' failures. The run ends ``interrupted``,
+    resumable from its last checkpoint."""
+
+
 class Fleet(ABC):
     """Sends instructions and yields replies as they arrive.
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Literal
 
-from fedpilot.fleet import Fleet
+from fedpilot.fleet import Fleet, FleetStopped
 from fedpilot.orchestrator.checkpoint import RunState, save_checkpoint
 from fedpilot.orchestrator.events import Callback, RoundSummary, RunInfo, RunResult
 from fedpilot.orchestrator.round import Round
@@ -133,7 +133,7 @@ class Federation:
                     self._finish("stopped", reason)
                     return
                 yield self.step()
-        except KeyboardInterrupt as exc:
+        except (KeyboardInterrupt, FleetStopped) as exc:
             self._finish("interrupted", _interruption(exc))
             return
         except GeneratorExit:
@@ -221,7 +221,9 @@ class Federation:
         self._callbacks.on_run_end(run=self.run_info, result=self.result)
 
 
-def _interruption(exc: KeyboardInterrupt) -> str:
+def _interruption(exc: KeyboardInterrupt | FleetStopped) -> str:
+    if isinstance(exc, FleetStopped):
+        return f"{exc}; resume from the last checkpoint"
     if isinstance(exc, Terminated):
         return "terminated (SIGTERM); resume from the last checkpoint"
     return "interrupted by the user (Ctrl-C); resume from the last checkpoint"

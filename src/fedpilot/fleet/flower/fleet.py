@@ -18,7 +18,7 @@ from flwr.common.constant import ErrorCode
 from flwr.serverapp import Grid
 
 from fedpilot.deployment.tuning import quicker_object_pulls
-from fedpilot.fleet._base import Fleet
+from fedpilot.fleet._base import Fleet, FleetStopped
 from fedpilot.fleet._convention import instruction_content, reply_from_message
 from fedpilot.types import (
     FleetNotice,
@@ -122,6 +122,13 @@ class FlowerFleet(Fleet):
                 for lid in order
             ]
             ids = list(self._grid.push_messages(messages))
+            if not any(ids):
+                # The SuperLink refuses every message of a run that is no longer running:
+                # this ServerApp's run was stopped (its `fedpilot server` was interrupted,
+                # or a resumed one stopped it). Not the learners' failure: end the run.
+                raise FleetStopped(
+                    "the SuperLink refused every message: this Flower run was stopped"
+                )
             for lid, message_id in zip(order, ids, strict=True):
                 if message_id:
                     sent[message_id] = lid
