@@ -35,6 +35,17 @@ class AggregationReport:
     byzantine: int | None = None
     excluded: dict[LearnerId, str] = field(default_factory=dict)
 
+    def summary(self) -> dict[str, Any]:
+        """What a round's record keeps of it: the fields a rule set, as plain data."""
+        out: dict[str, Any] = {}
+        if self.selected is not None:
+            out["selected"] = list(self.selected)
+        if self.clip_factors:
+            out["clip_factors"] = dict(self.clip_factors)
+        if self.byzantine is not None:
+            out["byzantine"] = self.byzantine
+        return out
+
 
 class Aggregator(ABC):
     """Folds a round's accepted updates into one aggregate.

@@ -9,7 +9,6 @@ the parts' interfaces.
 from fedpilot.launch.assemble import (
     build_fleet,
     build_parts,
-    default_callbacks,
     initial_weights,
     load_run_spec,
     new_run_dir,
@@ -23,7 +22,6 @@ from fedpilot.launch.centralized import run_centralized
 __all__ = [
     "build_fleet",
     "build_parts",
-    "default_callbacks",
     "initial_weights",
     "load_run_spec",
     "new_run_dir",

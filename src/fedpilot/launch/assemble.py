@@ -43,6 +43,7 @@ from fedpilot.spec import FederationSpec, FlowerRuntime, RayRuntime, load_spec
 from fedpilot.strategy import build_strategy
 from fedpilot.tasks import build_task
 from fedpilot.tasks._base import Task, TrainSettings
+from fedpilot.tracking import default_callbacks
 from fedpilot.transforms import build_transforms, state_key
 from fedpilot.types import Config, Weights
 from fedpilot.validation import UpdateValidator
@@ -67,13 +68,6 @@ def load_run_spec(run_dir: Path) -> FederationSpec:
     if not path.is_file():
         raise ResumeError(f"{str(run_dir)!r} is not a run directory (no {path.name})")
     return load_spec(path)
-
-
-def default_callbacks(spec: FederationSpec) -> list[Callback]:
-    """What every run records: the event log, status.json and (if enabled) MLflow."""
-    from fedpilot.tracking import default_callbacks as tracking_defaults
-
-    return tracking_defaults(spec)
 
 
 def server_task(spec: FederationSpec) -> Task | None:

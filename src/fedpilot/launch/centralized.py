@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from fedpilot._threads import limit_torch_threads
 from fedpilot.errors import SpecError
-from fedpilot.launch.assemble import default_callbacks, new_run_dir, server_task
+from fedpilot.launch.assemble import new_run_dir, server_task
 from fedpilot.orchestrator.events import (
     Callback,
     CallbackList,
@@ -19,6 +19,7 @@ from fedpilot.orchestrator.events import (
 )
 from fedpilot.spec import FederationSpec
 from fedpilot.tasks._base import TrainSettings
+from fedpilot.tracking import default_callbacks
 from fedpilot.types import RoundContext, derive_seed
 
 

@@ -171,7 +171,7 @@ class Round:
         else:
             before = self.state.snapshot()
             aggregate = parts.aggregator.result()
-            aggregation_report = _report(parts.aggregator)
+            aggregation_report = parts.aggregator.last_report.summary()
             for transform in self._server_stages:
                 aggregate = transform.on_server(aggregate, reference=weights, ctx=ctx)
             candidate = parts.server_opt.step(current=weights, aggregate=aggregate)
@@ -392,15 +392,3 @@ class Round:
 
 def _overriding(transforms: Sequence[UpdateTransform], hook: str) -> list[UpdateTransform]:
     return [t for t in transforms if getattr(type(t), hook) is not getattr(UpdateTransform, hook)]
-
-
-def _report(aggregator: Aggregator) -> dict[str, Any]:
-    report = aggregator.last_report
-    out: dict[str, Any] = {}
-    if report.selected is not None:
-        out["selected"] = list(report.selected)
-    if report.clip_factors:
-        out["clip_factors"] = dict(report.clip_factors)
-    if report.byzantine is not None:
-        out["byzantine"] = report.byzantine
-    return out
