@@ -7,6 +7,7 @@ does. This process follows that directory's event log, so what it shows is what 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -151,7 +152,11 @@ class FederationServer:
             return self._follow(control, follower)
         except KeyboardInterrupt:
             if self.flower_run_id is not None:
-                control.stop_run(self.flower_run_id)
+                # Ctrl-C at a terminal reaches the SuperLink (our child, same process
+                # group) too: one already shutting down has no run left to stop, and a
+                # resumed server stops unfinished runs anyway.
+                with contextlib.suppress(Exception):
+                    control.stop_run(self.flower_run_id)
             return ServerOutcome("interrupted", "interrupted by the user (Ctrl-C)")
         finally:
             control.close()
