@@ -28,6 +28,10 @@ class ResumeError(UserError):
     """A run directory cannot be resumed (missing or inconsistent checkpoint)."""
 
 
+class RunDirInUse(UserError):
+    """Another process runs the run in this run directory (it holds the directory's lock)."""
+
+
 class TaskError(FedpilotError):
     """A Task failed while building its model, loading data, training or evaluating."""
 

@@ -158,6 +158,14 @@ def _summary(detail: RunDetail) -> Table:
     if detail.events:
         counts = (f"{kind} {detail.events[kind]}" for kind in EventType if kind in detail.events)
         rows.append(("Events", escape(", ".join(counts))))
+    if detail.unreadable_event_lines:
+        rows.append(
+            (
+                "Event log",
+                f"[yellow]{detail.unreadable_event_lines} unreadable lines skipped "
+                "(torn by a crash, or damaged)[/yellow]",
+            )
+        )
     for number, warning in enumerate(detail.warnings):
         where = "before round 1" if not warning.round else f"round {warning.round}"
         text = escape(f"{where}: {warning.message} [{warning.code}]")
@@ -240,7 +248,10 @@ def _number(value: float | None, *, digits: int = 4) -> str:
 def _time(value: datetime | None) -> str:
     if value is None:
         return "-"
-    return value.astimezone().strftime("%Y-%m-%d %H:%M")
+    try:
+        return value.astimezone().strftime("%Y-%m-%d %H:%M")
+    except (OverflowError, ValueError, OSError):  # a time at the ends of the calendar
+        return "-"
 
 
 def _print_json(data: Any) -> None:

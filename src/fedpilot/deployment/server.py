@@ -26,7 +26,7 @@ from fedpilot.deployment.superlink import (
 from fedpilot.deployment.tail import LineFollower
 from fedpilot.errors import SpecError
 from fedpilot.orchestrator.vocabulary import EventType
-from fedpilot.rundir import RunDir
+from fedpilot.rundir import RunDir, RunLock
 from fedpilot.security.certs import CertificatePaths
 from fedpilot.security.keys import load_allow_list
 from fedpilot.spec import FederationSpec, FlowerRuntime
@@ -85,6 +85,7 @@ class FederationServer:
         self.link: SuperLinkProcess | None = None
         self.flower_run_id: int | None = None
         self._started = False
+        self._lock: RunLock | None = None
         self._certificates: CertificatePaths | None = None
         if not self.insecure:
             if self.runtime.certificates is None:
@@ -102,11 +103,18 @@ class FederationServer:
             self._allowed = load_allow_list(spec.resolve_path(self.runtime.authorized_learners))
 
     def prepare(self) -> Path:
-        """The run directory: a new one (made now) unless resuming."""
+        """The run directory: a new one (made now) unless resuming. This process holds its
+        lock until :meth:`run` returns (its ServerApp runs the rounds under it).
+
+        Raises:
+            RunDirInUse: another process runs this run.
+        """
         if not self.resume and self.run_dir == Path():
             from fedpilot.launch import new_run_dir
 
             self.run_dir = new_run_dir(self.spec)[1].resolve()
+        if self._lock is None:
+            self._lock = RunLock.acquire(self.run_dir)
         return self.run_dir
 
     @property
@@ -116,6 +124,14 @@ class FederationServer:
 
     def run(self) -> ServerOutcome:
         self.prepare()
+        try:
+            return self._serve()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+
+    def _serve(self) -> ServerOutcome:
         layout = RunDir(self.run_dir)
         workdir = layout.flower
         follower = EventFollower(layout.events)
@@ -216,9 +232,11 @@ class EventFollower:
         for line in self._lines.new_lines():
             if line.strip():
                 try:
-                    yield json.loads(line)
-                except json.JSONDecodeError:
+                    event = json.loads(line)
+                except (ValueError, RecursionError):  # a torn or damaged line
                     continue
+                if isinstance(event, dict):
+                    yield event
 
 
 def prepare_spec(spec: FederationSpec) -> FederationSpec:

@@ -35,9 +35,9 @@ from fedpilot.orchestrator import (
     RunResult,
     RunState,
     StateRegistry,
-    load_checkpoint,
 )
-from fedpilot.rundir import RunDir
+from fedpilot.orchestrator.checkpoint import restore_checkpoint
+from fedpilot.rundir import RunDir, RunLock
 from fedpilot.selection import LoggedSelector, build_selector
 from fedpilot.spec import FederationSpec, FlowerRuntime, RayRuntime, load_spec
 from fedpilot.strategy import build_strategy
@@ -59,7 +59,39 @@ def new_run_dir(spec: FederationSpec, suffix: str = "") -> tuple[str, Path]:
     # libyaml's emitter: PyYAML's pure-Python one takes longer than a small model's round.
     text = yaml.dump(spec.resolved(), Dumper=_YAML_DUMPER, sort_keys=False)
     RunDir(run_dir).spec.write_text(text)
+    if spec.tracking.enabled:
+        # The spec's output_dir (and a sqlite URI) may be relative to where the run was
+        # started: a resume from elsewhere must log to the same store.
+        RunDir(run_dir).mlflow_uri.write_text(absolute_tracking_uri(spec.mlflow_uri()) + "\n")
     return run_id, run_dir
+
+
+def run_tracking_uri(run_dir: Path, spec: FederationSpec) -> str:
+    """The MLflow store of the run in ``run_dir``: the one recorded when it was made; for
+    a run directory made before stores were recorded, the spec's, with the default store
+    found beside the run directory (not under the current folder)."""
+    try:
+        recorded = RunDir(run_dir).mlflow_uri.read_text(encoding="utf-8").strip()
+    except (OSError, ValueError):
+        recorded = ""
+    if recorded:
+        return recorded
+    if spec.tracking.mlflow_uri:
+        return spec.tracking.mlflow_uri
+    return spec.model_copy(update={"output_dir": run_dir.resolve().parent}).mlflow_uri()
+
+
+def absolute_tracking_uri(uri: str) -> str:
+    """``uri`` with a relative local path (a ``sqlite:///`` file, a plain folder) made
+    absolute against the current folder, as MLflow would read it now."""
+    if uri.startswith("sqlite:///"):
+        path, sep, query = uri.removeprefix("sqlite:///").partition("?")
+        if path and path != ":memory:" and not Path(path).is_absolute():
+            return f"sqlite:///{Path(path).resolve()}{sep}{query}"
+        return uri
+    if "://" not in uri and not uri.startswith("databricks"):
+        return str(Path(uri).resolve())
+    return uri
 
 
 def load_run_spec(run_dir: Path) -> FederationSpec:
@@ -117,9 +149,10 @@ def open_federation(
     default_tracking: bool = True,
     fleet: Fleet | None = None,
     run_dir: Path | None = None,
+    lock: bool = True,
 ) -> Federation:
     """A federation ready to run round by round (see :class:`Federation`); close it
-    (or use it as a context manager) to release its fleet.
+    (or use it as a context manager) to release its fleet and its run directory.
 
     Args:
         spec: the validated spec. With ``resume_dir`` pass the run's own spec
@@ -129,33 +162,78 @@ def open_federation(
         default_tracking: add the event log, status file and MLflow callbacks.
         fleet: the learners to use (closed with the federation); default :func:`build_fleet`.
         run_dir: a run directory made by :func:`new_run_dir` to start this run in.
+        lock: hold the run directory's :class:`RunLock` while the federation is open
+            (another process that tries to run it is refused). False only where the
+            caller holds it for this run: ``fedpilot server`` for its ServerApp.
+
+    Raises:
+        RunDirInUse: another process runs this run.
+        ResumeError: ``resume_dir`` has no intact checkpoint.
     """
     limit_torch_threads(spec.runtime.torch_threads)
     task = server_task(spec)
     if resume_dir is not None:
         run_dir = resume_dir
-        state = load_checkpoint(run_dir)
-    else:
-        if run_dir is None:
-            _, run_dir = new_run_dir(spec)
-        state = RunState(round=0, weights=initial_weights(spec, task), metrics={})
-    observers = [*default_callbacks(spec), *callbacks] if default_tracking else list(callbacks)
-    run = RunInfo(
-        run_id=run_dir.name, run_dir=run_dir, spec=spec, start_round=state.round + 1, task=task
-    )
-    fleet = fleet if fleet is not None else build_fleet(spec)
+    elif run_dir is None:
+        _, run_dir = new_run_dir(spec)
+    run_lock = RunLock.acquire(run_dir) if lock else None
+    try:
+        notes: list[str] = []
+        if resume_dir is not None:
+            restored = restore_checkpoint(run_dir)
+            state = restored.state
+            notes = [
+                f"checkpoint {path.name} skipped: {why}; resumed from {restored.path.name}"
+                for path, why in restored.skipped
+            ]
+        else:
+            state = RunState(round=0, weights=initial_weights(spec, task), metrics={})
+        tracking = default_callbacks(spec, tracking_uri=run_tracking_uri(run_dir, spec))
+        observers = [*tracking, *callbacks] if default_tracking else list(callbacks)
+        run = RunInfo(
+            run_id=run_dir.name, run_dir=run_dir, spec=spec, start_round=state.round + 1, task=task
+        )
+        fleet = fleet if fleet is not None else build_fleet(spec)
+    except BaseException:
+        if run_lock is not None:
+            run_lock.release()
+        raise
     try:
         parts, registry = build_parts(spec, task, fleet, run_dir)
         events = CallbackList(observers)
+        if notes:
+            events.callbacks.append(_StartNotes(events, notes))
         round_ = Round(
             parts, round_settings(spec), events=events, state=registry, run_id=run.run_id
         )
         return Federation(
-            round=round_, state=state, registry=registry, callbacks=events, run=run, fleet=fleet
+            round=round_,
+            state=state,
+            registry=registry,
+            callbacks=events,
+            run=run,
+            fleet=fleet,
+            lock=run_lock,
         )
     except BaseException:
         fleet.close()
+        if run_lock is not None:
+            run_lock.release()
         raise
+
+
+class _StartNotes(Callback):
+    """Tells every other callback, as warnings, what a person should know about how the
+    run started (a damaged checkpoint skipped on resume): once they have all started."""
+
+    def __init__(self, events: CallbackList, notes: list[str]) -> None:
+        self._events = events
+        self._notes = notes
+
+    def on_run_start(self, *, run: RunInfo) -> None:
+        for note in self._notes:
+            self._events.on_warning(round=run.start_round, code="checkpoint", message=note)
+        self._notes = []
 
 
 def run_federation(
@@ -166,6 +244,7 @@ def run_federation(
     default_tracking: bool = True,
     fleet: Fleet | None = None,
     run_dir: Path | None = None,
+    lock: bool = True,
 ) -> RunResult:
     """Run (or resume) a federation to its end and return how it ended (the arguments
     are :func:`open_federation`'s)."""
@@ -176,6 +255,7 @@ def run_federation(
         default_tracking=default_tracking,
         fleet=fleet,
         run_dir=run_dir,
+        lock=lock,
     ) as federation:
         return federation.run()
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from fedpilot._threads import limit_torch_threads
 from fedpilot.errors import SpecError
@@ -17,8 +19,9 @@ from fedpilot.orchestrator.events import (
     RunInfo,
     RunResult,
 )
+from fedpilot.rundir import RunLock
 from fedpilot.spec import FederationSpec
-from fedpilot.tasks._base import TrainSettings
+from fedpilot.tasks._base import Task, TrainSettings
 from fedpilot.tracking import default_callbacks
 from fedpilot.types import RoundContext, derive_seed
 
@@ -39,7 +42,21 @@ def run_centralized(
         )
     pooled = task.pooled_train_data()
     test = task.central_test_data()
-    run_id, run_dir = new_run_dir(spec, suffix="-centralized")
+    _, run_dir = new_run_dir(spec, suffix="-centralized")
+    with RunLock.acquire(run_dir):  # `fedpilot runs` tells a live run from a killed one
+        return _run_pooled(spec, task, (pooled, test), run_dir, callbacks, default_tracking)
+
+
+def _run_pooled(
+    spec: FederationSpec,
+    task: Task,
+    data: tuple[Any, Any],
+    run_dir: Path,
+    callbacks: Sequence[Callback],
+    default_tracking: bool,
+) -> RunResult:
+    pooled, test = data
+    run_id = run_dir.name
     run = RunInfo(run_id=run_id, run_dir=run_dir, spec=spec, task=task, mode="centralized")
     observers = CallbackList(
         [*default_callbacks(spec), *callbacks] if default_tracking else list(callbacks)

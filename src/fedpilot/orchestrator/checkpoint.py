@@ -2,15 +2,22 @@
 
 Layout: ``<run_dir>/checkpoints/round-NNNNNN.npz``, one file per round holding the
 global weights (``w/<i>``), the arrays inside the stateful parts' state (``c/<key>``;
-see :mod:`.state`) and everything else as JSON (``state``). A file
-is written under a temporary name and renamed, so every ``round-*.npz`` is complete and
-the newest one is the checkpoint to resume; a crash at any moment leaves one. One file
-rather than a folder of them: a checkpoint is taken every round, and with a small model
-the file-system operations cost more than the bytes.
+see :mod:`.state`) and everything else as JSON (``state``). One file rather than a folder
+of them: a checkpoint is taken every round, and with a small model the file-system
+operations cost more than the bytes.
+
+A file is sealed with a SHA-256 digest of itself (the zip archive's comment, so numpy
+and any zip tool still read it), written under a temporary name, fsync'd, and only then
+renamed into place (and the folder fsync'd): a crash or a power cut at any moment leaves
+the previous checkpoints as they were. A resume takes the newest checkpoint whose digest
+holds and says which ones it skipped and why (a truncated, emptied or flipped file);
+it never changes or removes one. Files written before checkpoints were sealed (no
+comment) are still read, checked by the zip's own CRCs.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -66,26 +73,126 @@ def save_checkpoint(run_dir: Path, state: RunState) -> Path:
     # header, which on a real file costs a flush per member.
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)  # type: ignore[arg-type]
+    data = _sealed(buffer.getbuffer())
     try:
-        tmp.write_bytes(buffer.getbuffer())
+        _write_synced(tmp, data)
     except FileNotFoundError:  # the run's first checkpoint: the folder is made then
         root.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(buffer.getbuffer())
+        _fsync_dir(root.parent)
+        _write_synced(tmp, data)
     os.replace(tmp, final)
+    _fsync_dir(root)  # the rename itself survives a power cut
     for old in _checkpoints(root)[:-KEEP_LAST]:
         old.unlink(missing_ok=True)
     return final
 
 
-def load_checkpoint(run_dir: Path) -> RunState:
+def _write_synced(path: Path, chunks: list[bytes | memoryview]) -> None:
+    with path.open("wb") as handle:
+        for chunk in chunks:
+            handle.write(chunk)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# A zip archive ends with its end-of-central-directory record, whose last field is the
+# length of the archive's comment, then the comment. The seal is that comment.
+_END_RECORD = b"PK\x05\x06"
+_END_RECORD_SIZE = 22
+_SEAL_PREFIX = b"fedpilot-sha256:"
+_SEAL_SIZE = len(_SEAL_PREFIX) + 64
+
+
+def _sealed(archive: memoryview) -> list[bytes | memoryview]:
+    """``archive`` (a zip without a comment) with the SHA-256 of everything before the
+    comment as its comment, in pieces to write one after the other (no copy of the
+    model)."""
+    assert bytes(archive[-_END_RECORD_SIZE:][:4]) == _END_RECORD
+    assert bytes(archive[-2:]) == b"\0\0"
+    comment_length = _SEAL_SIZE.to_bytes(2, "little")
+    digest = hashlib.sha256(archive[:-2])
+    digest.update(comment_length)
+    return [archive[:-2], comment_length, _SEAL_PREFIX + digest.hexdigest().encode()]
+
+
+def _seal_problem(data: bytes) -> str | None:
+    """Why ``data`` is not an intact checkpoint file, or None (sealed and intact, or
+    written before checkpoints were sealed: the zip's CRCs check it as it is read)."""
+    if not data:
+        return "the file is empty"
+    legacy = data[-_END_RECORD_SIZE:][:4] == _END_RECORD and data[-2:] == b"\0\0"
+    if legacy:
+        return None
+    seal = data[-_SEAL_SIZE:]
+    if not seal.startswith(_SEAL_PREFIX):
+        return f"no digest at its end (truncated? {len(data)} bytes)"
+    if hashlib.sha256(data[:-_SEAL_SIZE]).hexdigest().encode() != seal[len(_SEAL_PREFIX) :]:
+        return "its SHA-256 digest does not match its content (damaged)"
+    return None
+
+
+@dataclass(frozen=True)
+class Restored:
+    """The checkpoint a run resumes from, and the newer ones that were not usable."""
+
+    state: RunState
+    path: Path
+    skipped: tuple[tuple[Path, str], ...] = ()
+    """Each newer checkpoint that is damaged, with why; newest first."""
+
+
+def restore_checkpoint(run_dir: Path) -> Restored:
+    """The newest intact checkpoint of ``run_dir`` (nothing is changed or removed).
+
+    Raises:
+        ResumeError: No checkpoint, or none intact (the message says what is wrong with
+            each).
+    """
     found = _checkpoints(RunDir(run_dir).checkpoints)
     if not found:
         raise ResumeError(
             f"no checkpoint to resume in {str(run_dir)!r} (no checkpoints/round-*.npz)"
         )
-    path = found[-1]
+    skipped: list[tuple[Path, str]] = []
+    for path in reversed(found):
+        try:
+            return Restored(_read_checkpoint(path), path, tuple(skipped))
+        except _Damaged as exc:
+            skipped.append((path, str(exc)))
+    problems = "; ".join(f"{path.name}: {why}" for path, why in skipped)
+    raise ResumeError(
+        f"no intact checkpoint to resume in {str(run_dir)!r} ({problems}); "
+        "the files are left as they are"
+    )
+
+
+def load_checkpoint(run_dir: Path) -> RunState:
+    """The run's state at its newest intact checkpoint (see :func:`restore_checkpoint`)."""
+    return restore_checkpoint(run_dir).state
+
+
+class _Damaged(Exception):
+    """A checkpoint file that cannot be used; the message says why."""
+
+
+def _read_checkpoint(path: Path) -> RunState:
     try:
-        with np.load(path) as npz:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise _Damaged(f"unreadable: {exc}") from exc
+    problem = _seal_problem(data)
+    if problem is not None:
+        raise _Damaged(problem)
+    try:
+        with np.load(io.BytesIO(data)) as npz:
             stashed = {k.removeprefix("c/"): npz[k] for k in npz.files if k.startswith("c/")}
             meta = decode_state(npz["state"].tobytes(), stashed)
             weights = [npz[f"w/{i}"] for i in range(int(meta["num_arrays"]))]
@@ -93,16 +200,18 @@ def load_checkpoint(run_dir: Path) -> RunState:
             if "server_opt_scalars" in meta:  # written before the server optimizer was a part
                 legacy = {k[4:]: npz[k] for k in npz.files if k.startswith("opt/")}
                 components["server_opt"] = {**legacy, **meta["server_opt_scalars"]}
-    except (OSError, KeyError, ValueError) as exc:
-        raise ResumeError(f"checkpoint {str(path)!r} is unreadable: {exc}") from exc
-    return RunState(
-        round=int(meta["round"]),
-        weights=weights,
-        metrics={k: float(v) for k, v in meta["metrics"].items()},
-        rollbacks=int(meta["rollbacks"]),
-        history=[RoundRecord(**r) for r in meta["history"]],
-        components=components,
-    )
+        return RunState(
+            round=int(meta["round"]),
+            weights=weights,
+            metrics={k: float(v) for k, v in meta["metrics"].items()},
+            rollbacks=int(meta["rollbacks"]),
+            history=[RoundRecord(**r) for r in meta["history"]],
+            components=components,
+        )
+    # A damaged unsealed file can fail in any of zipfile's, zlib's, numpy's or json's ways
+    # (BadZipFile, a CRC error, EOFError, ...); the digest rules that out for sealed ones.
+    except Exception as exc:
+        raise _Damaged(f"unreadable ({type(exc).__name__}: {exc})") from exc
 
 
 def _checkpoints(root: Path) -> list[Path]:

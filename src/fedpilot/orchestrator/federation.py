@@ -25,7 +25,7 @@ from fedpilot.orchestrator.checkpoint import RunState, save_checkpoint
 from fedpilot.orchestrator.events import Callback, RoundSummary, RunInfo, RunResult
 from fedpilot.orchestrator.round import Round
 from fedpilot.orchestrator.state import StateRegistry
-from fedpilot.rundir import RunDir
+from fedpilot.rundir import RunDir, RunLock
 
 
 class Terminated(KeyboardInterrupt):
@@ -61,6 +61,7 @@ class Federation:
         callbacks: Notified of the run's start, every round and its end.
         run: The run's identity, for callbacks.
         fleet: Closed with the federation.
+        lock: The run directory's lock, released with the federation.
     """
 
     def __init__(
@@ -72,6 +73,7 @@ class Federation:
         callbacks: Callback,
         run: RunInfo,
         fleet: Fleet | None = None,
+        lock: RunLock | None = None,
     ) -> None:
         self._round = round
         self.state = state
@@ -79,6 +81,7 @@ class Federation:
         self._callbacks = callbacks
         self.run_info = run
         self._fleet = fleet
+        self._lock = lock
         self._stop_reason: str | None = None
         self._stop_lock = threading.Lock()
         self._started = False
@@ -167,9 +170,14 @@ class Federation:
             if self.result is None and self._started:
                 self._finish("stopped", self._stop_reason or "closed before the last round")
         finally:
-            if self._fleet is not None:
-                self._fleet.close()
-                self._fleet = None
+            try:
+                if self._fleet is not None:
+                    self._fleet.close()
+                    self._fleet = None
+            finally:
+                if self._lock is not None:
+                    self._lock.release()
+                    self._lock = None
 
     def __enter__(self) -> Federation:
         return self

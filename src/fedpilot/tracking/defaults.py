@@ -8,13 +8,14 @@ from fedpilot.tracking.event_log import EventLogCallback
 from fedpilot.tracking.status_file import StatusFileCallback
 
 
-def default_callbacks(spec: FederationSpec) -> list[Callback]:
+def default_callbacks(spec: FederationSpec, *, tracking_uri: str | None = None) -> list[Callback]:
     """The audit trail (``events.jsonl``), ``status.json`` and, if the spec enables it,
     MLflow: the observers ``fedpilot run``, ``fedpilot server`` and the Flower ServerApp
     give every run, before their own.
 
     Args:
         spec: The run's spec (``tracking.enabled`` decides MLflow).
+        tracking_uri: The MLflow store, if not the spec's (a resumed run's own store).
 
     Returns:
         New callbacks, in the order they should be called.
@@ -24,5 +25,5 @@ def default_callbacks(spec: FederationSpec) -> list[Callback]:
         # Imported only then: the MLflow callback is the heavy one.
         from fedpilot.tracking.mlflow_callback import MLflowCallback
 
-        callbacks.append(MLflowCallback())
+        callbacks.append(MLflowCallback(tracking_uri=tracking_uri))
     return callbacks

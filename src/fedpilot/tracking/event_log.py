@@ -9,7 +9,8 @@ a resumed run redoes that round. Update lines wait in memory until then: per-upd
 writes, between one learner's training and the next, cost more than training a small
 model. Lines are encoded by orjson (a round of a small model writes as many lines as it
 trains learners; the standard library's encoder took longer than the training).
-Readers (:mod:`fedpilot.tracking.store`) skip a torn last line.
+:class:`EventLogReader` reads the log back, skipping (and counting) whatever is not one
+JSON object a line: a torn last line, binary bytes, a damaged line.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import math
 import operator
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -154,6 +155,10 @@ class EventLogCallback(Callback):
             path.parent.mkdir(parents=True, exist_ok=True)
             self._file = path.open("ab")
             self._path = path
+            if not _ends_a_line(path):
+                # A process killed mid-line left a torn line: the first event of this one
+                # must not be glued to it (readers skip the torn line alone).
+                self._file.write(b"\n")
         except OSError as exc:
             _logger.warning("cannot open the event log %s (%s); events are not recorded", path, exc)
             return
@@ -243,6 +248,49 @@ class EventLogCallback(Callback):
             self._file.flush()
         except OSError as exc:
             _logger.warning("writing %s to the event log failed: %s", what, exc)
+
+
+def _ends_a_line(path: Path) -> bool:
+    """True if ``path`` is empty or its last byte ends a line."""
+    with path.open("rb") as handle:
+        if handle.seek(0, 2) == 0:
+            return True
+        handle.seek(-1, 2)
+        return handle.read(1) == b"\n"
+
+
+class EventLogReader:
+    """The events of an ``events.jsonl``, one mapping each, in order; a line that is not
+    one JSON object (torn by a crash, binary bytes, a damaged line) is skipped and counted.
+    A missing or unreadable file has no events.
+
+    Iterate it once; :attr:`skipped` then says how many non-empty lines were skipped.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.skipped = 0
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        try:
+            handle = self.path.open("rb")
+        except OSError:
+            return
+        with handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    event = json.loads(line)
+                # ValueError: not JSON, not UTF-8 (UnicodeDecodeError), an integer too long
+                # to read; RecursionError: nested too deep.
+                except (ValueError, RecursionError):
+                    event = None
+                if isinstance(event, dict):
+                    yield event
+                else:
+                    self.skipped += 1
+                    _logger.debug("skipping unreadable line %d of %s", number, self.path)
 
 
 def _line(event: str, payload: object, fields: dict[str, Any]) -> bytes:

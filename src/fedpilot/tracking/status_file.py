@@ -61,9 +61,7 @@ class StatusFileCallback(Callback):
 
     def on_run_start(self, *, run: RunInfo) -> None:
         self._run_dir = RunDir(run.run_dir)
-        previous: dict[str, Any] = {}
-        if self._run_dir.status.is_file():
-            previous = json.loads(self._run_dir.status.read_text())
+        previous = _previous_status(self._run_dir)
         self._status = {
             "run_id": run.run_id,
             "name": run.spec.name,
@@ -118,6 +116,26 @@ class StatusFileCallback(Callback):
         tmp.write_text(json.dumps(self._status, indent=1))
         os.replace(tmp, path)
         self._written_at = time.monotonic()
+
+
+def _previous_status(run_dir: RunDir) -> dict[str, Any]:
+    """What an earlier process of the run wrote (a resume carries it on); nothing if it
+    is missing or damaged: the event log and the checkpoint hold the same facts."""
+    try:
+        data = json.loads(run_dir.status.read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    wanted = {"final_metrics": dict, "rollbacks": int, "started_at": str, "warnings": dict}
+    previous = {k: data[k] for k, kind in wanted.items() if isinstance(data.get(k), kind)}
+    if "warnings" in previous:
+        previous["warnings"] = {
+            code: entry
+            for code, entry in previous["warnings"].items()
+            if isinstance(entry, dict) and isinstance(entry.get("count"), int)
+        }
+    return previous
 
 
 def _now() -> str:

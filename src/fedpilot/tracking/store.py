@@ -8,16 +8,22 @@ A run directory (:class:`~fedpilot.rundir.RunDir`) may hold, all optional:
   history, the warnings, and the fallback when the status file is missing.
 - the resolved spec (name, planned rounds, the guard's metric).
 - the MLflow run id (:class:`~fedpilot.tracking.MLflowCallback`).
+- the lock of the process running the run (:class:`~fedpilot.rundir.RunLock`): a run
+  whose status says ``running`` while nobody holds its lock died without recording its
+  end (SIGKILL, the OOM killer, a lost machine). It is shown ``interrupted``, at its
+  newest intact checkpoint, which is where a resume continues.
 
-Readers never fail on a damaged file: a torn last line or unreadable JSON is skipped.
+Readers never fail on a damaged file: an event line that is not a JSON object (torn,
+binary) is skipped and counted, and an unreadable status file or spec counts as absent.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,10 +31,10 @@ from typing import Any
 
 import yaml
 
-from fedpilot.errors import UserError
+from fedpilot.errors import ResumeError, UserError
 from fedpilot.orchestrator.vocabulary import ROUND_ENDS, EventType
-from fedpilot.rundir import RunDir
-from fedpilot.tracking.event_log import to_json
+from fedpilot.rundir import RunDir, lock_holder
+from fedpilot.tracking.event_log import EventLogReader, to_json
 
 _PREFERRED_METRICS = ("accuracy", "loss")
 _logger = logging.getLogger(__name__)
@@ -102,6 +108,8 @@ class RunDetail(RunRecord):
     warnings: tuple[RunWarning, ...] = field(default_factory=tuple)
     events: dict[EventType, int] = field(default_factory=dict)
     """How many events of each type the event log holds (all processes of the run)."""
+    unreadable_event_lines: int = 0
+    """Lines of the event log that are not a JSON object (torn by a crash, damaged)."""
 
 
 def list_runs(output_dir: str | Path = "fedpilot-runs") -> list[RunRecord]:
@@ -142,6 +150,7 @@ def show_run(output_dir: str | Path, run_id_or_prefix: str) -> RunDetail:
         rounds=tuple(facts.rounds[r] for r in sorted(facts.rounds)),
         warnings=tuple(facts.warnings),
         events=dict(facts.counts),
+        unreadable_event_lines=facts.unreadable_lines,
     )
 
 
@@ -209,7 +218,7 @@ def _record_fields(
         final_metrics = facts.final_metrics
     guard = spec.get("guard")
     preferred = guard.get("metric") if isinstance(guard, dict) else None
-    return dict(
+    fields: dict[str, Any] = dict(
         run_id=run_dir.run_id,
         name=_first_str(status.get("name"), spec.get("name"), facts.name) or run_dir.run_id,
         status=_first_str(status.get("status"), facts.status) or "unknown",
@@ -221,9 +230,41 @@ def _record_fields(
         updated_at=_parse_time(status.get("updated_at")) or facts.updated_at,
         run_dir=run_dir.path,
         mlflow_run_id=_read_text(run_dir.mlflow_run_id),
-        main_metric=_pick_main_metric(preferred, final_metrics),
+        main_metric=None,
         error=_first_str(status.get("error"), facts.error),
     )
+    if fields["status"] == "running" and _died(run_dir):
+        fields.update(_at_last_checkpoint(run_dir))
+    fields["main_metric"] = _pick_main_metric(preferred, fields["final_metrics"])
+    return fields
+
+
+def _died(run_dir: RunDir) -> bool:
+    """True if the process running the run ended without saying so: it held the lock
+    (run directories made before runs were locked have no lock file), and nobody does."""
+    return run_dir.lock.is_file() and lock_holder(run_dir.path) is None
+
+
+def _at_last_checkpoint(run_dir: RunDir) -> dict[str, Any]:
+    """A dead run's fields: interrupted, where its newest intact checkpoint has it."""
+    fields: dict[str, Any] = {
+        "status": "interrupted",
+        "error": "its process ended without recording the end (killed?); "
+        "resume from the last checkpoint",
+    }
+    # Imported here: numpy, for the few runs that need it.
+    from fedpilot.orchestrator.checkpoint import restore_checkpoint
+
+    try:
+        state = restore_checkpoint(run_dir.path).state
+    except ResumeError:
+        return fields  # no round was checkpointed: the status file's counts stand
+    return {
+        **fields,
+        "rounds_completed": state.round,
+        "final_metrics": dict(state.metrics),
+        "rollbacks": state.rollbacks,
+    }
 
 
 @dataclass
@@ -243,15 +284,17 @@ class _EventFacts:
     rounds: dict[int, RoundRow] = field(default_factory=dict)
     warnings: list[RunWarning] = field(default_factory=list)
     counts: Counter[EventType] = field(default_factory=Counter)
+    unreadable_lines: int = 0
 
 
 def _scan_events(path: Path) -> _EventFacts:
     facts = _EventFacts()
-    for event in _read_events(path):
-        try:
-            kind = EventType(event.get("event", ""))
-        except ValueError:
+    reader = EventLogReader(path)
+    for event in reader:
+        name = event.get("event")
+        if not isinstance(name, str) or name not in _EVENT_NAMES:
             continue  # not an event this version knows (a newer writer's)
+        kind = EventType(name)
         facts.counts[kind] += 1
         facts.updated_at = _parse_time(event.get("time")) or facts.updated_at
         if kind is EventType.RUN_STARTED:
@@ -290,7 +333,11 @@ def _scan_events(path: Path) -> _EventFacts:
             facts.final_metrics = dict(last.metrics)
         if facts.rollbacks is None:
             facts.rollbacks = sum(r.status == "rolled_back" for r in facts.rounds.values())
+    facts.unreadable_lines = reader.skipped
     return facts
+
+
+_EVENT_NAMES = frozenset(EventType)
 
 
 def _round_row(event: Mapping[str, Any]) -> RoundRow | None:
@@ -311,28 +358,14 @@ def _round_row(event: Mapping[str, Any]) -> RoundRow | None:
     )
 
 
-def _read_events(path: Path) -> Iterator[dict[str, Any]]:
-    try:
-        handle = path.open(encoding="utf-8")
-    except OSError:
-        return
-    with handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
-                _logger.debug("skipping unreadable line %d of %s", number, path)
-                continue
-            if isinstance(event, dict):
-                yield event
+# Each reader takes a damaged file as absent. ValueError covers bytes that are not
+# UTF-8 and JSON that is not JSON; RecursionError, a document nested too deep.
 
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -340,7 +373,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+    except (OSError, ValueError, RecursionError, yaml.YAMLError):
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -348,7 +381,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 def _read_text(path: Path) -> str | None:
     try:
         text = path.read_text(encoding="utf-8").strip()
-    except OSError:
+    except (OSError, ValueError):
         return None
     return text or None
 
@@ -362,14 +395,19 @@ def _first_str(*values: object) -> str | None:
 
 def _first_int(*values: object) -> int | None:
     for value in values:
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and math.isfinite(value):
             return int(value)
     return None
 
 
 def _number(value: object) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond a float's range
+            return None
     return None
 
 
@@ -382,7 +420,8 @@ def _count(value: object) -> int:
 def _metrics(value: object) -> dict[str, float]:
     if not isinstance(value, dict):
         return {}
-    return {str(k): float(v) for k, v in value.items() if _number(v) is not None}
+    numbers = {str(k): _number(v) for k, v in value.items()}
+    return {k: v for k, v in numbers.items() if v is not None}
 
 
 def _parse_time(value: object) -> datetime | None:

@@ -64,6 +64,7 @@ def run_federation_on(grid: Grid, config: FederationConfig) -> None:
         fleet=fleet,
         run_dir=None if config.resume else run_dir,
         resume_dir=run_dir if config.resume else None,
+        lock=False,  # `fedpilot server` holds the run directory's lock for its ServerApp
     )
 
 
