@@ -19,9 +19,6 @@ binary) is skipped and counted, and an unreadable status file or spec counts as 
 
 from __future__ import annotations
 
-import json
-import logging
-import math
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,15 +26,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from fedpilot.errors import ResumeError, UserError
 from fedpilot.orchestrator.vocabulary import ROUND_ENDS, EventType
 from fedpilot.rundir import RunDir, lock_holder
+from fedpilot.tracking._lenient import (
+    as_count,
+    as_metrics,
+    as_number,
+    as_time,
+    first_int,
+    first_str,
+    read_json,
+    read_text,
+    read_yaml,
+)
 from fedpilot.tracking.event_log import EventLogReader, to_json
 
 _PREFERRED_METRICS = ("accuracy", "loss")
-_logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -143,7 +148,7 @@ def show_run(output_dir: str | Path, run_id_or_prefix: str) -> RunDetail:
     """
     run_dir = RunDir(find_run_dir(output_dir, run_id_or_prefix))
     facts = _scan_events(run_dir.events)
-    status = _read_json(run_dir.status)
+    status = read_json(run_dir.status)
     return RunDetail(
         **_record_fields(run_dir, status, facts),
         spec_hash=facts.spec_hash,
@@ -202,7 +207,7 @@ def _run_dirs(root: Path) -> list[Path]:
 
 def _read_record(path: Path) -> RunRecord:
     run_dir = RunDir(path)
-    status = _read_json(run_dir.status)
+    status = read_json(run_dir.status)
     # Without status.json the event log is the only record of progress: read it then.
     facts = _EventFacts() if status else _scan_events(run_dir.events)
     return RunRecord(**_record_fields(run_dir, status, facts))
@@ -212,26 +217,26 @@ def _record_fields(
     run_dir: RunDir, status: Mapping[str, Any], facts: _EventFacts
 ) -> dict[str, Any]:
     """The fields of a :class:`RunRecord`: status.json first, then events, then the spec."""
-    spec = _read_yaml(run_dir.spec)
-    final_metrics = _metrics(status.get("final_metrics"))
+    spec = read_yaml(run_dir.spec)
+    final_metrics = as_metrics(status.get("final_metrics"))
     if not final_metrics:
         final_metrics = facts.final_metrics
     guard = spec.get("guard")
     preferred = guard.get("metric") if isinstance(guard, dict) else None
     fields: dict[str, Any] = dict(
         run_id=run_dir.run_id,
-        name=_first_str(status.get("name"), spec.get("name"), facts.name) or run_dir.run_id,
-        status=_first_str(status.get("status"), facts.status) or "unknown",
-        rounds_completed=_first_int(status.get("rounds_completed"), facts.rounds_completed) or 0,
-        total_rounds=_first_int(status.get("total_rounds"), facts.total_rounds, spec.get("rounds")),
+        name=first_str(status.get("name"), spec.get("name"), facts.name) or run_dir.run_id,
+        status=first_str(status.get("status"), facts.status) or "unknown",
+        rounds_completed=first_int(status.get("rounds_completed"), facts.rounds_completed) or 0,
+        total_rounds=first_int(status.get("total_rounds"), facts.total_rounds, spec.get("rounds")),
         final_metrics=final_metrics,
-        rollbacks=_first_int(status.get("rollbacks"), facts.rollbacks) or 0,
-        started_at=_parse_time(status.get("started_at")) or facts.started_at,
-        updated_at=_parse_time(status.get("updated_at")) or facts.updated_at,
+        rollbacks=first_int(status.get("rollbacks"), facts.rollbacks) or 0,
+        started_at=as_time(status.get("started_at")) or facts.started_at,
+        updated_at=as_time(status.get("updated_at")) or facts.updated_at,
         run_dir=run_dir.path,
-        mlflow_run_id=_read_text(run_dir.mlflow_run_id),
+        mlflow_run_id=read_text(run_dir.mlflow_run_id),
         main_metric=None,
-        error=_first_str(status.get("error"), facts.error),
+        error=first_str(status.get("error"), facts.error),
     )
     if fields["status"] == "running" and _died(run_dir):
         fields.update(_at_last_checkpoint(run_dir))
@@ -296,13 +301,13 @@ def _scan_events(path: Path) -> _EventFacts:
             continue  # not an event this version knows (a newer writer's)
         kind = EventType(name)
         facts.counts[kind] += 1
-        facts.updated_at = _parse_time(event.get("time")) or facts.updated_at
+        facts.updated_at = as_time(event.get("time")) or facts.updated_at
         if kind is EventType.RUN_STARTED:
             # A (re)start: what an earlier RunFinished said no longer holds.
-            facts.started_at = facts.started_at or _parse_time(event.get("time"))
-            facts.name = _first_str(event.get("name"), facts.name)
-            facts.spec_hash = _first_str(event.get("spec_hash"), facts.spec_hash)
-            facts.total_rounds = _first_int(event.get("total_rounds"), facts.total_rounds)
+            facts.started_at = facts.started_at or as_time(event.get("time"))
+            facts.name = first_str(event.get("name"), facts.name)
+            facts.spec_hash = first_str(event.get("spec_hash"), facts.spec_hash)
+            facts.total_rounds = first_int(event.get("total_rounds"), facts.total_rounds)
             facts.status, facts.error = "running", None
             facts.rounds_completed, facts.rollbacks, facts.final_metrics = None, None, {}
         elif kind in ROUND_ENDS:
@@ -310,21 +315,21 @@ def _scan_events(path: Path) -> _EventFacts:
             if row is not None:
                 # A round re-run after a resume replaces the one that was cut short.
                 facts.rounds[row.round] = row
-                facts.total_rounds = _first_int(event.get("total_rounds"), facts.total_rounds)
+                facts.total_rounds = first_int(event.get("total_rounds"), facts.total_rounds)
         elif kind is EventType.WARNING:
             facts.warnings.append(
                 RunWarning(
-                    round=_first_int(event.get("round")),
-                    code=_first_str(event.get("code")) or "",
-                    message=_first_str(event.get("message")) or "",
+                    round=first_int(event.get("round")),
+                    code=first_str(event.get("code")) or "",
+                    message=first_str(event.get("message")) or "",
                 )
             )
         elif kind is EventType.RUN_FINISHED:
-            facts.status = _first_str(event.get("status"), facts.status)
-            facts.rounds_completed = _first_int(event.get("rounds_completed"))
-            facts.rollbacks = _first_int(event.get("rollbacks"))
-            facts.final_metrics = _metrics(event.get("final_metrics"))
-            facts.error = _first_str(event.get("error"))
+            facts.status = first_str(event.get("status"), facts.status)
+            facts.rounds_completed = first_int(event.get("rounds_completed"))
+            facts.rollbacks = first_int(event.get("rollbacks"))
+            facts.final_metrics = as_metrics(event.get("final_metrics"))
+            facts.error = first_str(event.get("error"))
     if facts.rounds:
         last = facts.rounds[max(facts.rounds)]
         if facts.rounds_completed is None:
@@ -341,98 +346,21 @@ _EVENT_NAMES = frozenset(EventType)
 
 
 def _round_row(event: Mapping[str, Any]) -> RoundRow | None:
-    number = _first_int(event.get("round"))
+    number = first_int(event.get("round"))
     if number is None:
         return None
     return RoundRow(
         round=number,
-        status=_first_str(event.get("status")) or "unknown",
-        participants=_count(event.get("participants")),
-        accepted=_count(event.get("accepted")),
-        rejected=_count(event.get("rejected")),
-        failed=_count(event.get("failed")),
-        train_loss=_number(event.get("train_loss")),
-        duration=_number(event.get("duration")),
-        metrics=_metrics(event.get("global_metrics")),
-        reason=_first_str(event.get("reason")),
+        status=first_str(event.get("status")) or "unknown",
+        participants=as_count(event.get("participants")),
+        accepted=as_count(event.get("accepted")),
+        rejected=as_count(event.get("rejected")),
+        failed=as_count(event.get("failed")),
+        train_loss=as_number(event.get("train_loss")),
+        duration=as_number(event.get("duration")),
+        metrics=as_metrics(event.get("global_metrics")),
+        reason=first_str(event.get("reason")),
     )
-
-
-# Each reader takes a damaged file as absent. ValueError covers bytes that are not
-# UTF-8 and JSON that is not JSON; RecursionError, a document nested too deep.
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_bytes())
-    except (OSError, ValueError, RecursionError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError, yaml.YAMLError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _read_text(path: Path) -> str | None:
-    try:
-        text = path.read_text(encoding="utf-8").strip()
-    except (OSError, ValueError):
-        return None
-    return text or None
-
-
-# ------------------------------------------------------------------------ coercion
-
-
-def _first_str(*values: object) -> str | None:
-    return next((v for v in values if isinstance(v, str) and v), None)
-
-
-def _first_int(*values: object) -> int | None:
-    for value in values:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and math.isfinite(value):
-            return int(value)
-    return None
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        try:
-            return float(value)
-        except OverflowError:  # an integer beyond a float's range
-            return None
-    return None
-
-
-def _count(value: object) -> int:
-    if isinstance(value, list | dict):
-        return len(value)
-    return _first_int(value) or 0
-
-
-def _metrics(value: object) -> dict[str, float]:
-    if not isinstance(value, dict):
-        return {}
-    numbers = {str(k): _number(v) for k, v in value.items()}
-    return {k: v for k, v in numbers.items() if v is not None}
-
-
-def _parse_time(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    # fedpilot writes UTC; read a naive timestamp as UTC too.
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def _pick_main_metric(preferred: object, metrics: Mapping[str, float]) -> str | None:
