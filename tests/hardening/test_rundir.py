@@ -166,7 +166,7 @@ def test_resume_from_another_folder_logs_to_the_runs_own_mlflow_store(
     assert stopped.stdout.strip() == "stopped", stopped.stderr
     [run_dir] = (first_cwd / "fedpilot-runs").glob("digits-*")  # output_dir is relative
     if record != "recorded":
-        (run_dir / "mlflow_uri").unlink()
+        (run_dir / "mlflow_uri").unlink(missing_ok=True)
 
     resumed = fedpilot("run", "--resume", str(run_dir.resolve()), "--json", cwd=other_cwd)
 

@@ -4,6 +4,7 @@ stateful parts' registry and the default callbacks, assembled into a
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -176,8 +177,10 @@ def open_federation(
         run_dir = resume_dir
     elif run_dir is None:
         _, run_dir = new_run_dir(spec)
-    run_lock = RunLock.acquire(run_dir) if lock else None
-    try:
+    with contextlib.ExitStack() as undo:  # on an error: what was taken so far, given back
+        run_lock = RunLock.acquire(run_dir) if lock else None
+        if run_lock is not None:
+            undo.callback(run_lock.release)
         notes: list[str] = []
         if resume_dir is not None:
             restored = restore_checkpoint(run_dir)
@@ -189,24 +192,19 @@ def open_federation(
         else:
             state = RunState(round=0, weights=initial_weights(spec, task), metrics={})
         tracking = default_callbacks(spec, tracking_uri=run_tracking_uri(run_dir, spec))
-        observers = [*tracking, *callbacks] if default_tracking else list(callbacks)
+        events = CallbackList([*tracking, *callbacks] if default_tracking else list(callbacks))
+        if notes:
+            events.callbacks.append(_StartNotes(events, notes))
         run = RunInfo(
             run_id=run_dir.name, run_dir=run_dir, spec=spec, start_round=state.round + 1, task=task
         )
         fleet = fleet if fleet is not None else build_fleet(spec)
-    except BaseException:
-        if run_lock is not None:
-            run_lock.release()
-        raise
-    try:
+        undo.callback(fleet.close)
         parts, registry = build_parts(spec, task, fleet, run_dir)
-        events = CallbackList(observers)
-        if notes:
-            events.callbacks.append(_StartNotes(events, notes))
         round_ = Round(
             parts, round_settings(spec), events=events, state=registry, run_id=run.run_id
         )
-        return Federation(
+        federation = Federation(
             round=round_,
             state=state,
             registry=registry,
@@ -215,11 +213,8 @@ def open_federation(
             fleet=fleet,
             lock=run_lock,
         )
-    except BaseException:
-        fleet.close()
-        if run_lock is not None:
-            run_lock.release()
-        raise
+        undo.pop_all()  # the federation closes its fleet and releases its lock
+        return federation
 
 
 class _StartNotes(Callback):
