@@ -99,7 +99,13 @@ def test_fedpilot_server_is_refused_a_run_directory_another_process_holds(tmp_pa
     for refused in (server, resumed):
         assert refused.returncode == 2, refused.stderr
         assert f"in use by another fedpilot process (pid {holder.pid}" in refused.stderr
-    assert not (run_dir / "flower").exists()  # refused before its SuperLink started
+    # The holder is gone, so is its lock: now the server is refused for what the run
+    # lacks, still before its SuperLink starts.
+    again = fedpilot("server", "--resume", "--run-dir", str(run_dir), "--insecure",
+                     cwd=tmp_path, timeout=120)  # fmt: skip
+    assert again.returncode == 2, again.stderr
+    assert "no checkpoint to resume" in again.stderr and "Traceback" not in again.stderr
+    assert not (run_dir / "flower").exists()
 
 
 # ----------------------------------------------------------------------- liveness

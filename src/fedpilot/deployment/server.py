@@ -25,6 +25,7 @@ from fedpilot.deployment.superlink import (
 )
 from fedpilot.deployment.tail import LineFollower
 from fedpilot.errors import SpecError
+from fedpilot.orchestrator.checkpoint import restore_checkpoint
 from fedpilot.orchestrator.vocabulary import EventType
 from fedpilot.rundir import RunDir, RunLock
 from fedpilot.security.certs import CertificatePaths
@@ -108,13 +109,21 @@ class FederationServer:
 
         Raises:
             RunDirInUse: another process runs this run.
+            ResumeError: resuming, and the run has no intact checkpoint.
         """
         if not self.resume and self.run_dir == Path():
             from fedpilot.launch import new_run_dir
 
             self.run_dir = new_run_dir(self.spec)[1].resolve()
         if self._lock is None:
-            self._lock = RunLock.acquire(self.run_dir)
+            lock = RunLock.acquire(self.run_dir)
+            if self.resume:
+                try:  # refused here (exit 2), not later from inside the ServerApp
+                    restore_checkpoint(self.run_dir)
+                except BaseException:
+                    lock.release()
+                    raise
+            self._lock = lock
         return self.run_dir
 
     @property
