@@ -131,7 +131,9 @@ class LiveView(Callback):
         if result.error:
             self.console.print(end_line(result.status, result.error), soft_wrap=True)
         if run.spec.tracking.enabled:
+            from fedpilot.launch import run_tracking_uri  # loaded already: it ran the run
+
             self.console.print(
                 "Open the MLflow UI on this run:\n"
-                f"  mlflow ui --backend-store-uri {run.spec.mlflow_uri()}"
+                f"  mlflow ui --backend-store-uri {run_tracking_uri(run.run_dir, run.spec)}"
             )

@@ -15,6 +15,7 @@ from fedpilot.launch.assemble import (
     open_federation,
     round_settings,
     run_federation,
+    run_tracking_uri,
     server_task,
 )
 from fedpilot.launch.centralized import run_centralized
@@ -29,5 +30,6 @@ __all__ = [
     "round_settings",
     "run_centralized",
     "run_federation",
+    "run_tracking_uri",
     "server_task",
 ]
