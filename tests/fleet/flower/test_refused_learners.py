@@ -138,7 +138,12 @@ def _wait_listening(deployment: Deployment, timeout: float = 300) -> None:
 def _refusals(root: Path, credentials: Credentials, server: str) -> Iterator[Refusals]:
     deployment = Deployment(root, credentials)
     other_ca = init_certificates(root / "other-ca", ["localhost"]).ca_cert
-    overrides: dict[str, Any] = {"rounds": 1, "runtime.min_learners_to_start": 1}
+    # The server waits for its one allowed learner however long the refused ones take.
+    overrides: dict[str, Any] = {
+        "rounds": 1,
+        "runtime.min_learners_to_start": 1,
+        "runtime.startup_timeout": 3600,
+    }
     if server == "insecure":
         overrides |= {"runtime.insecure": True, "runtime.authorized_learners": None}
     deployment.write_spec(**overrides)

@@ -7,11 +7,12 @@ lands in the run's events. A notice names the learner by what it presented: the
 fingerprint of its key, :data:`NO_KEY` for none, :data:`UNKNOWN` when it failed
 before presenting any (TLS). Its detail says in words what was wrong.
 
-Lines are recognised by their structured parts, never by free text around them:
+Lines are recognised by their structured parts, not by the free text around them:
 
 - Flower's ``[ApiError:<code>]`` (its ``ApiErrorCode``, :mod:`fedpilot.deployment.refusal`):
   2001, a learner without a key at a server that admits only allowed keys; 2004, a key
-  the server does not know;
+  the server does not know (Flower gives 2004 to a known key whose previous session
+  lives on too: only its text tells the two apart);
 - fedpilot's own lines for learners that never reach Flower (:mod:`.link_main
   <fedpilot.deployment.link_main>`): a failed TLS handshake with OpenSSL's reason,
   and a request that is not HTTP at a server without TLS.
