@@ -19,6 +19,8 @@ import ssl
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from fedpilot.errors import UserError
+
 if TYPE_CHECKING:
     from fedpilot.deployment.superlink import Transport
 
@@ -119,10 +121,10 @@ def check_transport(server: str, transport: Transport, timeout: float = 5.0) -> 
     """
     host, _, port = server.rpartition(":")
     target = (host.strip("[]"), int(port))
+    context = None if transport.insecure else _verifying(transport)
     try:
-        if transport.insecure:
+        if context is None:
             return INSECURE_AT_TLS if _speaks_tls(target, timeout) else None
-        context = ssl.create_default_context(cafile=transport.ca_cert)
         with (
             socket.create_connection(target, timeout=timeout) as sock,
             context.wrap_socket(sock, server_hostname=target[0]),
@@ -132,6 +134,17 @@ def check_transport(server: str, transport: Transport, timeout: float = 5.0) -> 
         return refusal_in(str(exc))
     except OSError:
         return None  # not listening (yet): the SuperNode retries until it is
+
+
+def _verifying(transport: Transport) -> ssl.SSLContext:
+    """A client context that trusts the learner's ``--ca``, as its SuperNode's does."""
+    try:
+        return ssl.create_default_context(cafile=transport.ca_cert)
+    except (ssl.SSLError, ValueError) as exc:
+        raise UserError(
+            f"`--ca` must be the server's CA certificate (ca.crt, PEM), got "
+            f"{str(transport.ca_cert)!r}: {exc}"
+        ) from None
 
 
 def _speaks_tls(target: tuple[str, int], timeout: float) -> bool:
