@@ -161,3 +161,18 @@ def test_security_commands_do_not_import_torch_or_flower(tmp_path: Path) -> None
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+def test_a_learner_whose_ca_is_not_a_certificate_is_told_before_it_connects(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fedpilot.deployment.supernode import free_port
+
+    junk = tmp_path / "ca.crt"
+    junk.write_text("not a certificate\n")
+    args = ["learner", "--server", f"127.0.0.1:{free_port()}", "--partition", "0/3"]
+    code = main([*args, "--ca", str(junk), "--workdir", str(tmp_path / "node")])
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 2
+    assert "`--ca` must be the server's CA certificate" in err and str(junk) in err
+    assert "Traceback" not in err and not (tmp_path / "node" / "supernode.log").exists()

@@ -11,13 +11,17 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from fedpilot.errors import UserError
 
 if TYPE_CHECKING:
+    from fedpilot.deployment.refusal import Refusal
     from fedpilot.deployment.supernode import NodeData, SuperNodeProcess
 
 READY_TIMEOUT_S = 120.0
+RECHECK_INTERVAL_S = 2.0
+"""How often a learner that cannot connect checks the transport again (at most)."""
 EXIT_REFUSED = 3
 
 
@@ -56,9 +60,11 @@ def learner_command(
     refused_grace: float = typer.Option(
         90.0,
         "--refused-grace",
-        help="Seconds to keep retrying when refused: a server registers allowed keys just "
-        "after it starts, and a learner restarted after a crash is refused until the server "
-        "has seen its old session time out (Flower: two missed 30 s heartbeats).",
+        help="Seconds to keep retrying while the server does not know this learner's key: "
+        "a server registers allowed keys just after it starts, and a learner restarted "
+        "after a crash is refused until the server has seen its old session time out "
+        "(Flower: two missed 30 s heartbeats). Any other refusal (no key, another CA, TLS "
+        "on one side only) ends the learner at once, with exit code 3.",
     ),
 ) -> None:
     """Join a federation: start a Flower SuperNode serving fedpilot's learner with this
@@ -101,43 +107,87 @@ def learner_command(
             soft_wrap=True,  # one line, whatever the width: scripts read it
         )
         code = node.wait()
+    except Refused as refused:
+        node.stop()
+        console.print(
+            f"[red]the server at {server} refused this learner[/]: "
+            f"{escape(refused.reason)} (log: {escape(str(node.log_file))})",
+            soft_wrap=True,
+        )
+        code = EXIT_REFUSED
     except KeyboardInterrupt:
         node.stop()
         code = 130
     raise typer.Exit(code)
 
 
+class Refused(Exception):
+    """The server turned this learner away; ``reason`` says why and what to do."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal.reason)
+        self.reason = refusal.reason
+
+
 def _register(node: SuperNodeProcess, console: Console, *, verbose: bool, grace: float) -> None:
-    """Start the SuperNode until it is registered; a refusal is retried for ``grace`` s."""
+    """Start the SuperNode until it is registered; a refusal that may pass (an allowed
+    key the server is still registering) is retried for ``grace`` s, any other ends it."""
+    _check_transport(node)
+    if node.transport.insecure and node.key is not None:
+        raise UserError(
+            "`--key` needs TLS: Flower checks learner keys only over TLS. Give --ca "
+            "CA_CERT instead of --insecure, or no --key for a server that admits any learner"
+        )
     give_up = time.monotonic() + grace
     port_retries = 5
     while True:
         node.start(on_line=console.print if verbose else None)
-        if node.wait_ready(READY_TIMEOUT_S):
+        if _wait_ready(node):
             return
         exited = node.returncode
         port_taken = node.port_taken
-        node.stop(keep_warm=node.refused or port_taken)
+        refusal = node.refusal
+        node.stop(keep_warm=refusal is not None or port_taken)
         if port_taken and port_retries > 0:
             port_retries -= 1  # its own API port went to another process: pick another
             continue
-        if not node.refused:
+        if refusal is None:
             why = (
                 f"exited with code {exited}"
                 if exited is not None
                 else (f"did not register within {READY_TIMEOUT_S:.0f}s")
             )
             raise UserError(f"the learner {why} (server {node.server}); see {node.log_file}")
-        if time.monotonic() >= give_up:
-            console.print(
-                f"[red]the server at {node.server} refused this learner[/]: its key is not "
-                "on the server's allow-list (runtime.authorized_learners), or it has none. "
-                f"Log: {node.log_file}"
-            )
-            node.stop()
-            raise typer.Exit(EXIT_REFUSED)
+        if not refusal.transient or time.monotonic() >= give_up:
+            raise Refused(refusal)
         console.print("refused; retrying in 3s (the server may still be registering keys)")
         time.sleep(3.0)
+
+
+def _wait_ready(node: SuperNodeProcess) -> bool:
+    """Wait until the SuperNode is registered, turned away, exited or out of time. While
+    it fails to connect, check the transport again: a server that was not up at the
+    first check may speak TLS to a learner without, which Flower retries forever."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    checked_at = 0
+    while (left := deadline - time.monotonic()) > 0:
+        if node.wait_ready(min(left, RECHECK_INTERVAL_S)):
+            return True
+        if node.refusal is not None or node.returncode is not None:
+            return False
+        if node.connect_retries > checked_at:
+            checked_at = node.connect_retries
+            _check_transport(node)
+    return False
+
+
+def _check_transport(node: SuperNodeProcess) -> None:
+    """Raises :class:`Refused` if the server would turn the learner away at the TLS layer."""
+    from fedpilot.deployment.refusal import check_transport
+
+    refusal = check_transport(node.server, node.transport)
+    if refusal is not None:
+        raise Refused(refusal)
 
 
 def _node_data(partition: str | None, data: Path | None) -> NodeData:

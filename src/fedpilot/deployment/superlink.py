@@ -69,7 +69,9 @@ class SuperLinkProcess:
     def command(self) -> list[str]:
         host, _, port = self.listen.rpartition(":")
         cmd = [
-            _tool("flower-superlink"),
+            sys.executable,
+            "-m",
+            "fedpilot.deployment.link_main",  # Flower's, logging learners turned away
             f"--host={host.strip('[]')}",
             f"--port={port}",
             f"--database={self.workdir / 'superlink.db'}",
@@ -145,11 +147,6 @@ def flower_env(workdir: Path, task_poll_s: float = 0.1) -> dict[str, str]:
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.setdefault("FLWR_SUPEREXEC_TASK_POLL_INTERVAL", str(task_poll_s))
     return env
-
-
-def _tool(name: str) -> str:
-    path = Path(sys.executable).parent / name
-    return str(path) if path.exists() else name
 
 
 def die_with_parent() -> None:  # pragma: no cover - runs in the child before exec

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from fedpilot.deployment.refusal import RETRYING, Refusal, refusal_in
 from fedpilot.deployment.superlink import (
     Transport,
     die_with_parent,
@@ -25,7 +26,6 @@ from fedpilot.deployment.superlink import (
 from fedpilot.deployment.warm import write_launcher
 
 _READY = re.compile(r"SuperNode ID: (\d+)")
-_REFUSED = ("Failed to activate SuperNode", "Exit Code: 305")
 _PORT_TAKEN = "address already in use"
 """The SuperNode's own API port (chosen free a moment before) was taken meanwhile: by
 another process, or by a SuperLink starting on this machine that got the same port."""
@@ -107,8 +107,11 @@ class SuperNodeProcess:
         self._zygote: subprocess.Popen[bytes] | None = None
         self._socket: Path | None = None
         self._ready = threading.Event()
-        self._refused = threading.Event()
+        self._refusal: Refusal | None = None
         self._port_taken = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self.connect_retries = 0
+        """Failed connection attempts the SuperNode retries (Flower says no more)."""
 
     def command(self) -> list[str]:
         reply_wait = 0.05
@@ -137,8 +140,9 @@ class SuperNodeProcess:
         one first starts its zygote (kept across restarts) and waits until it listens."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._ready.clear()
-        self._refused.clear()
+        self._refusal = None
         self._port_taken.clear()
+        self.connect_retries = 0
         command = self.command()
         env = flower_env(self.workdir)
         if self.warm:
@@ -156,7 +160,8 @@ class SuperNodeProcess:
             bufsize=1,
             preexec_fn=die_with_parent,
         )
-        threading.Thread(target=self._watch, args=(on_line,), daemon=True).start()
+        self._watcher = threading.Thread(target=self._watch, args=(on_line,), daemon=True)
+        self._watcher.start()
 
     def _prepare_launcher(self) -> Path:
         """Write the ``flwr-clientapp`` launcher; returns the folder to put on PATH."""
@@ -213,8 +218,10 @@ class SuperNodeProcess:
                 if not self._ready.is_set() and (match := _READY.search(line)):
                     self.node_id = int(match.group(1))
                     self._ready.set()
-                if any(marker in line for marker in _REFUSED):
-                    self._refused.set()
+                if not self._ready.is_set() and self._refusal is None:
+                    self._refusal = refusal_in(line)
+                if not self._ready.is_set() and RETRYING in line:
+                    self.connect_retries += 1
                 if _PORT_TAKEN in line:
                     self._port_taken.set()
 
@@ -224,13 +231,19 @@ class SuperNodeProcess:
         while time.monotonic() < deadline:
             if self._ready.wait(0.02):
                 return True
-            if self._refused.is_set() or self.returncode is not None:
+            if self._refusal is not None:
                 return False
+            if self.returncode is not None:
+                # Its last lines may say why it exited: read them before answering.
+                if self._watcher is not None:
+                    self._watcher.join(5.0)
+                return self._ready.is_set()
         return False
 
     @property
-    def refused(self) -> bool:
-        return self._refused.is_set()
+    def refusal(self) -> Refusal | None:
+        """Why the server turned this SuperNode away, if it did (:mod:`.refusal`)."""
+        return self._refusal
 
     @property
     def port_taken(self) -> bool:
