@@ -126,10 +126,12 @@ class EventPrinter:
             verb = "joined" if kind == EventType.LEARNER_JOINED else "left"
             self.console.print(f"learner [cyan]{event.get('learner')}[/] {verb}")
         elif kind == EventType.LEARNER_REFUSED:
-            self.console.print(
-                f"[yellow]refused[/] a learner with key {event.get('learner')}: "
-                f"{event.get('detail', '')}"
+            # `none`: it sent no key; `unknown`: it was refused at TLS, before any key.
+            learner = event.get("learner")
+            who = {"none": "without a key", "unknown": "at the TLS handshake"}.get(
+                str(learner), f"with key {learner}"
             )
+            self.console.print(f"[yellow]refused[/] a learner {who}: {event.get('detail', '')}")
         elif kind == EventType.WARNING:
             line = warning_line(
                 round_=int(event.get("round") or 0),
