@@ -226,6 +226,16 @@ def build_parts(
         declared_examples={info.id: info.declared_examples for info in fleet.learners()},
         required_metrics=strategy.required_metrics(),
         norm_outlier_z=spec.validation.norm_outlier_z,
+        # The default ratio checks take updates out after the cohort is seen: not with a
+        # strategy whose own streaming fold cannot (FedNova).
+        **(
+            {
+                "max_norm_ratio": spec.validation.max_norm_ratio,
+                "max_examples_ratio": spec.validation.max_examples_ratio,
+            }
+            if strategy.incompatibility(aggregation=spec.aggregation, cohort_checks=True) is None
+            else {}
+        ),
     )
     aggregator = build_aggregator(
         spec.aggregation,
@@ -255,6 +265,7 @@ def build_parts(
             total_rounds=spec.rounds,
             every_round=spec.guard.enabled,
             round_timeout=spec.runtime.round_timeout,
+            validator=validator,
         ),
         ledger=ledger,
         learner_states=LearnerStates(),

@@ -4,13 +4,15 @@ learners' held-out splits."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from fedpilot.data._base import ArrayDataset
 from fedpilot.fleet import Fleet
 from fedpilot.learner.sysmetrics import PREFIX as SYS_PREFIX
 from fedpilot.spec.sections import EvaluationSpec
 from fedpilot.tasks._base import Task
-from fedpilot.types import Instruction, Metrics, Weights, derive_rng
+from fedpilot.types import Instruction, LearnerId, Metrics, Reply, Weights, derive_rng
+from fedpilot.validation import UpdateValidator
 
 FEDERATED_PREFIX = "federated_"
 
@@ -22,6 +24,10 @@ class Evaluator:
     prefixed ``federated_``. With no server-held test set the federated metrics are
     also given plain names, so ``guard.metric: accuracy`` works either way. When the
     guard is on, every round is evaluated: a model cannot be judged unseen.
+
+    Evaluation replies are validated like updates (``validator``): one with an
+    implausible ``num-examples`` or a metric that is no measurement is left out of the
+    federated metrics, and :attr:`refused` says why until the next :meth:`evaluate`.
     """
 
     def __init__(
@@ -34,6 +40,7 @@ class Evaluator:
         total_rounds: int,
         every_round: bool,
         round_timeout: float,
+        validator: UpdateValidator | None = None,
     ) -> None:
         self._spec = spec
         self._task = task
@@ -43,6 +50,9 @@ class Evaluator:
         self._every_round = every_round
         """The guard is on: a model cannot be judged unseen."""
         self._round_timeout = round_timeout
+        self._validator = validator if validator is not None else UpdateValidator()
+        self.refused: dict[LearnerId, str] = {}
+        """Evaluation replies the last :meth:`evaluate` left out, with the reason."""
         self._test: ArrayDataset | None = task.central_test_data() if task is not None else None
 
     @property
@@ -52,6 +62,7 @@ class Evaluator:
     def evaluate(self, weights: Weights, round_: int) -> Metrics:
         """Metrics for ``weights`` after round ``round_`` (0: the initial model)."""
         spec = self._spec
+        self.refused = {}
         # The guard judges every round against the last accepted model, the initial one
         # included; without it only the final model must be measured.
         needed = self._every_round or round_ == self._total_rounds
@@ -80,20 +91,33 @@ class Evaluator:
         chosen = sorted(rng.choice(len(learners), size=size, replace=False).tolist())
         instruction = Instruction("evaluate", weights, {"server-round": round_})
         deadline = time.monotonic() + self._round_timeout
-        totals: dict[str, float] = {}
-        count = 0.0
+        replies: dict[LearnerId, Reply] = {}
         for reply in self._fleet.dispatch(
             {learners[i].id: instruction for i in chosen}, deadline=deadline
         ):
-            n = reply.num_examples
-            if not reply.ok or not isinstance(n, (int, float)) or n <= 0:
+            if not reply.ok:
                 continue
-            count += float(n)
+            # What the evaluation cost each learner's machine is not a model metric.
+            own = {k: v for k, v in reply.metrics.items() if not k.startswith(SYS_PREFIX)}
+            reply = replace(reply, metrics=own)
+            check = self._validator.check_evaluation(reply)
+            if check.ok:
+                replies[reply.learner] = replace(reply, num_examples=check.num_examples)
+            else:
+                self.refused[reply.learner] = check.reason or "refused"
+        claims = {k: int(r.num_examples or 0) for k, r in replies.items()}
+        self.refused.update(self._validator.cohort_outliers({}, claims))
+        totals: dict[str, float] = {}
+        counts: dict[str, float] = {}
+        for learner, reply in sorted(replies.items()):
+            if learner in self.refused:
+                continue
+            n = float(claims[learner])
             for key, value in reply.metrics.items():
-                # What the evaluation cost each learner's machine is not a model metric.
-                if not key.startswith(SYS_PREFIX):
-                    totals[key] = totals.get(key, 0.0) + float(n) * value
-        return {k: v / count for k, v in totals.items()} if count else {}
+                totals[key] = totals.get(key, 0.0) + n * value
+                # Per metric: a reply without it does not dilute the others'.
+                counts[key] = counts.get(key, 0.0) + n
+        return {k: v / counts[k] for k, v in totals.items()}
 
 
 def _due(round_: int, every: int) -> bool:

@@ -115,7 +115,7 @@ class Round:
         run at all. Returns warnings for a person; the run goes on either way."""
         parts = self.parts
         if state.round == 0 and not state.metrics:
-            state.metrics = parts.evaluator.evaluate(state.weights, 0)
+            state.metrics = self._evaluate(state.weights, 0)
         unusable = parts.guard.unusable_with(state.metrics)
         if unusable is None:
             return []
@@ -175,7 +175,7 @@ class Round:
             for transform in self._server_stages:
                 aggregate = transform.on_server(aggregate, reference=weights, ctx=ctx)
             candidate = parts.server_opt.step(current=weights, aggregate=aggregate)
-            candidate_metrics = parts.evaluator.evaluate(candidate, round_)
+            candidate_metrics = self._evaluate(candidate, round_)
             verdict = parts.guard.judge(candidate=candidate_metrics, stable=metrics)
             if verdict.accept:
                 status = "completed"
@@ -223,6 +223,13 @@ class Round:
         state.round = round_
         state.history.append(summary.record())
         return ctx, summary
+
+    def _evaluate(self, weights: Weights, round_: int) -> Metrics:
+        metrics = self.parts.evaluator.evaluate(weights, round_)
+        for learner, reason in sorted(self.parts.evaluator.refused.items()):
+            message = f"learner {learner}'s evaluation reply was refused: {reason}"
+            self.events.on_warning(round=round_, code="evaluation-refused", message=message)
+        return metrics
 
     # -- the training exchange ---------------------------------------------------------
 
@@ -320,7 +327,8 @@ class Round:
 
     def _cohort_checks(self, ctx: RoundContext, tally: RoundTally) -> None:
         """Reject updates that only look wrong next to the rest of the round's."""
-        outliers = self.parts.validator.cohort_outliers(tally.norms)
+        claims = {k: int(tally.learner_metrics[k]["num_examples"]) for k in tally.accepted}
+        outliers = self.parts.validator.cohort_outliers(tally.norms, claims)
         for learner, reason in sorted(outliers.items()):
             self.parts.aggregator.exclude(learner, reason)
             tally.withdraw(learner, reason)
