@@ -277,6 +277,7 @@ def build_parts(
     registry.register("ledger", ledger)
     registry.register("fleet", fleet)
     registry.register("learner_state", parts.learner_states)
+    registry.register("guard", parts.guard)  # the initial model's metrics
     for transform in parts.transforms:
         registry.register(f"transform/{state_key(transform)}", transform, rollback=True)
     return parts, registry

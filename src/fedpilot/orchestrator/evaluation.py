@@ -27,7 +27,7 @@ class Evaluator:
 
     Evaluation replies are validated like updates (``validator``): one with an
     implausible ``num-examples`` or a metric that is no measurement is left out of the
-    federated metrics, and :attr:`refused` says why until the next :meth:`evaluate`.
+    federated metrics, and :meth:`take_refused` says why.
     """
 
     def __init__(
@@ -51,8 +51,7 @@ class Evaluator:
         """The guard is on: a model cannot be judged unseen."""
         self._round_timeout = round_timeout
         self._validator = validator if validator is not None else UpdateValidator()
-        self.refused: dict[LearnerId, str] = {}
-        """Evaluation replies the last :meth:`evaluate` left out, with the reason."""
+        self._refused: list[tuple[int, str]] = []
         self._test: ArrayDataset | None = task.central_test_data() if task is not None else None
 
     @property
@@ -62,7 +61,6 @@ class Evaluator:
     def evaluate(self, weights: Weights, round_: int) -> Metrics:
         """Metrics for ``weights`` after round ``round_`` (0: the initial model)."""
         spec = self._spec
-        self.refused = {}
         # The guard judges every round against the last accepted model, the initial one
         # included; without it only the final model must be measured.
         needed = self._every_round or round_ == self._total_rounds
@@ -76,6 +74,11 @@ class Evaluator:
             if not self.has_central:
                 metrics.update(federated)
         return metrics
+
+    def take_refused(self) -> list[tuple[int, str]]:
+        """(round, why) for each evaluation reply left out since the last call."""
+        refused, self._refused = self._refused, []
+        return refused
 
     def _central(self, weights: Weights) -> Metrics:
         assert self._task is not None and self._test is not None
@@ -92,6 +95,7 @@ class Evaluator:
         instruction = Instruction("evaluate", weights, {"server-round": round_})
         deadline = time.monotonic() + self._round_timeout
         replies: dict[LearnerId, Reply] = {}
+        refused: dict[LearnerId, str] = {}
         for reply in self._fleet.dispatch(
             {learners[i].id: instruction for i in chosen}, deadline=deadline
         ):
@@ -99,18 +103,21 @@ class Evaluator:
                 continue
             # What the evaluation cost each learner's machine is not a model metric.
             own = {k: v for k, v in reply.metrics.items() if not k.startswith(SYS_PREFIX)}
-            reply = replace(reply, metrics=own)
-            check = self._validator.check_evaluation(reply)
+            check = self._validator.check_evaluation(replace(reply, metrics=own))
             if check.ok:
-                replies[reply.learner] = replace(reply, num_examples=check.num_examples)
+                replies[reply.learner] = replace(reply, metrics=own)
             else:
-                self.refused[reply.learner] = check.reason or "refused"
-        claims = {k: int(r.num_examples or 0) for k, r in replies.items()}
-        self.refused.update(self._validator.cohort_outliers({}, claims))
+                refused[reply.learner] = check.reason or "refused"
+        claims = {k: int(r.num_examples) for k, r in replies.items()}  # type: ignore[arg-type]
+        refused.update(self._validator.cohort_outliers({}, claims))
+        self._refused += [
+            (round_, f"learner {k}'s evaluation reply was refused: {why}")
+            for k, why in sorted(refused.items())
+        ]
         totals: dict[str, float] = {}
         counts: dict[str, float] = {}
         for learner, reply in sorted(replies.items()):
-            if learner in self.refused:
+            if learner in refused:
                 continue
             n = float(claims[learner])
             for key, value in reply.metrics.items():

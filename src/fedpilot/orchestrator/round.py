@@ -115,7 +115,8 @@ class Round:
         run at all. Returns warnings for a person; the run goes on either way."""
         parts = self.parts
         if state.round == 0 and not state.metrics:
-            state.metrics = self._evaluate(state.weights, 0)
+            state.metrics = parts.evaluator.evaluate(state.weights, 0)
+            parts.guard.set_initial(state.metrics)
         unusable = parts.guard.unusable_with(state.metrics)
         if unusable is None:
             return []
@@ -175,7 +176,7 @@ class Round:
             for transform in self._server_stages:
                 aggregate = transform.on_server(aggregate, reference=weights, ctx=ctx)
             candidate = parts.server_opt.step(current=weights, aggregate=aggregate)
-            candidate_metrics = self._evaluate(candidate, round_)
+            candidate_metrics = parts.evaluator.evaluate(candidate, round_)
             verdict = parts.guard.judge(candidate=candidate_metrics, stable=metrics)
             if verdict.accept:
                 status = "completed"
@@ -193,6 +194,8 @@ class Round:
                     ctx=ctx, reason=reason or "", candidate=candidate_metrics, stable=dict(metrics)
                 )
 
+        for told, message in parts.evaluator.take_refused():
+            self.events.on_warning(round=told, code="evaluation-refused", message=message)
         # The ledger first: a logging selector reads (Oort even amends) the updated record.
         parts.ledger.update(round_, tally.outcomes)
         parts.selector.observe(ctx=ctx, outcomes=tally.outcomes)
@@ -223,13 +226,6 @@ class Round:
         state.round = round_
         state.history.append(summary.record())
         return ctx, summary
-
-    def _evaluate(self, weights: Weights, round_: int) -> Metrics:
-        metrics = self.parts.evaluator.evaluate(weights, round_)
-        for learner, reason in sorted(self.parts.evaluator.refused.items()):
-            message = f"learner {learner}'s evaluation reply was refused: {reason}"
-            self.events.on_warning(round=round_, code="evaluation-refused", message=message)
-        return metrics
 
     # -- the training exchange ---------------------------------------------------------
 

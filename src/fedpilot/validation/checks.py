@@ -147,14 +147,20 @@ class UpdateValidator:
         whose robust z-score ((norm − median) / (1.4826 · MAD), 3 or more norms) is above
         ``norm_outlier_z``."""
         out: dict[LearnerId, str] = {}
-        if self.max_examples_ratio is not None and claims:
-            undeclared = {k for k in claims if self.declared_examples.get(k) is None}
-            for learner, (claim, others) in far_above(claims, self.max_examples_ratio).items():
-                if learner in undeclared:
+        if self.norm_outlier_z is not None and len(norms) >= 3:
+            values = np.array(list(norms.values()), dtype=np.float64)
+            median = float(np.median(values))
+            spread = _MAD_TO_STD * float(np.median(np.abs(values - median)))
+            # Identical norms (MAD 0) would make any difference infinitely unusual; fall
+            # back to a small share of the median so only real departures count.
+            spread = max(spread, 1e-3 * abs(median), 1e-12)
+            for learner, norm in norms.items():
+                z = (norm - median) / spread
+                if z > self.norm_outlier_z:
                     out[learner] = (
-                        f"`num-examples`={int(claim)} is implausible: more than "
-                        f"validation.max_examples_ratio={self.max_examples_ratio:g} times the "
-                        f"median of the other learners' claims this round ({others:g})"
+                        f"update norm {norm:.4g} is an outlier in its cohort: robust z-score "
+                        f"{z:.1f} > validation.norm_outlier_z={self.norm_outlier_z} "
+                        f"(cohort median {median:.4g})"
                     )
         if self.max_norm_ratio is not None:
             for learner, (norm, others) in far_above(norms, self.max_norm_ratio).items():
@@ -164,23 +170,15 @@ class UpdateValidator:
                     f"{self.max_norm_ratio:g} times the median of the other updates' norms "
                     f"this round ({others:.4g})",
                 )
-        if self.norm_outlier_z is None or len(norms) < 3:
-            return out
-        values = np.array(list(norms.values()), dtype=np.float64)
-        median = float(np.median(values))
-        spread = _MAD_TO_STD * float(np.median(np.abs(values - median)))
-        # Identical norms (MAD 0) would make any difference infinitely unusual; fall back
-        # to a small share of the median so only real departures count.
-        spread = max(spread, 1e-3 * abs(median), 1e-12)
-        for learner, norm in norms.items():
-            z = (norm - median) / spread
-            if z > self.norm_outlier_z:
-                out.setdefault(
-                    learner,
-                    f"update norm {norm:.4g} is an outlier in its cohort: robust z-score "
-                    f"{z:.1f} > validation.norm_outlier_z={self.norm_outlier_z} "
-                    f"(cohort median {median:.4g})",
-                )
+        if self.max_examples_ratio is not None and claims:
+            for learner, (claim, others) in far_above(claims, self.max_examples_ratio).items():
+                if self.declared_examples.get(learner) is None:
+                    out.setdefault(
+                        learner,
+                        f"`num-examples`={int(claim)} is implausible: more than "
+                        f"validation.max_examples_ratio={self.max_examples_ratio:g} times the "
+                        f"median of the other learners' claims this round ({others:g})",
+                    )
         return out
 
 
