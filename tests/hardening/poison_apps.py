@@ -70,7 +70,8 @@ def train(msg: Message, context: Context) -> Message:
         w, b = w * np.float32(50), b * np.float32(50)
     elif poison == "count":
         n = HUGE
-    metrics = MetricRecord({"loss": 1.0, "num-examples": n})
+    # local_steps: FedNova can run this app too (one full-batch step per epoch).
+    metrics = MetricRecord({"loss": 1.0, "local_steps": 5, "num-examples": n})
     return Message(RecordDict({"arrays": ArrayRecord([w, b]), "metrics": metrics}), reply_to=msg)
 
 

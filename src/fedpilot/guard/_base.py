@@ -26,8 +26,12 @@ class Guard(ABC):
     ``guard.name: package.module:Class``; it is built with ``guard.params``.
     """
 
-    initial: Metrics = {}
-    """The initial model's metrics (round 0); empty until :meth:`set_initial`."""
+    _initial: Metrics | None = None
+
+    @property
+    def initial(self) -> Metrics:
+        """The initial model's metrics (round 0); empty until :meth:`set_initial`."""
+        return self._initial or {}
 
     @classmethod
     def from_spec(cls, spec: GuardSpec) -> Self:
@@ -42,13 +46,13 @@ class Guard(ABC):
 
     def set_initial(self, metrics: Metrics) -> None:
         """Remember the initial model's metrics; called once, before round 1 of a run."""
-        self.initial = dict(metrics)
+        self._initial = dict(metrics)
 
     def state_dict(self) -> dict[str, Any]:
         return {"initial": dict(self.initial)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.initial = {str(k): float(v) for k, v in dict(state.get("initial", {})).items()}
+        self._initial = {str(k): float(v) for k, v in dict(state.get("initial", {})).items()}
 
     def unusable_with(self, metrics: Metrics) -> str | None:
         """Why this guard cannot judge a run whose models are evaluated as ``metrics``

@@ -255,7 +255,12 @@ def build_parts(
         aggregator=aggregator,
         server_opt=strategy.server_optimizer(),
         validator=validator,
-        weighting=UpdateWeighting(spec.weighting, ledger, _validation_loss(task)),
+        weighting=UpdateWeighting(
+            spec.weighting,
+            ledger,
+            _validation_loss(task),
+            max_examples_ratio=spec.validation.max_examples_ratio,
+        ),
         guard=build_guard(spec.guard, base_dir=spec.base_dir),
         evaluator=Evaluator(
             spec.evaluation,
