@@ -100,6 +100,7 @@ class Evaluator:
             {learners[i].id: instruction for i in chosen}, deadline=deadline
         ):
             if not reply.ok:
+                refused[reply.learner] = f"it failed: {reply.error}"
                 continue
             # What the evaluation cost each learner's machine is not a model metric.
             own = {k: v for k, v in reply.metrics.items() if not k.startswith(SYS_PREFIX)}

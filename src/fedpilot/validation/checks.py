@@ -30,7 +30,7 @@ class Validation:
 
 
 class UpdateValidator:
-    """Per update: shape and dtype match the global model, every value is finite,
+    """Per update: shape and dtype match the global model, every value and metric is finite,
     ``num-examples`` is a positive integer no larger than what is plausible, and the
     metrics the strategy needs are there. Per round (:meth:`cohort_outliers`): no update's
     delta norm, and no undeclared learner's ``num-examples``, is far above the others'.
@@ -91,6 +91,9 @@ class UpdateValidator:
                 f"`num-examples`={num_examples} is implausible: learner {reply.learner} "
                 f"declared {declared} examples"
             )
+        for name, value in reply.metrics.items():
+            if not math.isfinite(value):
+                return Validation(f"metric `{name}` is not finite, got {value!r}")
         for name in self.required_metrics:
             value = reply.metrics.get(name)
             if value is None or not math.isfinite(value) or value <= 0:
