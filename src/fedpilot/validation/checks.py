@@ -91,9 +91,9 @@ class UpdateValidator:
                 f"`num-examples`={num_examples} is implausible: learner {reply.learner} "
                 f"declared {declared} examples"
             )
-        for name, value in reply.metrics.items():
-            if not math.isfinite(value):
-                return Validation(f"metric `{name}` is not finite, got {value!r}")
+        for name, reported in reply.metrics.items():
+            if not math.isfinite(reported):
+                return Validation(f"metric `{name}` is not finite, got {reported!r}")
         for name in self.required_metrics:
             value = reply.metrics.get(name)
             if value is None or not math.isfinite(value) or value <= 0:
