@@ -104,7 +104,7 @@ class DistanceScore:
     def evaluate(self, weights: Weights, round_: int) -> Metrics:
         return {"score": -float(np.abs(weights[0] - self.target).sum())}
 
-    def take_refused(self) -> list[tuple[int, str]]:
+    def take_refused(self) -> list[tuple[int, str, str]]:
         return []  # no evaluation replies to refuse
 
 

@@ -51,7 +51,7 @@ class Evaluator:
         """The guard is on: a model cannot be judged unseen."""
         self._round_timeout = round_timeout
         self._validator = validator if validator is not None else UpdateValidator()
-        self._refused: list[tuple[int, str]] = []
+        self._told: list[tuple[int, str, str]] = []
         self._test: ArrayDataset | None = task.central_test_data() if task is not None else None
 
     @property
@@ -75,10 +75,11 @@ class Evaluator:
                 metrics.update(federated)
         return metrics
 
-    def take_refused(self) -> list[tuple[int, str]]:
-        """(round, why) for each evaluation reply left out since the last call."""
-        refused, self._refused = self._refused, []
-        return refused
+    def take_refused(self) -> list[tuple[int, str, str]]:
+        """(round, warning code, why) for each evaluation reply left out since the last
+        call: ``evaluation-refused`` (failed validation) or ``evaluation-failed``."""
+        told, self._told = self._told, []
+        return told
 
     def _central(self, weights: Weights) -> Metrics:
         assert self._task is not None and self._test is not None
@@ -94,38 +95,41 @@ class Evaluator:
         chosen = sorted(rng.choice(len(learners), size=size, replace=False).tolist())
         instruction = Instruction("evaluate", weights, {"server-round": round_})
         deadline = time.monotonic() + self._round_timeout
-        replies: dict[LearnerId, Reply] = {}
+        counted: dict[LearnerId, tuple[int, Metrics]] = {}
         refused: dict[LearnerId, str] = {}
         for reply in self._fleet.dispatch(
             {learners[i].id: instruction for i in chosen}, deadline=deadline
         ):
             if not reply.ok:
-                refused[reply.learner] = f"it failed: {reply.error}"
+                self._told.append((round_, "evaluation-failed", _failed(reply)))
                 continue
             # What the evaluation cost each learner's machine is not a model metric.
             own = {k: v for k, v in reply.metrics.items() if not k.startswith(SYS_PREFIX)}
             check = self._validator.check_evaluation(replace(reply, metrics=own))
             if check.ok:
-                replies[reply.learner] = replace(reply, metrics=own)
+                counted[reply.learner] = (check.num_examples, own)
             else:
                 refused[reply.learner] = check.reason or "refused"
-        claims = {k: int(r.num_examples) for k, r in replies.items()}  # type: ignore[arg-type]
+        claims = {k: n for k, (n, _) in counted.items()}
         refused.update(self._validator.cohort_outliers({}, claims))
-        self._refused += [
-            (round_, f"learner {k}'s evaluation reply was refused: {why}")
+        self._told += [
+            (round_, "evaluation-refused", f"learner {k}'s evaluation reply was refused: {why}")
             for k, why in sorted(refused.items())
         ]
         totals: dict[str, float] = {}
-        counts: dict[str, float] = {}
-        for learner, reply in sorted(replies.items()):
+        examples: dict[str, float] = {}
+        for learner, (n, metrics) in sorted(counted.items()):
             if learner in refused:
                 continue
-            n = float(claims[learner])
-            for key, value in reply.metrics.items():
+            for key, value in metrics.items():
                 totals[key] = totals.get(key, 0.0) + n * value
                 # Per metric: a reply without it does not dilute the others'.
-                counts[key] = counts.get(key, 0.0) + n
-        return {k: v / counts[k] for k, v in totals.items()}
+                examples[key] = examples.get(key, 0.0) + n
+        return {k: v / examples[k] for k, v in totals.items()}
+
+
+def _failed(reply: Reply) -> str:
+    return f"learner {reply.learner}'s evaluation failed: {reply.error}"
 
 
 def _due(round_: int, every: int) -> bool:

@@ -194,8 +194,8 @@ class Round:
                     ctx=ctx, reason=reason or "", candidate=candidate_metrics, stable=dict(metrics)
                 )
 
-        for told, message in parts.evaluator.take_refused():
-            self.events.on_warning(round=told, code="evaluation-refused", message=message)
+        for told, code, message in parts.evaluator.take_refused():
+            self.events.on_warning(round=told, code=code, message=message)
         # The ledger first: a logging selector reads (Oort even amends) the updated record.
         parts.ledger.update(round_, tally.outcomes)
         parts.selector.observe(ctx=ctx, outcomes=tally.outcomes)
