@@ -2,9 +2,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fedpilot.types import Reply
 from fedpilot.validation import UpdateValidator
+from fedpilot.validation.checks import far_above
 
 REF = [np.zeros((2, 3), np.float32), np.zeros(3, np.float32)]
 
@@ -149,3 +152,26 @@ def test_evaluation_replies_are_checked_like_updates(
         assert got.ok
     else:
         assert not got.ok and got.reason is not None and reason in got.reason
+
+
+@given(
+    st.lists(
+        st.one_of(st.integers(0, 5).map(float), st.floats(0, 1e12, allow_nan=False)),
+        min_size=2,
+        max_size=30,
+    ),
+    st.floats(1.01, 200),
+)
+def test_far_above_is_each_entry_against_the_median_of_the_others(
+    values: list[float], ratio: float
+) -> None:
+    named = {str(i): v for i, v in enumerate(values)}
+    want = {}
+    for i, key in enumerate(named):
+        others = float(np.median(np.delete(np.array(values), i)))
+        if others > 0 and values[i] > ratio * others:
+            want[key] = (values[i], others)
+    got = far_above(named, ratio)
+    assert got.keys() == want.keys()
+    for key, (value, others) in got.items():
+        assert (value, others) == pytest.approx(want[key])

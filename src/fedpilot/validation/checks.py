@@ -195,12 +195,23 @@ def far_above(
     if len(values) < 2:
         return {}
     keys = list(values)
-    ordered = np.array([float(values[k]) for k in keys], dtype=np.float64)
+    given = np.array([float(values[k]) for k in keys], dtype=np.float64)
+    # The median of the others from one sort: without the entry of rank r, position j of
+    # the rest is sorted[j] below r and sorted[j + 1] from r on.
+    order = np.argsort(given, kind="stable")
+    ordered = given[order]
+    rank = np.empty(len(keys), dtype=np.int64)
+    rank[order] = np.arange(len(keys))
+    rest = len(keys) - 1
+    low, high = (rest - 1) // 2, rest // 2
+    others = (
+        np.where(low < rank, ordered[low], ordered[low + 1])
+        + np.where(high < rank, ordered[high], ordered[high + 1])
+    ) / 2
     out: dict[LearnerId, tuple[float, float]] = {}
     for i, learner in enumerate(keys):
-        others = float(np.median(np.delete(ordered, i)))
-        if others > 0 and ordered[i] > ratio * others:
-            out[learner] = (float(ordered[i]), others)
+        if others[i] > 0 and given[i] > ratio * others[i]:
+            out[learner] = (float(given[i]), float(others[i]))
     return out
 
 
