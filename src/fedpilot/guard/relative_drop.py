@@ -12,9 +12,9 @@ from fedpilot.types import Metrics
 
 class RelativeDropGuard(Guard):
     """Rolls back when ``metric`` worsens by more than ``max_relative_drop`` of the stable
-    value, or of the initial model's: a run that slid down in steps each under the limit
-    (or never got better than the initial model) has no "stable" model below the one it
-    started from. A metric that is not a number (NaN, inf) always rolls back.
+    value, or of the initial model's: a model that slid down in steps each under the limit
+    is not "stable" once it is worse than the one the run started from by more than the
+    limit. A metric that is not a number (NaN, inf) always rolls back.
 
     ``mode="max"``: higher is better (accuracy); ``mode="min"``: lower is better (loss).
     """
