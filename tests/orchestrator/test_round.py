@@ -104,6 +104,9 @@ class DistanceScore:
     def evaluate(self, weights: Weights, round_: int) -> Metrics:
         return {"score": -float(np.abs(weights[0] - self.target).sum())}
 
+    def take_refused(self) -> list[tuple[int, str, str]]:
+        return []  # no evaluation replies to refuse
+
 
 class Recorder(Callback):
     def __init__(self) -> None:

@@ -8,6 +8,7 @@ they claim.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -41,12 +42,19 @@ class UpdateWeighting:
         ledger: The learners' track records (reliability, lateness).
         validation_loss: Loss on the server's validation split, or None without one
             (the quality factor is then 1).
+        max_examples_ratio: Bounds one learner's influence on every path, a streaming
+            fold included (FedNova's, which the round's cohort checks cannot take an
+            update out of): a ``num-examples`` counts at most this many times the median
+            of the learners' last accepted counts (the ledger's; none before the first
+            accepted round). None: unbounded.
     """
 
     spec: WeightingSpec
     ledger: ParticipationLog
     validation_loss: ValidationLoss | None = None
+    max_examples_ratio: float | None = None
     _global_loss: float | None = field(default=None, init=False)
+    _examples_cap: float | None = field(default=None, init=False)
 
     @property
     def uses_quality(self) -> bool:
@@ -59,12 +67,18 @@ class UpdateWeighting:
     def begin_round(self, global_weights: Weights) -> None:
         """Measure the current global model once, the baseline of every quality factor."""
         self._global_loss = None
+        self._examples_cap = None
+        known = [r.examples for r in self.ledger.records.values() if r.examples > 0]
+        if self.max_examples_ratio is not None and known:
+            self._examples_cap = self.max_examples_ratio * statistics.median(known)
         if self.uses_quality:
             assert self.validation_loss is not None
             self._global_loss = self.validation_loss(global_weights)
 
     def weigh(self, learner: LearnerId, num_examples: int, weights: Weights) -> WeightFactors:
         data = float(num_examples)
+        if self._examples_cap is not None:
+            data = min(data, self._examples_cap)
         if self.spec.scheme == "data_size":
             return WeightFactors(data, data)
         if self.spec.scheme == "uniform":

@@ -82,7 +82,20 @@ def reply_content(
 
 
 def reply_from_message(learner: LearnerId, instruction: Instruction, message: Message) -> Reply:
-    """A learner's reply Message as a fedpilot Reply (an error Message becomes a failure)."""
+    """A learner's reply Message as a fedpilot Reply (an error Message becomes a failure,
+    and so does content that cannot be read, with the reason: whatever a learner sends,
+    the server goes on)."""
+    try:
+        return _reply_from_message(learner, instruction, message)
+    except Exception as exc:  # a malformed reply is the learner's failure, not the server's
+        return Reply(
+            learner=learner,
+            kind=instruction.kind,
+            error=f"reply is malformed: {type(exc).__name__}: {exc}",
+        )
+
+
+def _reply_from_message(learner: LearnerId, instruction: Instruction, message: Message) -> Reply:
     if message.has_error():
         return Reply(
             learner=learner,

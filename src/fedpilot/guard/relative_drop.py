@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal, Self
 
 from fedpilot.guard._base import Guard, Verdict
@@ -10,7 +11,10 @@ from fedpilot.types import Metrics
 
 
 class RelativeDropGuard(Guard):
-    """Rolls back when ``metric`` worsens by more than ``max_relative_drop`` of the stable value.
+    """Rolls back when ``metric`` worsens by more than ``max_relative_drop`` of the stable
+    value, or of the initial model's: a model that slid down in steps each under the limit
+    is not "stable" once it is worse than the one the run started from by more than the
+    limit. A metric that is not a number (NaN, inf) always rolls back.
 
     ``mode="max"``: higher is better (accuracy); ``mode="min"``: lower is better (loss).
     """
@@ -42,18 +46,24 @@ class RelativeDropGuard(Guard):
                 f"`guard.metric` {self.metric!r} was not evaluated this round (evaluated: "
                 f"{sorted(candidate)}); the model was accepted unjudged",
             )
-        if self.metric not in stable:  # nothing accepted yet to compare with
-            return Verdict(True)
-        new, old = candidate[self.metric], stable[self.metric]
-        worsening = (old - new) if self.mode == "max" else (new - old)
-        allowed = self.max_relative_drop * abs(old)
-        if worsening > allowed:
-            change = worsening / abs(old) if old else float("inf")
-            return Verdict(
-                False,
-                f"{self.metric} went from {old:.4g} to {new:.4g} ({change:.1%} worse), "
-                f"more than max_relative_drop={self.max_relative_drop:.0%}",
-            )
+        new = candidate[self.metric]
+        if not math.isfinite(new):
+            return Verdict(False, f"{self.metric} of the new model is {new}, not a number")
+        references = [("last accepted", stable), ("initial", self.initial)]
+        for which, reference in references:
+            if self.metric not in reference:  # nothing to compare with
+                continue
+            old = reference[self.metric]
+            worsening = (old - new) if self.mode == "max" else (new - old)
+            allowed = self.max_relative_drop * abs(old)
+            if worsening > allowed:
+                change = worsening / abs(old) if old else float("inf")
+                return Verdict(
+                    False,
+                    f"{self.metric} went from {old:.4g} ({which} model) to {new:.4g} "
+                    f"({change:.1%} worse), more than max_relative_drop="
+                    f"{self.max_relative_drop:.0%}",
+                )
         return Verdict(True)
 
 

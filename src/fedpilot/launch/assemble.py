@@ -301,6 +301,16 @@ def build_parts(
         declared_examples={info.id: info.declared_examples for info in fleet.learners()},
         required_metrics=strategy.required_metrics(),
         norm_outlier_z=spec.validation.norm_outlier_z,
+        # The default ratio checks take updates out after the cohort is seen: not with a
+        # strategy whose own streaming fold cannot (FedNova).
+        **(
+            {
+                "max_norm_ratio": spec.validation.max_norm_ratio,
+                "max_examples_ratio": spec.validation.max_examples_ratio,
+            }
+            if strategy.incompatibility(aggregation=spec.aggregation, cohort_checks=True) is None
+            else {}
+        ),
     )
     aggregator = build_aggregator(
         spec.aggregation,
@@ -320,7 +330,12 @@ def build_parts(
         aggregator=aggregator,
         server_opt=strategy.server_optimizer(),
         validator=validator,
-        weighting=UpdateWeighting(spec.weighting, ledger, _validation_loss(task)),
+        weighting=UpdateWeighting(
+            spec.weighting,
+            ledger,
+            _validation_loss(task),
+            max_examples_ratio=spec.validation.max_examples_ratio,
+        ),
         guard=build_guard(spec.guard, base_dir=spec.base_dir),
         evaluator=Evaluator(
             spec.evaluation,
@@ -330,6 +345,7 @@ def build_parts(
             total_rounds=spec.rounds,
             every_round=spec.guard.enabled,
             round_timeout=spec.runtime.round_timeout,
+            validator=validator,
         ),
         ledger=ledger,
         learner_states=LearnerStates(),
@@ -341,6 +357,7 @@ def build_parts(
     registry.register("ledger", ledger)
     registry.register("fleet", fleet)
     registry.register("learner_state", parts.learner_states)
+    registry.register("guard", parts.guard)  # the initial model's metrics
     for transform in parts.transforms:
         registry.register(f"transform/{state_key(transform)}", transform, rollback=True)
     return parts, registry

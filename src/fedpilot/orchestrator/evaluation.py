@@ -4,13 +4,15 @@ learners' held-out splits."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from fedpilot.data._base import ArrayDataset
 from fedpilot.fleet import Fleet
 from fedpilot.learner.sysmetrics import PREFIX as SYS_PREFIX
 from fedpilot.spec.sections import EvaluationSpec
 from fedpilot.tasks._base import Task
-from fedpilot.types import Instruction, Metrics, Weights, derive_rng
+from fedpilot.types import Instruction, LearnerId, Metrics, Reply, Weights, derive_rng
+from fedpilot.validation import UpdateValidator
 
 FEDERATED_PREFIX = "federated_"
 
@@ -22,6 +24,10 @@ class Evaluator:
     prefixed ``federated_``. With no server-held test set the federated metrics are
     also given plain names, so ``guard.metric: accuracy`` works either way. When the
     guard is on, every round is evaluated: a model cannot be judged unseen.
+
+    Evaluation replies are validated like updates (``validator``): one with an
+    implausible ``num-examples`` or a metric that is no measurement is left out of the
+    federated metrics, and :meth:`take_refused` says why.
     """
 
     def __init__(
@@ -34,6 +40,7 @@ class Evaluator:
         total_rounds: int,
         every_round: bool,
         round_timeout: float,
+        validator: UpdateValidator | None = None,
     ) -> None:
         self._spec = spec
         self._task = task
@@ -43,6 +50,8 @@ class Evaluator:
         self._every_round = every_round
         """The guard is on: a model cannot be judged unseen."""
         self._round_timeout = round_timeout
+        self._validator = validator if validator is not None else UpdateValidator()
+        self._told: list[tuple[int, str, str]] = []
         self._test: ArrayDataset | None = task.central_test_data() if task is not None else None
 
     @property
@@ -66,6 +75,12 @@ class Evaluator:
                 metrics.update(federated)
         return metrics
 
+    def take_refused(self) -> list[tuple[int, str, str]]:
+        """(round, warning code, why) for each evaluation reply left out since the last
+        call: ``evaluation-refused`` (failed validation) or ``evaluation-failed``."""
+        told, self._told = self._told, []
+        return told
+
     def _central(self, weights: Weights) -> Metrics:
         assert self._task is not None and self._test is not None
         self._task.set_weights(weights)
@@ -80,20 +95,41 @@ class Evaluator:
         chosen = sorted(rng.choice(len(learners), size=size, replace=False).tolist())
         instruction = Instruction("evaluate", weights, {"server-round": round_})
         deadline = time.monotonic() + self._round_timeout
-        totals: dict[str, float] = {}
-        count = 0.0
+        counted: dict[LearnerId, tuple[int, Metrics]] = {}
+        refused: dict[LearnerId, str] = {}
         for reply in self._fleet.dispatch(
             {learners[i].id: instruction for i in chosen}, deadline=deadline
         ):
-            n = reply.num_examples
-            if not reply.ok or not isinstance(n, (int, float)) or n <= 0:
+            if not reply.ok:
+                self._told.append((round_, "evaluation-failed", _failed(reply)))
                 continue
-            count += float(n)
-            for key, value in reply.metrics.items():
-                # What the evaluation cost each learner's machine is not a model metric.
-                if not key.startswith(SYS_PREFIX):
-                    totals[key] = totals.get(key, 0.0) + float(n) * value
-        return {k: v / count for k, v in totals.items()} if count else {}
+            # What the evaluation cost each learner's machine is not a model metric.
+            own = {k: v for k, v in reply.metrics.items() if not k.startswith(SYS_PREFIX)}
+            check = self._validator.check_evaluation(replace(reply, metrics=own))
+            if check.ok:
+                counted[reply.learner] = (check.num_examples, own)
+            else:
+                refused[reply.learner] = check.reason or "refused"
+        claims = {k: n for k, (n, _) in counted.items()}
+        refused.update(self._validator.cohort_outliers({}, claims))
+        self._told += [
+            (round_, "evaluation-refused", f"learner {k}'s evaluation reply was refused: {why}")
+            for k, why in sorted(refused.items())
+        ]
+        totals: dict[str, float] = {}
+        examples: dict[str, float] = {}
+        for learner, (n, metrics) in sorted(counted.items()):
+            if learner in refused:
+                continue
+            for key, value in metrics.items():
+                totals[key] = totals.get(key, 0.0) + n * value
+                # Per metric: a reply without it does not dilute the others'.
+                examples[key] = examples.get(key, 0.0) + n
+        return {k: v / examples[k] for k, v in totals.items()}
+
+
+def _failed(reply: Reply) -> str:
+    return f"learner {reply.learner}'s evaluation failed: {reply.error}"
 
 
 def _due(round_: int, every: int) -> bool:

@@ -116,6 +116,7 @@ class Round:
         parts = self.parts
         if state.round == 0 and not state.metrics:
             state.metrics = parts.evaluator.evaluate(state.weights, 0)
+            parts.guard.set_initial(state.metrics)
         unusable = parts.guard.unusable_with(state.metrics)
         if unusable is None:
             return []
@@ -193,6 +194,8 @@ class Round:
                     ctx=ctx, reason=reason or "", candidate=candidate_metrics, stable=dict(metrics)
                 )
 
+        for told, code, message in parts.evaluator.take_refused():
+            self.events.on_warning(round=told, code=code, message=message)
         # The ledger first: a logging selector reads (Oort even amends) the updated record.
         parts.ledger.update(round_, tally.outcomes)
         parts.selector.observe(ctx=ctx, outcomes=tally.outcomes)
@@ -320,7 +323,8 @@ class Round:
 
     def _cohort_checks(self, ctx: RoundContext, tally: RoundTally) -> None:
         """Reject updates that only look wrong next to the rest of the round's."""
-        outliers = self.parts.validator.cohort_outliers(tally.norms)
+        claims = {k: int(tally.learner_metrics[k]["num_examples"]) for k in tally.accepted}
+        outliers = self.parts.validator.cohort_outliers(tally.norms, claims)
         for learner, reason in sorted(outliers.items()):
             self.parts.aggregator.exclude(learner, reason)
             tally.withdraw(learner, reason)

@@ -285,8 +285,29 @@ class WeightingSpec(Section):
 
 
 class ValidationSpec(Section):
-    """Checks beyond shape, dtype, finiteness and a positive ``num-examples``."""
+    """Checks beyond shape, dtype, finiteness and a positive ``num-examples``.
 
+    On by default: an update whose delta norm, or a ``num-examples`` claim the fleet
+    cannot check against a declared size, is far above the rest of its cohort's is
+    refused (no honest learner sends it; one that does would decide the aggregate alone).
+    Evaluation replies are checked the same way. Cohort checks need an aggregator that can
+    take an update out again (updates kept on disk); a strategy with its own streaming
+    fold (FedNova) runs without the default ones.
+    """
+
+    max_norm_ratio: float | None = Field(
+        default=10.0,
+        gt=1,
+        description="Reject an update whose delta norm is more than this many times the "
+        "median of the other updates' in its round (2 or more updates); None: off.",
+    )
+    max_examples_ratio: float | None = Field(
+        default=100.0,
+        gt=1,
+        description="Reject a `num-examples` claim (training or evaluation) more than this "
+        "many times the median of the others' in its round, from a learner whose size the "
+        "fleet does not know; None: off.",
+    )
     norm_outlier_z: float | None = Field(
         default=None,
         gt=0,
