@@ -153,3 +153,20 @@ def test_a_missing_clientapp_in_a_pool_of_learners_exits_2(tmp_path: Path) -> No
     )
     _refused(out, "`task.flower_clientapp`")
     assert not (tmp_path / "fedpilot-runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        (["strategy.name=fedprox", "strategy=true"], "strategy"),
+        (["data.partition=bad", "data.partition.alpha=1"], "data.partition"),
+        (["data.partition=dirichlet([)"], "data.partition"),
+    ],
+)
+def test_overrides_found_by_the_fuzz_test_exit_2(
+    tmp_path: Path, overrides: list[str], field: str
+) -> None:
+    # Each was a traceback (AttributeError, ValueError, ScannerError) before.
+    (tmp_path / "spec.yaml").write_text(DIGITS)
+    args = [arg for override in overrides for arg in ("--set", override)]
+    _refused(fedpilot("spec", "check", "spec.yaml", *args, cwd=tmp_path), f"`{field}`")

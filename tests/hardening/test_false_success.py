@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import textwrap
+import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +15,10 @@ import pytest
 from clitools import fedpilot
 from conftest import APPS_DIR, app_spec
 from federations import StopAfter
+from fedpilot.fleet import LocalFleet
 from fedpilot.launch import run_federation
 from fedpilot.rundir import RunDir
+from fedpilot.types import Instruction, LearnerId, Reply
 
 # A Flower ClientApp whose updates are float64 (the global model is float32): every one
 # is refused by validation. FLOAT64=0 makes it an honest learner.
@@ -154,3 +158,26 @@ def test_in_process_late_reply_is_refused_and_the_honest_learners_train(tmp_path
     completed = [e for e in _events(run_dir) if e["event"] == "RoundCompleted"]
     assert [e["status"] for e in completed] == ["completed"]
     assert sorted(completed[0]["accepted"]) == ["1", "2", "3", "4"]
+
+
+class _DeadlineIgnoringFleet(LocalFleet):
+    """A fleet (a user's, say) that waits for every reply, however late."""
+
+    def dispatch(
+        self, instructions: Mapping[LearnerId, Instruction], *, deadline: float
+    ) -> Iterator[Reply]:
+        del deadline
+        return super().dispatch(instructions, deadline=time.monotonic() + 3600)
+
+
+def test_the_round_refuses_a_late_reply_whatever_fleet_sent_it(tmp_path: Path) -> None:
+    spec = app_spec(
+        tmp_path,
+        rounds=1,
+        task__run_config={"sleep-partition": 2, "sleep-seconds": 1.5},
+        runtime={"mode": "local", "workers": 0, "round_timeout": 1},
+        evaluation={"federated_every": 0},
+    )
+    result = run_federation(spec, fleet=_DeadlineIgnoringFleet(spec), default_tracking=False)
+    assert result.status == "completed"
+    assert result.history[0].accepted == 4 and result.history[0].failed == 1

@@ -126,8 +126,9 @@ class Federation:
         """Each round's summary as it completes, until the last round or a stop; then the
         run ends (:attr:`result`). Ctrl-C and SIGTERM end it ``interrupted`` (the last
         checkpoint stays the one to resume); any other error ends it ``failed`` and is
-        raised. Leaving the loop early ends nothing: :meth:`step` goes on, and
-        :meth:`close` ends the run ``stopped``."""
+        raised. A run whose rounds all failed or were rolled back ends ``failed`` too
+        (:meth:`_nothing_trained`). Leaving the loop early ends nothing: :meth:`step`
+        goes on, and :meth:`close` ends the run ``stopped``."""
         try:
             while not self.done:
                 reason = self._stop_requested()

@@ -83,7 +83,7 @@ def _copy(value: Any, where: str, depth: int, budget: list[int]) -> Any:
         raise SpecError(
             f"the spec has more than {MAX_NODES} values (YAML aliases counted as "
             f"expanded), the last under `{_head(where)}`; a spec this large is refused",
-            field=_head(where),
+            field=_head(where) or None,
         )
     if depth > MAX_DEPTH:
         raise SpecError(

@@ -76,7 +76,11 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
             if child is None:
                 child = node[part] = {}
             elif path in _unions() and isinstance(child, str):
-                child = node[part] = _unions()[path].expand(child)
+                try:
+                    child = node[part] = _unions()[path].expand(child)
+                except ValueError as exc:
+                    where = ".".join(path)
+                    raise SpecError(f"`{where}`: {exc}, got {child!r}", field=where) from None
             if not isinstance(child, dict):
                 where = ".".join(path)
                 raise SpecError(f"--set {key}: `{where}` is {child!r}, not a section", field=where)
@@ -156,9 +160,11 @@ def _tag_of(raw: dict[str, Any], path: tuple[str, ...], union: _Union) -> Any:
 def _settle_kind(
     raw: dict[str, Any], path: tuple[str, ...], union: _Union, keys: list[str], before: Any
 ) -> None:
-    section: dict[str, Any] = raw
+    section: Any = raw
     for part in path:
-        section = section[part]
+        section = section.get(part) if isinstance(section, dict) else None
+    if not isinstance(section, dict):
+        return  # a later override replaced the section by a value: the validator explains
     tag = section.setdefault(union.tag, union.default)
     if not isinstance(tag, str):
         return  # the validator explains a tag of the wrong type

@@ -171,7 +171,10 @@ def expand_partition(value: Any) -> Any:
     if arg:
         if kind not in _SHORTHAND_ARG:
             raise ValueError(f"partition {kind!r} takes no argument")
-        parsed[_SHORTHAND_ARG[kind]] = yaml.safe_load(arg)
+        try:
+            parsed[_SHORTHAND_ARG[kind]] = yaml.safe_load(arg)
+        except yaml.YAMLError:  # pydantic explains a ValueError, not a YAMLError
+            raise ValueError(f"partition {kind!r} takes a number in its parentheses") from None
     return parsed
 
 
