@@ -66,12 +66,19 @@ def test_pool_survives_a_learner_process_dying(make_app_spec: Any) -> None:
         assert sum(r.ok for r in replies.values()) == 4
 
 
-def test_in_process_deadline_skips_learners_not_started(make_app_spec: Any) -> None:
+def test_in_process_refuses_a_late_reply_and_runs_every_other_learner(
+    make_app_spec: Any,
+) -> None:
+    # In-process learners stand for learners running at once: each has the whole time to
+    # the deadline. The slow one's reply comes after it and is refused; the others, run
+    # after it, are not punished for its slowness.
     spec = make_app_spec(task__run_config={"sleep-partition": 0, "sleep-seconds": 1.5})
     with LocalFleet(spec) as fleet:
         replies = train_all(fleet, timeout=1.0)
-    assert replies["0"].ok  # in-process learners cannot be interrupted, only skipped
-    assert all("not started" in (replies[i].error or "") for i in "1234")
+    late = replies["0"]
+    assert not late.ok and late.weights == []
+    assert late.error is not None and "replied after" in late.error and "refused" in late.error
+    assert all(replies[i].ok for i in "1234")
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 
+from fedpilot.errors import UserError
 from fedpilot.fleet._messages import LearnerJob, failed_reply
 from fedpilot.fleet.apps import LearnerSource
 from fedpilot.types import Reply
@@ -34,7 +35,9 @@ def _worker_main(conn: Connection, source: LearnerSource, threads: int) -> None:
     try:
         runtime = source.load()
     except Exception as exc:  # report instead of dying silently
-        conn.send(("load-error", f"{type(exc).__name__}: {exc}"))
+        # A user's error (a spec naming a missing ClientApp) is raised as it is, in the parent.
+        mistake = exc if isinstance(exc, UserError) else None
+        conn.send(("load-error", (f"{type(exc).__name__}: {exc}", mistake)))
         return
     conn.send(("ready", None))
     while True:
@@ -87,7 +90,10 @@ class WorkerPool:
         kind, detail = worker.conn.recv()
         if kind != "ready":
             self.close()
-            raise RuntimeError(f"learner process could not load the ClientApp: {detail}")
+            message, mistake = detail
+            if mistake is not None:
+                raise mistake
+            raise RuntimeError(f"learner process could not load the ClientApp: {message}")
 
     def run(self, jobs: list[LearnerJob], deadline: float) -> Iterator[tuple[Reply, object]]:
         """Yield (reply, learner state) per job as they finish; unfinished ones at the

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 
 from fedpilot.fleet._base import Fleet
-from fedpilot.fleet._messages import failed_reply, run_learner
+from fedpilot.fleet._messages import LearnerJob, failed_reply, run_learner
 from fedpilot.fleet._partitions import PartitionLearners
 from fedpilot.fleet._pool import WorkerPool
 from fedpilot.fleet.apps import LearnerSource
@@ -28,10 +29,14 @@ class LocalFleet(Fleet):
 
     With ``workers=0`` each learner runs in this process, one after another (the
     fastest mode for small models: no serialization), and replies are handed over a few
-    at a time (:data:`HELD_REPLIES`, :data:`HELD_BYTES`). A learner cannot be interrupted
-    in-process, so the deadline is checked between learners; learners not started by
-    then fail with a timeout. With ``workers=N`` learners run in N processes and one
-    that overruns the deadline is killed.
+    at a time (:data:`HELD_REPLIES`, :data:`HELD_BYTES`). These learners stand for
+    learners that would run at the same time, so each has the whole time to the
+    deadline to itself: every learner runs, and one whose own run took longer is
+    refused as late. A learner cannot be interrupted in-process, so a round takes as
+    long as its learners together; a slow learner costs the others wall-clock time,
+    never their place in the round. With ``workers=N`` learners run in N processes
+    against the round's wall-clock deadline: one that overruns it is killed, and those
+    still queued then fail as not started.
 
     Learners and their declared sizes are :class:`PartitionLearners`'; a learner's own
     state travels in its instruction and reply (in-process, without copies).
@@ -70,13 +75,12 @@ class LocalFleet(Fleet):
         assert self._runtime is not None
         held: list[Reply] = []
         held_bytes = 0
+        allowed = deadline - time.monotonic()  # each learner's own, as if all ran at once
         for job in jobs:
-            if time.monotonic() >= deadline:
-                reason = f"timeout: learner {job.learner} was not started before the round deadline"
-                reply = failed_reply(job, reason)
-            else:
-                reply, state = run_learner(self._runtime, job)
-                self._learners.keep_state(job.learner, state)
+            reply, state = run_learner(self._runtime, job)
+            if reply.duration > allowed:
+                reply = _late(job, reply.duration, allowed)
+            self._learners.keep_state(job.learner, state)
             held.append(reply)
             held_bytes += reply.bytes_received
             if len(held) >= HELD_REPLIES or held_bytes >= HELD_BYTES:
@@ -89,3 +93,11 @@ class LocalFleet(Fleet):
         if self._pool is not None:
             self._pool.close()
             self._pool = None
+
+
+def _late(job: LearnerJob, took: float, allowed: float) -> Reply:
+    reason = (
+        f"timeout: learner {job.learner} replied after {took:.3g} s, past the round "
+        f"deadline ({max(allowed, 0):.3g} s); a late reply is refused"
+    )
+    return replace(failed_reply(job, reason), duration=took)

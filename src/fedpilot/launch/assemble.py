@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import zipfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,18 +54,40 @@ _YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 def new_run_dir(spec: FederationSpec, suffix: str = "") -> tuple[str, Path]:
+    """A fresh run directory under ``spec.output_dir`` holding the resolved spec.
+
+    Raises:
+        SpecError: ``output_dir`` cannot hold a run directory (not a folder, not
+            writable).
+    """
+    run_id, run_dir = _run_dir_name(spec, suffix)
+    _make_run_dir(spec, run_dir)
+    return run_id, run_dir
+
+
+def _run_dir_name(spec: FederationSpec, suffix: str = "") -> tuple[str, Path]:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     run_id = f"{spec.name}{suffix}-{stamp}-{secrets.token_hex(2)}"
-    run_dir = spec.output_dir / run_id
-    run_dir.mkdir(parents=True, exist_ok=False)
+    return run_id, spec.output_dir / run_id
+
+
+def _make_run_dir(spec: FederationSpec, run_dir: Path) -> None:
     # libyaml's emitter: PyYAML's pure-Python one takes longer than a small model's round.
     text = yaml.dump(spec.resolved(), Dumper=_YAML_DUMPER, sort_keys=False)
-    RunDir(run_dir).spec.write_text(text)
-    if spec.tracking.enabled:
-        # The spec's output_dir (and a sqlite URI) may be relative to where the run was
-        # started: a resume from elsewhere must log to the same store.
-        RunDir(run_dir).mlflow_uri.write_text(absolute_tracking_uri(spec.mlflow_uri()) + "\n")
-    return run_id, run_dir
+    try:
+        run_dir.mkdir(parents=True, exist_ok=False)
+        RunDir(run_dir).spec.write_text(text)
+        if spec.tracking.enabled:
+            # The spec's output_dir (and a sqlite URI) may be relative to where the run was
+            # started: a resume from elsewhere must log to the same store.
+            uri = absolute_tracking_uri(spec.mlflow_uri())
+            RunDir(run_dir).mlflow_uri.write_text(uri + "\n")
+    except OSError as exc:
+        raise SpecError(
+            f"`output_dir`: cannot write a run directory under {str(spec.output_dir)!r}: "
+            f"{exc.strerror or exc}",
+            field="output_dir",
+        ) from None
 
 
 def run_tracking_uri(run_dir: Path, spec: FederationSpec) -> str:
@@ -120,11 +143,12 @@ def initial_weights(spec: FederationSpec, task: Task | None) -> Weights:
         try:
             with np.load(path) as npz:
                 return [npz[k] for k in sorted(npz.files, key=_npz_order)]
-        except OSError as exc:
+        # numpy says ValueError for a file that is not an .npz of plain arrays
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:
             raise SpecError(
-                f"`task.initial_weights`: cannot read {str(path)!r}: {exc}",
+                f"`task.initial_weights`: cannot read {str(path)!r} as an .npz of arrays: {exc}",
                 field="task.initial_weights",
-            ) from exc
+            ) from None
     factory = import_object(source, field="task.initial_weights", base_dir=spec.base_dir)
     weights = factory() if callable(factory) else factory
     if not isinstance(weights, list) or not all(isinstance(a, np.ndarray) for a in weights):
@@ -173,14 +197,15 @@ def open_federation(
     """
     limit_torch_threads(spec.runtime.torch_threads)
     task = server_task(spec)
+    new_dir: Path | None = None
     if resume_dir is not None:
         run_dir = resume_dir
     elif run_dir is None:
-        _, run_dir = new_run_dir(spec)
+        _, run_dir = _run_dir_name(spec)
+        new_dir = run_dir
     with contextlib.ExitStack() as undo:  # on an error: what was taken so far, given back
-        run_lock = RunLock.acquire(run_dir) if lock else None
-        if run_lock is not None:
-            undo.callback(run_lock.release)
+        # A run directory that exists is locked before anything reads its checkpoints.
+        run_lock = _lock(run_dir, undo) if lock and new_dir is None else None
         notes: list[str] = []
         if resume_dir is not None:
             restored = restore_checkpoint(run_dir)
@@ -191,6 +216,13 @@ def open_federation(
             ]
         else:
             state = RunState(round=0, weights=initial_weights(spec, task), metrics={})
+        fleet = fleet if fleet is not None else build_fleet(spec)
+        undo.callback(fleet.close)
+        parts, registry = build_parts(spec, task, fleet, run_dir)
+        # Made only now: a spec naming code, data or files that fail to load leaves none.
+        if new_dir is not None:
+            _make_run_dir(spec, new_dir)
+            run_lock = _lock(run_dir, undo) if lock else None
         tracking = default_callbacks(spec, tracking_uri=run_tracking_uri(run_dir, spec))
         events = CallbackList([*tracking, *callbacks] if default_tracking else list(callbacks))
         if notes:
@@ -198,9 +230,6 @@ def open_federation(
         run = RunInfo(
             run_id=run_dir.name, run_dir=run_dir, spec=spec, start_round=state.round + 1, task=task
         )
-        fleet = fleet if fleet is not None else build_fleet(spec)
-        undo.callback(fleet.close)
-        parts, registry = build_parts(spec, task, fleet, run_dir)
         round_ = Round(
             parts, round_settings(spec), events=events, state=registry, run_id=run.run_id
         )
@@ -215,6 +244,12 @@ def open_federation(
         )
         undo.pop_all()  # the federation closes its fleet and releases its lock
         return federation
+
+
+def _lock(run_dir: Path, undo: contextlib.ExitStack) -> RunLock:
+    run_lock = RunLock.acquire(run_dir)
+    undo.callback(run_lock.release)
+    return run_lock
 
 
 class _StartNotes(Callback):

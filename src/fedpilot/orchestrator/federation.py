@@ -85,6 +85,7 @@ class Federation:
         self._stop_reason: str | None = None
         self._stop_lock = threading.Lock()
         self._started = False
+        self._last_round: RoundSummary | None = None
         self.result: RunResult | None = None
         """How the run ended; None while it goes on."""
         registry.load_state_dict(state.components)
@@ -116,6 +117,7 @@ class Federation:
             raise RuntimeError(f"all {self.total_rounds} rounds have run")
         self._start()
         ctx, summary = self._round.run(self.state)
+        self._last_round = summary
         self.state.components = self._registry.state_dict()
         save_checkpoint(self.run_dir, self.state)
         decision = self._callbacks.on_round_end(ctx=ctx, summary=summary)
@@ -127,8 +129,9 @@ class Federation:
         """Each round's summary as it completes, until the last round or a stop; then the
         run ends (:attr:`result`). Ctrl-C and SIGTERM end it ``interrupted`` (the last
         checkpoint stays the one to resume); any other error ends it ``failed`` and is
-        raised. Leaving the loop early ends nothing: :meth:`step` goes on, and
-        :meth:`close` ends the run ``stopped``."""
+        raised. A run whose rounds all failed or were rolled back ends ``failed`` too
+        (:meth:`_nothing_trained`). Leaving the loop early ends nothing: :meth:`step`
+        goes on, and :meth:`close` ends the run ``stopped``."""
         try:
             while not self.done:
                 reason = self._stop_requested()
@@ -147,7 +150,11 @@ class Federation:
             raise
         if self.result is None:
             reason = self._stop_requested()
-            self._finish(*(("stopped", reason) if reason is not None else ("completed", None)))
+            if reason is not None:
+                self._finish("stopped", reason)
+            else:
+                untrained = self._nothing_trained()
+                self._finish(*(("failed", untrained) if untrained else ("completed", None)))
 
     def run(self) -> RunResult:
         """Every remaining round; SIGTERM is handled as Ctrl-C while it runs."""
@@ -211,6 +218,28 @@ class Federation:
             reason = "stop requested"
         self.stop(reason)
         return self._stop_reason
+
+    def _nothing_trained(self) -> str | None:
+        """Why this run failed although every round ran: none of the rounds it ran (since
+        its start or its resume) gave a model the run kept. A round that failed trained
+        nothing, and a rolled-back one's model was thrown away, so the model the run ends
+        with is the one it started from. None when some round's model was kept."""
+        ran = [r for r in self.state.history if r.round >= self.run_info.start_round]
+        if not ran or any(r.status == "completed" for r in ran):
+            return None
+        failed = sum(r.status == "failed" for r in ran)
+        reason = (
+            f"no round of this run produced a model it kept: {len(ran)} rounds ran, "
+            f"{failed} failed, {len(ran) - failed} rolled back"
+        )
+        last = self._last_round
+        if last is not None:
+            reason += f"; round {last.round}: {last.reason}"
+            why = {**last.rejected, **last.failed}
+            if why:
+                learner = sorted(why)[0]
+                reason += f" (learner {learner}: {why[learner]})"
+        return reason
 
     def _finish(
         self, status: Literal["completed", "stopped", "interrupted", "failed"], error: str | None

@@ -282,6 +282,10 @@ class Round:
         """Validate one reply, weigh it and fold it in (or record why not)."""
         parts = self.parts
         tally.count_bytes(reply)
+        if reply.ok and tally.deadline_s is not None and reply.duration > tally.deadline_s:
+            # Whatever the fleet: a reply that took longer than the round allows is late.
+            late = f"timeout: learner {reply.learner} replied after {reply.duration:.3g} s, "
+            reply = replace(reply, error=f"{late}past the round deadline; a late reply is refused")
         if not reply.ok:
             tally.fail(reply)
             verdict = UpdateVerdict(False, reply.error, failed=True, duration=reply.duration)

@@ -10,10 +10,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any, get_args
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from fedpilot.errors import SpecError
+from fedpilot.spec._yaml import parse_yaml, plain, read_spec_file
 from fedpilot.spec.model import FederationSpec
 from fedpilot.spec.sections import DataSpec, expand_partition
 
@@ -22,18 +22,12 @@ def load_spec(path: str | Path, overrides: Iterable[str] = ()) -> FederationSpec
     """Read ``path``, apply ``key.sub=value`` overrides, validate.
 
     Raises:
-        SpecError: the file is missing or unreadable, or a field is invalid; the
-            message names the field, the value and what is allowed.
+        SpecError: the file is missing, unreadable or beyond the bounds of a spec
+            (:mod:`._yaml`), or a field is invalid; the message names the field, the
+            value and what is allowed.
     """
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise SpecError(f"cannot read spec file {str(path)!r}: {exc.strerror}") from exc
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise SpecError(f"spec file {str(path)!r} is not valid YAML: {exc}") from exc
+    raw = read_spec_file(path)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -62,11 +56,12 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
     only the keys the new kind has. The result does not depend on the overrides' order.
 
     Raises:
-        SpecError: a malformed override, a path through a value that is not a section,
+        SpecError: ``raw`` or a value beyond the bounds of a spec (:func:`._yaml.plain`),
+            a malformed override, a path through a value that is not a section,
             or a key the section's kind does not have (the message names the kind that
             has it).
     """
-    result: dict[str, Any] = json.loads(json.dumps(raw, default=str))
+    result: dict[str, Any] = plain(raw, "")  # a bounded copy: aliases expanded once
     before = {path: _tag_of(result, path, union) for path, union in _unions().items()}
     touched: dict[tuple[str, ...], list[str]] = {}
     for item in overrides:
@@ -81,12 +76,16 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
             if child is None:
                 child = node[part] = {}
             elif path in _unions() and isinstance(child, str):
-                child = node[part] = _unions()[path].expand(child)
+                try:
+                    child = node[part] = _unions()[path].expand(child)
+                except ValueError as exc:
+                    where = ".".join(path)
+                    raise SpecError(f"`{where}`: {exc}, got {child!r}", field=where) from None
             if not isinstance(child, dict):
                 where = ".".join(path)
                 raise SpecError(f"--set {key}: `{where}` is {child!r}, not a section", field=where)
             node = child
-        node[parts[-1]] = yaml.safe_load(value_text)
+        node[parts[-1]] = plain(parse_yaml(value_text, f"--set {key}"), key.strip())
         for path in _unions():
             if parts[: len(path)] == path and len(parts) > len(path):
                 touched.setdefault(path, []).append(parts[len(path)])
@@ -161,9 +160,11 @@ def _tag_of(raw: dict[str, Any], path: tuple[str, ...], union: _Union) -> Any:
 def _settle_kind(
     raw: dict[str, Any], path: tuple[str, ...], union: _Union, keys: list[str], before: Any
 ) -> None:
-    section: dict[str, Any] = raw
+    section: Any = raw
     for part in path:
-        section = section[part]
+        section = section.get(part) if isinstance(section, dict) else None
+    if not isinstance(section, dict):
+        return  # a later override replaced the section by a value: the validator explains
     tag = section.setdefault(union.tag, union.default)
     if not isinstance(tag, str):
         return  # the validator explains a tag of the wrong type
@@ -194,7 +195,12 @@ def _explain(exc: ValidationError) -> SpecError:
     first_field = None
     for error in exc.errors():
         loc = _strip_union_tags(error["loc"])
-        if not loc:  # a check across sections names its field in backticks
+        value = error.get("input")
+        field = error.get("ctx", {}).get("field")
+        if field is not None:  # a section's own check names which of its fields
+            loc = f"{loc}.{field}" if loc else field
+            value = value.get(field) if isinstance(value, dict) else value
+        elif not loc:  # a check across sections names its field in backticks
             named = re.search(r"`([\w.]+)`", error["msg"])
             loc = named.group(1) if named else ""
         first_field = first_field or loc
@@ -206,7 +212,6 @@ def _explain(exc: ValidationError) -> SpecError:
         if kind == "missing":
             lines.append(f"`{loc}`: required field is missing")
             continue
-        value = error.get("input")
         shown = json.dumps(value, default=str) if not isinstance(value, dict) else "{...}"
         if msg.startswith(f"`{loc}`"):  # the validator already named field and value
             lines.append(msg)

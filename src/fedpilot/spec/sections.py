@@ -3,17 +3,48 @@
 from __future__ import annotations
 
 import re
+from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from fedpilot.types import Scalar
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Every spec model: unknown keys, NaN and infinities are refused everywhere, and a
+    number field does not take a boolean (``rounds: true`` is not 1)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_as_number(cls, data: Any) -> Any:
+        # A model validator: pydantic allows no field validator on a union's tag field.
+        if isinstance(data, dict):
+            for name in sorted(_number_fields(cls)):
+                if isinstance(data.get(name), bool):
+                    raise PydanticCustomError(
+                        "bool_as_number", "must be a number, not true or false", {"field": name}
+                    )
+        return data
+
+
+@cache
+def _number_fields(model: type[BaseModel]) -> frozenset[str]:
+    """The fields of ``model`` that take a number and not a boolean."""
+    return frozenset(
+        name for name, info in model.model_fields.items() if _takes_number(info.annotation)
+    )
+
+
+def _takes_number(annotation: Any) -> bool:
+    kinds = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else (annotation,)
+    return bool not in kinds and any(kind in (int, float) for kind in kinds)
 
 
 # ---------------------------------------------------------------- task
@@ -134,7 +165,10 @@ def expand_partition(value: Any) -> Any:
     if arg:
         if kind not in _SHORTHAND_ARG:
             raise ValueError(f"partition {kind!r} takes no argument")
-        parsed[_SHORTHAND_ARG[kind]] = yaml.safe_load(arg)
+        try:
+            parsed[_SHORTHAND_ARG[kind]] = yaml.safe_load(arg)
+        except yaml.YAMLError:  # pydantic explains a ValueError, not a YAMLError
+            raise ValueError(f"partition {kind!r} takes a number in its parentheses") from None
     return parsed
 
 
