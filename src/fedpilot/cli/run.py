@@ -81,6 +81,7 @@ def _print_json(run: RunInfo | None, result: RunResult) -> None:
         "final_metrics": result.final_metrics,
         "rollbacks": result.rollbacks,
         "status": result.status,
+        "tracking_error": result.tracking_error,
     }
     sys.stdout.write(json.dumps(summary) + "\n")
     sys.stdout.flush()
