@@ -72,7 +72,7 @@ def _observers_after(first: Callback) -> list[Callback]:
     return [first, EventLogCallback(), MLflowCallback(), StatusFileCallback()]
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_between_the_checkpoint_and_the_records_waits_for_the_records(
     tmp_path: Path, signum: int
 ) -> None:
@@ -93,7 +93,7 @@ def test_a_signal_between_the_checkpoint_and_the_records_waits_for_the_records(
     assert _mlflow(run_dir, spec.mlflow_uri()) == ([1, 2, 3, 4], "FINISHED")
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_while_mlflow_writes_to_sqlite_waits_for_the_write(
     tmp_path: Path, signum: int, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -204,7 +204,7 @@ def test_sigterm_ends_a_cli_run_interrupted_in_every_record(tmp_path: Path) -> N
             proc.kill()
     assert proc.returncode == 130, err
     assert "Traceback" not in err
-    (run_dir,) = (p for p in out.iterdir() if p.is_dir())
+    (run_dir,) = (p for p in out.iterdir() if (p / "spec.yaml").is_file())
     rounds = load_checkpoint(run_dir).round
     assert _status(run_dir) == ("interrupted", rounds)
     assert _mlflow(run_dir, f"sqlite:///{out / 'mlflow.db'}") == (
