@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from clitools import EXAMPLES, SMALL_DIGITS
@@ -68,3 +69,42 @@ def test_two_first_runs_at_once_are_both_tracked(tmp_path: Path) -> None:
         run = client.get_run(run_id)
         assert run.info.status == "FINISHED"
         assert [m.step for m in client.get_metric_history(run_id, "participants")] == [1, 2]
+
+
+_FIRST_USE = """
+import sys, time
+from mlflow import MlflowClient
+from fedpilot.tracking._mlflow_utils import prepare_store
+uri, start = sys.argv[1], float(sys.argv[2])
+while time.time() < start:  # every process at the same moment
+    time.sleep(0.001)
+prepare_store(uri)
+MlflowClient(tracking_uri=uri).create_experiment(sys.argv[3])
+"""
+
+
+def test_processes_first_using_a_new_store_at_the_same_moment_all_get_it(tmp_path: Path) -> None:
+    # What two first runs at once do, without the seconds of import jitter that make the
+    # race rare between whole runs: MLflow alone fails here (`table experiments already
+    # exists`, `duplicate column name`) for all but one of them.
+    uri = f"sqlite:///{tmp_path / 'new' / 'mlflow.db'}"
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    start = str(time.time() + 10)  # after every process has imported MLflow
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _FIRST_USE, uri, start, f"e{i}"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(3)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+
+    from mlflow import MlflowClient
+
+    names = {e.name for e in MlflowClient(tracking_uri=uri).search_experiments()}
+    assert {"e0", "e1", "e2"} <= names
