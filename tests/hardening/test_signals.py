@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -214,3 +215,35 @@ def test_sigterm_ends_a_cli_run_interrupted_in_every_record(tmp_path: Path) -> N
     (record,) = json.loads(listed.stdout)
     assert (record["status"], record["rounds_completed"]) == ("interrupted", rounds)
     assert "SIGTERM" in record["error"]
+
+
+class SwallowedAt(Callback):
+    """In round ``round_``, a signal arrives while a garbage-collector callback runs:
+    Python raises KeyboardInterrupt there and swallows it ("Exception ignored in ...").
+    Seen with SIGTERM in SQLAlchemy's weakref callbacks: the run went on and exited 0."""
+
+    def __init__(self, round_: int, signum: int) -> None:
+        self.round, self.signum = round_, signum
+
+    def on_round_start(self, *, ctx: RoundContext, participants: tuple[str, ...]) -> None:
+        if ctx.round == self.round:
+            doomed = _Doomed()
+            ref = weakref.ref(doomed, lambda _: os.kill(os.getpid(), self.signum))
+            del doomed  # the callback runs here, the signal with it
+            assert ref() is None
+
+
+class _Doomed:
+    pass
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_swallowed_where_it_was_raised_still_ends_the_run(
+    tmp_path: Path, signum: int
+) -> None:
+    spec = digits_spec(tmp_path, "swallowed")
+    with open_federation(spec, callbacks=[SwallowedAt(2, signum)]) as federation:
+        result = federation.run()
+    # Round 2 itself ran (the signal never reached it); the run ends after it.
+    assert (result.status, result.rounds_completed) == ("interrupted", 2)
+    assert _status(federation.run_dir) == ("interrupted", 2)

@@ -48,15 +48,16 @@ _GATE = _Gate()
 
 @contextlib.contextmanager
 def handling_interrupts() -> Iterator[None]:
-    """SIGINT and SIGTERM go through the gate while a run goes on (main thread only; a
-    SIGINT that was ignored when the run began, as under ``nohup``, stays ignored)."""
+    """SIGINT and SIGTERM go through the gate while a run goes on (main thread only). A
+    SIGINT that Python does not turn into KeyboardInterrupt when the run begins (ignored,
+    as under ``nohup``, or a host's own handler) is left as it is."""
     if threading.current_thread() is not threading.main_thread() or _GATE.installed:
         yield
         return
     previous: dict[int, Any] = {}
-    for signum in (int(signal.SIGINT), int(signal.SIGTERM)):
-        if signal.getsignal(signum) is not signal.SIG_IGN:
-            previous[signum] = signal.signal(signum, _GATE.handle)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, _GATE.handle)
+    previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, _GATE.handle)
     _GATE.installed, _GATE.pending, _GATE.held = True, None, 0
     try:
         yield
