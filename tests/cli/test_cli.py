@@ -19,6 +19,7 @@ def test_json_prints_exactly_one_object_with_the_outcome(tmp_path: Path) -> None
     summary = json.loads(out.stdout)
     assert set(summary) == {
         "run_id", "run_dir", "rounds_completed", "final_metrics", "rollbacks", "status", "error",
+        "tracking_error",
     }  # fmt: skip
     assert summary["status"] == "completed" and summary["rounds_completed"] == 4
     assert 0.5 < summary["final_metrics"]["accuracy"] <= 1.0

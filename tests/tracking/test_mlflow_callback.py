@@ -348,3 +348,42 @@ def test_stopped_run_is_killed_with_its_reason_and_warnings_are_tags(
     assert run.data.tags["fedpilot.reason"] == "budget spent"
     assert "fedpilot.error" not in run.data.tags
     assert run.data.tags["fedpilot.warning.guard.metric"] == "round 1: still no accuracy"
+
+
+def test_a_resumed_run_logs_the_checkpoints_rounds_it_lacks_and_no_round_twice(
+    build: Any, tmp_path: Path
+) -> None:
+    spec = build.spec(tmp_path, name="reconciled", rounds=4, tracking={
+        "mlflow_uri": build.mlflow_uri, "log_model": False})  # fmt: skip
+    first = MLflowCallback()
+    info = build.run(spec)
+    first.on_run_start(run=info)
+    first.on_round_end(ctx=build.ctx(1), summary=build.summary(1))
+    # Killed after round 2's checkpoint and round 3's log, before round 2's log; the
+    # resume starts from round 2's checkpoint (round 3's was lost).
+    first.on_round_end(ctx=build.ctx(3), summary=build.summary(3))
+    done = build.result([build.summary(1), build.summary(2)]).history
+    resumed = MLflowCallback()
+    again = RunInfo(info.run_id, info.run_dir, spec, start_round=3, history=done)
+    resumed.on_run_start(run=again)
+    for round_ in (3, 4):
+        resumed.on_round_end(ctx=build.ctx(round_), summary=build.summary(round_))
+    summaries = [build.summary(r) for r in (1, 2, 3, 4)]
+    resumed.on_run_end(run=again, result=build.result(summaries))
+
+    client = MlflowClient(tracking_uri=build.mlflow_uri)
+    run_id = _read_id(info)
+    steps = [m.step for m in client.get_metric_history(run_id, "participants")]
+    assert sorted(steps) == [1, 2, 3, 4]  # round 2 from its record; 3 once
+    accuracy = {m.step: m.value for m in client.get_metric_history(run_id, "global.accuracy")}
+    assert accuracy[2] == build.summary(2).global_metrics["accuracy"]
+    assert client.get_run(run_id).info.status == "FINISHED"
+    assert resumed.failure is None
+
+
+def test_a_tracking_failure_is_the_callbacks_failure(build: Any, tmp_path: Path) -> None:
+    spec = build.spec(tmp_path, tracking={"mlflow_uri": "sqlite:////proc/nope/mlflow.db"})
+    callback = MLflowCallback()
+    callback.on_run_start(run=build.run(spec))
+    assert callback.failure is not None
+    assert "on_run_start" in callback.failure and "/proc/nope" in callback.failure

@@ -130,7 +130,13 @@ class LiveView(Callback):
         self.console.print(table)
         if result.error:
             self.console.print(end_line(result.status, result.error), soft_wrap=True)
-        if run.spec.tracking.enabled:
+        if result.tracking_error:
+            self.console.print(
+                f"[yellow]tracking failed[/]: {result.tracking_error}; the run's own records "
+                f"are in {run.run_dir}",
+                soft_wrap=True,
+            )
+        elif run.spec.tracking.enabled:
             from fedpilot.launch import run_tracking_uri  # loaded already: it ran the run
 
             self.console.print(

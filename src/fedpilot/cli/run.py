@@ -82,6 +82,7 @@ def _print_json(run: RunInfo | None, result: RunResult) -> None:
         "rollbacks": result.rollbacks,
         "status": result.status,
         "error": result.error,
+        "tracking_error": result.tracking_error,
     }
     sys.stdout.write(json.dumps(summary) + "\n")
     sys.stdout.flush()

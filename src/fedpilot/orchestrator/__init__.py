@@ -26,7 +26,8 @@ if TYPE_CHECKING:
         Stop,
         UpdateVerdict,
     )
-    from fedpilot.orchestrator.federation import Federation, Terminated, request_stop
+    from fedpilot.orchestrator.federation import Federation, request_stop
+    from fedpilot.orchestrator.interrupts import Terminated
     from fedpilot.orchestrator.phases import Phase
     from fedpilot.orchestrator.round import Round, RoundParts, RoundSettings
     from fedpilot.orchestrator.state import LearnerStates, Stateful, StateRegistry
@@ -46,7 +47,7 @@ _WHERE = {
     "Stop": "events",
     "UpdateVerdict": "events",
     "Federation": "federation",
-    "Terminated": "federation",
+    "Terminated": "interrupts",
     "request_stop": "federation",
     "Phase": "phases",
     "Round": "round",

@@ -6,7 +6,7 @@ concern is a Callback observing these hooks (all optional, keyword-only).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -35,6 +35,10 @@ class RunInfo:
     task: Task | None = None
     """Server-side Task (None for a plain Flower ClientApp): builds the model to log."""
     mode: Literal["federated", "centralized"] = "federated"
+    history: tuple[RoundRecord, ...] = ()
+    """The rounds run before this process (those of the checkpoint it resumed): what an
+    observer's records must have once the run is resumed (a signal may have come between
+    a round's checkpoint and its records)."""
 
 
 @dataclass(frozen=True)
@@ -145,6 +149,9 @@ class RunResult:
     history: tuple[RoundRecord, ...]
     error: str | None = None
     """Why the run failed, was stopped or interrupted; None when it completed."""
+    tracking_error: str | None = None
+    """Why the run's tracking (MLflow) failed, when it did: the federation went on
+    without it, and its records there are incomplete."""
 
 
 class Callback:
@@ -177,6 +184,12 @@ class Callback:
 
     def on_run_end(self, *, run: RunInfo, result: RunResult) -> None:
         """Once, when the run completes, fails or is interrupted."""
+
+    @property
+    def failure(self) -> str | None:
+        """Why this observer could not record the run, if it could not (an observer's
+        failure never stops the run, but the run's result reports it)."""
+        return None
 
 
 class CallbackList(Callback):
@@ -222,4 +235,14 @@ class CallbackList(Callback):
 
     def on_run_end(self, *, run: RunInfo, result: RunResult) -> None:
         for cb in self.callbacks:
+            # Each callback sees the observers' failures so far (MLflow may fail to end
+            # its run, and the status file after it says so).
+            failure = self.failure
+            if failure != result.tracking_error:
+                result = replace(result, tracking_error=failure)
             cb.on_run_end(run=run, result=result)
+
+    @property
+    def failure(self) -> str | None:
+        failures = [f for f in (cb.failure for cb in self.callbacks) if f is not None]
+        return "; ".join(failures) if failures else None

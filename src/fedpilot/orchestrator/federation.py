@@ -10,26 +10,27 @@ of its last round and resumes from it like an interrupted one.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
-from types import FrameType
 from typing import Literal
 
 from fedpilot.fleet import Fleet, FleetStopped
 from fedpilot.orchestrator.checkpoint import RunState, save_checkpoint
 from fedpilot.orchestrator.events import Callback, RoundSummary, RunInfo, RunResult
+from fedpilot.orchestrator.interrupts import (
+    Terminated,
+    ending,
+    handling_interrupts,
+    held,
+)
 from fedpilot.orchestrator.round import Round
 from fedpilot.orchestrator.state import StateRegistry
 from fedpilot.rundir import RunDir, RunLock
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (what Kubernetes and ``docker stop`` send), handled as Ctrl-C is."""
+from fedpilot.types import Metrics, Weights
 
 
 def request_stop(run_dir: Path, reason: str) -> None:
@@ -59,7 +60,7 @@ class Federation:
         registry: Every stateful part; restored from ``state`` here, checkpointed
             after each round.
         callbacks: Notified of the run's start, every round and its end.
-        run: The run's identity, for callbacks.
+        run: The run's identity, for callbacks (its ``history`` is the one of ``state``).
         fleet: Closed with the federation.
         lock: The run directory's lock, released with the federation.
     """
@@ -79,13 +80,15 @@ class Federation:
         self.state = state
         self._registry = registry
         self._callbacks = callbacks
-        self.run_info = run
+        self.run_info = replace(run, history=tuple(state.history))
         self._fleet = fleet
         self._lock = lock
         self._stop_reason: str | None = None
         self._stop_lock = threading.Lock()
         self._started = False
         self._last_round: RoundSummary | None = None
+        self._announced = False
+        self._saved: _Saved | None = None
         self.result: RunResult | None = None
         """How the run ended; None while it goes on."""
         registry.load_state_dict(state.components)
@@ -116,11 +119,12 @@ class Federation:
         if self.state.round >= self.total_rounds:
             raise RuntimeError(f"all {self.total_rounds} rounds have run")
         self._start()
-        ctx, summary = self._round.run(self.state)
+        ctx, summary = self._round.run(self.state)  # a signal may cut it: nothing is lost
         self._last_round = summary
-        self.state.components = self._registry.state_dict()
-        save_checkpoint(self.run_dir, self.state)
-        decision = self._callbacks.on_round_end(ctx=ctx, summary=summary)
+        # A signal from here on waits until the round's checkpoint and records are written.
+        with held():
+            self._checkpoint()
+            decision = self._callbacks.on_round_end(ctx=ctx, summary=summary)
         if decision is not None:
             self.stop(decision.reason)
         return summary
@@ -140,12 +144,14 @@ class Federation:
                     return
                 yield self.step()
         except (KeyboardInterrupt, FleetStopped) as exc:
+            self._back_to_checkpoint()
             self._finish("interrupted", _interruption(exc))
             return
         except GeneratorExit:
             raise  # the caller left the loop: the run goes on if it calls step() again
         except BaseException as exc:
             if self.result is None:
+                self._back_to_checkpoint()
                 self._finish("failed", f"{type(exc).__name__}: {exc}")
             raise
         if self.result is None:
@@ -157,8 +163,9 @@ class Federation:
                 self._finish(*(("failed", untrained) if untrained else ("completed", None)))
 
     def run(self) -> RunResult:
-        """Every remaining round; SIGTERM is handled as Ctrl-C while it runs."""
-        with _sigterm_as_interrupt():
+        """Every remaining round; SIGTERM is handled as Ctrl-C while it runs, and neither
+        cuts a checkpoint or a record (see :mod:`.interrupts`)."""
+        with handling_interrupts():
             for _ in self.rounds():
                 pass
         assert self.result is not None
@@ -198,10 +205,37 @@ class Federation:
         if self._started:
             return
         self._started = True
-        warnings = self._round.begin(self.state)
+        warnings = self._round.begin(self.state)  # a signal may cut it
+        with held():
+            self._announce(warnings)
+
+    def _announce(self, warnings: list[str]) -> None:
+        """The run's start, told once its starting state is a checkpoint."""
+        self._announced = True
+        if self.state.round == 0:
+            # Round 0 is a checkpoint too: a run cut before its first round resumes.
+            self._checkpoint()
+        else:
+            self._saved = _Saved.of(self.state)
         self._callbacks.on_run_start(run=self.run_info)
         for message in warnings:
             self._callbacks.on_warning(round=self.state.round + 1, code="guard", message=message)
+
+    def _checkpoint(self) -> None:
+        self.state.components = self._registry.state_dict()
+        save_checkpoint(self.run_dir, self.state)
+        self._saved = _Saved.of(self.state)
+
+    def _back_to_checkpoint(self) -> None:
+        """After a cut round: the state as the last checkpoint has it (the round may have
+        been cut while it updated the state)."""
+        saved = self._saved
+        if saved is None:
+            return
+        state = self.state
+        state.round, state.weights, state.metrics = saved.round, saved.weights, saved.metrics
+        state.rollbacks = saved.rollbacks
+        del state.history[saved.history_length :]
 
     def _stop_requested(self) -> str | None:
         if self._stop_reason is not None:
@@ -246,16 +280,25 @@ class Federation:
     ) -> None:
         self._start()
         state = self.state
-        self.result = RunResult(
-            status=status,
-            rounds_completed=state.round,
-            final_metrics=dict(state.metrics),
-            rollbacks=state.rollbacks,
-            weights=state.weights,
-            history=tuple(state.history),
-            error=error,
-        )
-        self._callbacks.on_run_end(run=self.run_info, result=self.result)
+        with ending():
+            if not self._announced:  # cut while it evaluated the initial model
+                self._announce([])
+            result = RunResult(
+                status=status,
+                rounds_completed=state.round,
+                final_metrics=dict(state.metrics),
+                rollbacks=state.rollbacks,
+                weights=state.weights,
+                history=tuple(state.history),
+                error=error,
+                tracking_error=self._callbacks.failure,
+            )
+            self.result = result
+            self._callbacks.on_run_end(run=self.run_info, result=result)
+            # An observer that failed while it ended the run (MLflow ending its run) is
+            # in the result the caller sees.
+            if self._callbacks.failure != result.tracking_error:
+                self.result = replace(result, tracking_error=self._callbacks.failure)
 
 
 def _interruption(exc: KeyboardInterrupt | FleetStopped) -> str:
@@ -266,19 +309,16 @@ def _interruption(exc: KeyboardInterrupt | FleetStopped) -> str:
     return "interrupted by the user (Ctrl-C); resume from the last checkpoint"
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM raises :class:`Terminated` in the main thread while the run goes on."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers belong to the main thread
-        return
+@dataclass(frozen=True)
+class _Saved:
+    """What the last checkpoint holds of the run's state."""
 
-    def handler(signum: int, frame: FrameType | None) -> None:
-        del signum, frame
-        raise Terminated
+    round: int
+    weights: Weights
+    metrics: Metrics
+    rollbacks: int
+    history_length: int
 
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    @classmethod
+    def of(cls, state: RunState) -> _Saved:
+        return cls(state.round, state.weights, state.metrics, state.rollbacks, len(state.history))

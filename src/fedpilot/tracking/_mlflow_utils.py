@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import fcntl
 import importlib.metadata
 import io
 import json
 import logging
 import math
+import os
 import re
 import subprocess
 import threading
@@ -85,27 +87,38 @@ def prefixed(prefix: str, values: Mapping[str, object]) -> dict[str, float]:
     return metrics
 
 
+ROUND_MARKER = "participants"
+"""The metric every logged round has: its steps are the rounds an MLflow run has."""
+
+
 def round_metrics(summary: RoundSummary) -> dict[str, float]:
     """Every number worth charting about one round, keyed as the MLflow UI shows it."""
-    metrics = prefixed("global.", summary.global_metrics)
+    metrics = record_metrics(summary.record())
     metrics.update(prefixed("candidate.", summary.candidate_metrics))
-    if summary.train_loss is not None:
-        _put(metrics, "train_loss", summary.train_loss)
-    counts: dict[str, object] = {
-        "participants": len(summary.participants),
-        "accepted": len(summary.accepted),
-        "rejected_updates": len(summary.rejected),
-        "failed_updates": len(summary.failed),
-        "round_duration_s": summary.duration,
-        "bytes_sent": summary.bytes_sent,
-        "bytes_received": summary.bytes_received,
-        "rolled_back": 1.0 if summary.status == "rolled_back" else 0.0,
-    }
-    if summary.learners_online is not None:
-        counts["learners_online"] = summary.learners_online
-    metrics.update(prefixed("", counts))
     for learner, values in summary.learner_metrics.items():
         metrics.update(prefixed(f"learner.{learner}.", values))
+    return metrics
+
+
+def record_metrics(record: RoundRecord) -> dict[str, float]:
+    """What the round's record in the run history (a checkpoint's) has of
+    :func:`round_metrics`: all but the candidate's and the learners' metrics."""
+    metrics = prefixed("global.", record.metrics)
+    if record.train_loss is not None:
+        _put(metrics, "train_loss", record.train_loss)
+    counts: dict[str, object] = {
+        ROUND_MARKER: record.participants,
+        "accepted": record.accepted,
+        "rejected_updates": record.rejected,
+        "failed_updates": record.failed,
+        "round_duration_s": record.duration,
+        "bytes_sent": record.bytes_sent,
+        "bytes_received": record.bytes_received,
+        "rolled_back": 1.0 if record.status == "rolled_back" else 0.0,
+    }
+    if record.learners_online is not None:
+        counts["learners_online"] = record.learners_online
+    metrics.update(prefixed("", counts))
     return metrics
 
 
@@ -177,10 +190,34 @@ def sqlite_path(uri: str) -> Path | None:
 
 
 def prepare_store(uri: str) -> None:
-    """Creates the folder of a local SQLite store (SQLite creates the file, not folders)."""
+    """Creates a local SQLite store and its folder (SQLite creates the file, not folders),
+    one process at a time.
+
+    MLflow creates its tables on a store's first use, by migrations that two processes
+    starting at once would both run (one then fails: ``table _alembic_tmp_experiments
+    already exists``), and that a process killed meanwhile leaves half done for good. An
+    exclusive lock on ``<store>.lock`` beside the database makes the second process wait,
+    and a new store is made under another name and renamed into place once complete.
+    """
     path = sqlite_path(uri)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.with_name(f"{path.name}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if path.exists():
+            return
+        from mlflow import MlflowClient
+
+        draft = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        draft.unlink(missing_ok=True)
+        client = MlflowClient(tracking_uri=f"sqlite:///{draft}")
+        client.search_experiments(max_results=1)
+        # The draft's connections are closed (best effort: MLflow keeps them privately).
+        engine = getattr(getattr(client._tracking_client, "store", None), "engine", None)
+        if engine is not None:
+            engine.dispose()
+        os.replace(draft, path)
 
 
 def artifact_location(uri: str, experiment: str) -> str | None:

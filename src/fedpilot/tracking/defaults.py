@@ -20,10 +20,13 @@ def default_callbacks(spec: FederationSpec, *, tracking_uri: str | None = None) 
     Returns:
         New callbacks, in the order they should be called.
     """
-    callbacks: list[Callback] = [EventLogCallback(), StatusFileCallback()]
+    callbacks: list[Callback] = [EventLogCallback()]
     if spec.tracking.enabled:
         # Imported only then: the MLflow callback is the heavy one.
         from fedpilot.tracking.mlflow_callback import MLflowCallback
 
         callbacks.append(MLflowCallback(tracking_uri=tracking_uri))
+    # The status file after MLflow: its last write has the run's result with whatever
+    # became of its tracking.
+    callbacks.append(StatusFileCallback())
     return callbacks

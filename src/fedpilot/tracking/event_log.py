@@ -48,7 +48,7 @@ _logger = logging.getLogger(__name__)
 # The weights are the model itself, the history repeats the RoundCompleted lines and a
 # round's learner metrics repeat its update lines.
 _OMITTED_FIELDS: dict[type, frozenset[str]] = {
-    RunInfo: frozenset({"spec", "task"}),
+    RunInfo: frozenset({"spec", "task", "history"}),
     RunResult: frozenset({"weights", "history"}),
     RoundContext: frozenset({"run_id"}),
     RoundSummary: frozenset({"learner_metrics"}),
@@ -162,6 +162,7 @@ class EventLogCallback(Callback):
         except OSError as exc:
             _logger.warning("cannot open the event log %s (%s); events are not recorded", path, exc)
             return
+        self._write_missing_rounds(run)
         self._write(
             EventType.RUN_STARTED,
             run,
@@ -218,6 +219,26 @@ class EventLogCallback(Callback):
         interrupted) and closes the log."""
         self._write(EventType.RUN_FINISHED, result, run_id=run.run_id)
         self.close()
+
+    def _write_missing_rounds(self, run: RunInfo) -> None:
+        """On resume: the round ends of the checkpoint that the log lacks (a signal came
+        between a round's checkpoint and its line), from the checkpoint's records, marked
+        ``recovered``."""
+        if not run.history or self._path is None:
+            return
+        try:
+            logged = _logged_rounds(self._path)
+        except OSError as exc:
+            _logger.warning("cannot read the event log %s (%s)", self._path, exc)
+            return
+        for record in run.history:
+            if record.round in logged:
+                continue
+            fields = {k: v for k, v in vars(record).items() if k != "metrics"}
+            fields.update(
+                global_metrics=record.metrics, total_rounds=run.spec.rounds, recovered=True
+            )
+            self._write(EventType.of_round(record.status), None, **fields)
 
     # -- writing ---------------------------------------------------------------------
 
@@ -291,6 +312,25 @@ class EventLogReader:
                 else:
                     self.skipped += 1
                     _logger.debug("skipping unreadable line %d of %s", number, self.path)
+
+
+def _logged_rounds(path: Path) -> set[int]:
+    """The rounds whose end ``path`` has (damaged lines are skipped)."""
+    ends = {EventType.ROUND_COMPLETED.value, EventType.ROUND_FAILED.value}
+    rounds: set[int] = set()
+    with path.open("rb") as handle:
+        for line in handle:
+            if b"Round" not in line:
+                continue  # most lines are updates: not worth parsing
+            try:
+                event = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(event, dict) and event.get("event") in ends:
+                number = event.get("round")
+                if isinstance(number, int):
+                    rounds.add(number)
+    return rounds
 
 
 def _line(event: str, payload: object, fields: dict[str, Any]) -> bytes:

@@ -5,33 +5,46 @@ tracking URI and an explicit run id, never through the fluent API's active run, 
 federations in one process (tests, HPO) each keep their own run. MLflow is imported
 lazily: importing :mod:`fedpilot.tracking` stays cheap for commands that never track.
 
-Tracking is an observer: any failure is logged as a warning and the federation goes on.
+Tracking is an observer: any failure is logged as a warning and the federation goes on,
+and the run's result says that its tracking failed (:attr:`MLflowCallback.failure`). MLflow
+writes are :func:`~fedpilot.orchestrator.interrupts.held` sections: Ctrl-C or SIGTERM never
+cuts a SQLite transaction. A resumed run logs the rounds of its checkpoint that the
+MLflow run lacks (a signal came between a round's checkpoint and its log), and never logs
+a round twice.
 """
 
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
+from typing import TYPE_CHECKING, Concatenate, ParamSpec
 
 import numpy as np
 import yaml
 
 import fedpilot
-from fedpilot.orchestrator.events import Callback, RoundSummary, RunInfo, RunResult, RunStatus
+from fedpilot.orchestrator.events import (
+    Callback,
+    RoundRecord,
+    RoundSummary,
+    RunInfo,
+    RunResult,
+    RunStatus,
+)
+from fedpilot.orchestrator.interrupts import held
 from fedpilot.rundir import RunDir
 from fedpilot.tracking import _mlflow_utils as mu
+from fedpilot.tracking._mlflow_flavors import flavor_logger
 from fedpilot.types import RoundContext, Weights
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-    from fedpilot.tasks._base import ModelArtifact, Task
+    from fedpilot.tasks._base import Task
 
 MODEL_ARTIFACT_PATH = "model"
 """Name of the logged model (``runs:/<mlflow-run-id>/model`` loads it)."""
@@ -52,13 +65,16 @@ _P = ParamSpec("_P")
 def _guarded(
     hook: Callable[Concatenate[MLflowCallback, _P], None],
 ) -> Callable[Concatenate[MLflowCallback, _P], None]:
-    """Turns any exception of a hook into a warning: tracking never stops a federation."""
+    """Turns any exception of a hook into a warning and the callback's :attr:`failure`:
+    tracking never stops a federation. No signal cuts the hook (its writes are held)."""
 
     @functools.wraps(hook)
     def wrapper(self: MLflowCallback, /, *args: _P.args, **kwargs: _P.kwargs) -> None:
         try:
-            hook(self, *args, **kwargs)
+            with held():
+                hook(self, *args, **kwargs)
         except Exception as exc:
+            self._fail(hook.__name__, exc)
             _logger.warning(
                 "MLflow tracking failed in %s (%s: %s); the federation goes on",
                 hook.__name__,
@@ -101,11 +117,22 @@ class MLflowCallback(Callback):
         self._experiment_id = ""
         self._run_id: str | None = None
         self._params: dict[str, str] = {}
+        self._logged_rounds: set[int] = set()
+        self._failure: str | None = None
 
     @property
     def mlflow_run_id(self) -> str | None:
         """The MLflow run being logged to, or None outside a run (or if tracking is off)."""
         return self._run_id
+
+    @property
+    def failure(self) -> str | None:
+        """Why tracking failed in this run (the first failure), or None."""
+        return self._failure
+
+    def _fail(self, what: str, exc: Exception) -> None:
+        if self._failure is None:
+            self._failure = f"MLflow tracking failed in {what} ({type(exc).__name__}: {exc})"
 
     # -- hooks -----------------------------------------------------------------------
 
@@ -113,6 +140,7 @@ class MLflowCallback(Callback):
     def on_run_start(self, *, run: RunInfo) -> None:
         """Creates (or, on resume, reopens) the MLflow run and logs the spec."""
         self._run_id = None
+        self._failure = None
         spec = run.spec
         if not spec.tracking.enabled:
             return
@@ -127,6 +155,7 @@ class MLflowCallback(Callback):
         self._params = mu.flatten_params(resolved)
         run_id, logged_params = self._open_run(client, run)
         self._run_id = run_id
+        self._logged_rounds = self._log_missing_rounds(client, run_id, run.history)
 
         from mlflow.entities import Param, RunTag
 
@@ -149,8 +178,8 @@ class MLflowCallback(Callback):
     @_guarded
     def on_round_end(self, *, ctx: RoundContext, summary: RoundSummary) -> None:
         """Logs the round's metrics at ``step = round`` in one batch."""
-        if self._run_id is None:
-            return
+        if self._run_id is None or summary.round in self._logged_rounds:
+            return  # a round redone after a resume from an older checkpoint: logged once
         self._log_metrics(mu.round_metrics(summary), step=summary.round)
 
     @_guarded
@@ -240,6 +269,18 @@ class MLflowCallback(Callback):
         id_file.write_text(new_id + "\n", encoding="utf-8")
         return new_id, {}
 
+    def _log_missing_rounds(
+        self, client: MlflowClient, run_id: str, history: tuple[RoundRecord, ...]
+    ) -> set[int]:
+        """Logs the checkpoint's rounds that the MLflow run lacks, from their records;
+        returns the rounds it has now."""
+        logged = {int(m.step) for m in client.get_metric_history(run_id, mu.ROUND_MARKER)}
+        for record in history:
+            if record.round not in logged:
+                self._log_metrics(mu.record_metrics(record), step=record.round)
+                logged.add(record.round)
+        return logged
+
     def _start_tags(self, run: RunInfo) -> dict[str, str]:
         tags = {
             "fedpilot.spec_hash": run.spec.digest(),
@@ -257,11 +298,14 @@ class MLflowCallback(Callback):
 
     # -- logging -----------------------------------------------------------------------
 
-    def _attempt(self, what: str, action: Callable[[], object]) -> bool:
-        """Runs one logging step; a failure is a warning, and the next steps still run."""
+    def _attempt(self, what: str, action: Callable[[], object], *, fallback: bool = False) -> bool:
+        """Runs one logging step; a failure is a warning (and the callback's failure,
+        unless a ``fallback`` follows), and the next steps still run."""
         try:
             action()
         except Exception as exc:
+            if not fallback:
+                self._fail(f"logging {what}", exc)
             _logger.warning(
                 "MLflow tracking could not log %s (%s: %s)", what, type(exc).__name__, exc
             )
@@ -287,7 +331,9 @@ class MLflowCallback(Callback):
         task = run.task
         if task is not None and run.spec.tracking.log_model:
             logged = self._attempt(
-                "the final model", lambda: self._log_flavored_model(run, task, weights, step)
+                "the final model",
+                lambda: self._log_flavored_model(run, task, weights, step),
+                fallback=True,
             )
             if logged:
                 return
@@ -313,7 +359,7 @@ class MLflowCallback(Callback):
         # Resolved before the LoggedModel exists: a FAILED LoggedModel named "model"
         # would hide the fallback weights under runs:/<id>/model.
         hooked = type(task).log_model is not Task.log_model
-        log = task.log_model if hooked else _flavor_logger(task.model_artifact())
+        log = task.log_model if hooked else flavor_logger(task.model_artifact())
         model = client.create_logged_model(
             experiment_id=self._experiment_id,
             name=MODEL_ARTIFACT_PATH,
@@ -340,60 +386,3 @@ class MLflowCallback(Callback):
             path = Path(tmp) / "weights.npz"
             np.savez(path, *weights)
             self._client.log_artifact(self._run_id, str(path), artifact_path=MODEL_ARTIFACT_PATH)
-
-
-def _flavor_defaults(flavor: str) -> dict[str, Any]:
-    """fedpilot's ``log_model`` options for a flavor (a ModelArtifact's options win)."""
-    if flavor == "pytorch":
-        # MLflow 3's default format (pt2) needs an input example; pickle does not.
-        return {
-            "serialization_format": "pickle",
-            "pip_requirements": mu.pinned_requirements("torch", "cloudpickle"),
-        }
-    if flavor == "sklearn":
-        return {
-            "serialization_format": "skops",
-            "pip_requirements": mu.pinned_requirements("scikit-learn", "skops"),
-        }
-    return {}
-
-
-def _flavor_logger(artifact: ModelArtifact) -> Callable[..., None]:
-    """A function logging ``artifact`` as ``mlflow.<flavor>.log_model(model, **where,
-    **options)``; it takes the LoggedModel's ``name``, ``model_id``, ``run_id``, ``step``.
-
-    Raises:
-        ValueError: ``artifact.flavor`` names no MLflow module with a ``log_model``.
-    """
-    import mlflow
-
-    flavor = artifact.flavor
-    log: Any = None
-    if flavor.isidentifier():
-        try:
-            # Flavors are lazily loaded attributes of mlflow; one that needs a missing
-            # library (onnx without onnx installed) raises ImportError here.
-            log = getattr(getattr(mlflow, flavor, None), "log_model", None)
-        except ImportError as exc:
-            raise ValueError(
-                f"MLflow flavor {flavor!r} (ModelArtifact.flavor) cannot be loaded: {exc}"
-            ) from exc
-    if not callable(log):
-        raise ValueError(
-            f"unknown MLflow flavor {flavor!r} (ModelArtifact.flavor): mlflow.{flavor} "
-            "must be a module with a log_model function, e.g. pytorch, sklearn, onnx, pyfunc"
-        )
-    options = {**_flavor_defaults(flavor), **artifact.options}
-    params = inspect.signature(log).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-
-    def log_artifact(**where: Any) -> None:
-        if not takes_any:
-            # pyfunc's log_model takes no run_id: the LoggedModel already names its run.
-            where = {k: v for k, v in where.items() if k in params}
-        if flavor == "pyfunc":
-            log(python_model=artifact.model, **where, **options)
-        else:
-            log(artifact.model, **where, **options)
-
-    return log_artifact

@@ -42,6 +42,8 @@ class StatusFile(TypedDict, total=False):
     updated_at: str
     error: str | None
     """Why the run failed, was stopped or interrupted."""
+    tracking_error: str | None
+    """Why the run's MLflow tracking failed, when it did."""
     warnings: dict[str, WarningEntry]
     """The latest warning of each code (the event log has every one)."""
 
@@ -104,6 +106,7 @@ class StatusFileCallback(Callback):
                 "final_metrics": result.final_metrics,
                 "rollbacks": result.rollbacks,
                 "error": result.error,
+                "tracking_error": result.tracking_error,
             }
         )
         self._write()
