@@ -310,11 +310,14 @@ def test_the_lock_is_not_kept_by_a_forked_child(tmp_path: Path) -> None:
     holder = lock_holder(tmp_path)
     assert holder is not None and holder.pid == os.getpid()
     wake, waiting = os.pipe()
+    started, ready = os.pipe()
     child = os.fork()
     if child == 0:  # a data loader's worker, say: it outlives the run's release
         os.close(waiting)
+        os.write(ready, b"x")  # os.fork returned here: the at-fork hooks have run
         os.read(wake, 1)
         os._exit(0)
+    os.read(started, 1)
     try:
         lock.release()
         free = lock_holder(tmp_path) is None
