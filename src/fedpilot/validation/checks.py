@@ -74,17 +74,23 @@ class UpdateValidator:
             or self.max_examples_ratio is not None
         )
 
-    def check(self, reply: Reply, reference: Weights) -> Validation:
-        num_examples = _positive_int(reply.num_examples)
+    def _plausible_examples(self, raw: object, what: str) -> tuple[int | None, str | None]:
+        """``raw`` as a ``num-examples`` count, or None and why it is refused (``what``
+        prefixes the message: "" for an update, "evaluation " for an evaluation)."""
+        num_examples = _positive_int(raw)
         if num_examples is None:
-            return Validation(
-                f"`num-examples` must be a positive integer, got {reply.num_examples!r}"
-            )
+            return None, f"{what}`num-examples` must be a positive integer, got {raw!r}"
         if self.max_examples is not None and num_examples > self.max_examples:
-            return Validation(
-                f"`num-examples`={num_examples} is implausible: above "
+            return None, (
+                f"{what}`num-examples`={num_examples} is implausible: above "
                 f"validation.max_examples={self.max_examples}"
             )
+        return num_examples, None
+
+    def check(self, reply: Reply, reference: Weights) -> Validation:
+        num_examples, problem = self._plausible_examples(reply.num_examples, "")
+        if num_examples is None:
+            return Validation(problem)
         declared = self.declared_examples.get(reply.learner)
         if declared is not None and num_examples > declared:
             return Validation(
@@ -122,16 +128,9 @@ class UpdateValidator:
     def check_evaluation(self, reply: Reply) -> Validation:
         """An evaluation reply: a plausible ``num-examples`` (as for an update) and
         model metrics that are finite, shares (``accuracy``, ``f1``, …) within [0, 1]."""
-        num_examples = _positive_int(reply.num_examples)
+        num_examples, problem = self._plausible_examples(reply.num_examples, "evaluation ")
         if num_examples is None:
-            return Validation(
-                f"evaluation `num-examples` must be a positive integer, got {reply.num_examples!r}"
-            )
-        if self.max_examples is not None and num_examples > self.max_examples:
-            return Validation(
-                f"evaluation `num-examples`={num_examples} is implausible: above "
-                f"validation.max_examples={self.max_examples}"
-            )
+            return Validation(problem)
         for name, value in reply.metrics.items():
             if not math.isfinite(value):
                 return Validation(f"evaluation metric `{name}` is not finite, got {value!r}")
