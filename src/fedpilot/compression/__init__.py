@@ -27,6 +27,8 @@ def compression_transforms(spec: FederationSpec) -> list[TransformSpec]:
         "error_feedback": section.feedback,
         "download": section.download,
     }
+    if spec.base_dir is not None:  # where a user's codec is imported from
+        params["base_dir"] = str(spec.base_dir)
     if section.codec == "topk":
         params["fraction"] = section.kept_fraction
     return [TransformSpec(name="compression", params=params)]

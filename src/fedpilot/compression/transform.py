@@ -15,6 +15,7 @@ count the encoded payload, and so do the round's ``bytes_sent``/``bytes_received
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
@@ -47,9 +48,15 @@ class Compression(UpdateTransform):
         fraction: float | None = None,
         error_feedback: bool = False,
         download: bool = False,
+        base_dir: str | None = None,
     ) -> None:
         params = {} if fraction is None else {"fraction": fraction}
-        self.codec = CODECS.build(codec, params, params_field="compression.fraction")
+        self.codec = CODECS.build(
+            codec,
+            params,
+            base_dir=None if base_dir is None else Path(base_dir),
+            params_field="compression.fraction",
+        )
         self.error_feedback = error_feedback
         self.download = download
 

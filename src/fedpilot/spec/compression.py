@@ -7,11 +7,12 @@ package never imports the code it configures.
 
 from __future__ import annotations
 
-from typing import Literal
+from pydantic import Field, field_validator, model_validator
 
-from pydantic import Field, model_validator
+from fedpilot.spec.sections import Section, is_object_ref
 
-from fedpilot.spec.sections import Section
+BUILTIN_CODECS: tuple[str, ...] = ("fp16", "int8", "topk")
+"""Codec names ``compression.codec`` accepts besides ``none`` and ``package.module:Class``."""
 
 SAFE_DOWNLOAD: tuple[str, ...] = ("fp16",)
 """Codecs the model may travel to the learners in: deterministic and unbiased enough that
@@ -31,8 +32,10 @@ class CompressionSpec(Section):
     in the learner's state and added to its next update).
     """
 
-    codec: Literal["none", "fp16", "int8", "topk"] = Field(
-        default="none", description="none | fp16 | int8 | topk."
+    codec: str = Field(
+        default="none",
+        description="none | fp16 | int8 | topk, or `package.module:Class` naming a "
+        "fedpilot.compression.Codec subclass.",
     )
     fraction: float | None = Field(
         default=None,
@@ -49,6 +52,16 @@ class CompressionSpec(Section):
         default=False,
         description="Send the model to the learners encoded too (fp16 only).",
     )
+
+    @field_validator("codec")
+    @classmethod
+    def _known_codec(cls, value: str) -> str:
+        if value != "none" and value not in BUILTIN_CODECS and not is_object_ref(value):
+            raise ValueError(
+                f"`compression.codec` must be none, {', '.join(BUILTIN_CODECS)} or "
+                f"`package.module:Class`, got codec={value!r}"
+            )
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> CompressionSpec:
@@ -84,4 +97,4 @@ class CompressionSpec(Section):
         return self.codec == "topk" if self.error_feedback is None else self.error_feedback
 
 
-__all__ = ["SAFE_DOWNLOAD", "CompressionSpec"]
+__all__ = ["BUILTIN_CODECS", "SAFE_DOWNLOAD", "CompressionSpec"]
