@@ -13,10 +13,14 @@ import pytest
 
 from clitools import EXAMPLES, SMALL_DIGITS, fedpilot
 from federations import StopAfter, digits_spec
+from fedpilot.compression import Compression
+from fedpilot.fleet._messages import LearnerJob, run_learner
 from fedpilot.launch import load_run_spec, run_federation
+from fedpilot.learner import make_clientapp
+from fedpilot.learner.core import TaskLearner
 from fedpilot.orchestrator import load_checkpoint
 from fedpilot.spec import FederationSpec
-from fedpilot.types import weights_nbytes
+from fedpilot.types import Instruction, RoundContext, weights_nbytes
 
 RESIDUAL = "compression/residual"
 
@@ -156,3 +160,36 @@ def test_int8_download_is_refused_naming_both_fields(tmp_path: Path) -> None:
     )  # fmt: skip
     assert out.returncode == 2
     assert "compression.download" in out.stderr and "codec='int8'" in out.stderr
+
+
+def test_the_flower_clientapp_sends_the_same_payload_and_state_as_the_direct_learner(
+    tmp_path: Path,
+) -> None:
+    """The Flower Message path (ArrayRecords both ways) keeps the codec's dtypes and the
+    residual in the learner's state, and counts what it really carries."""
+    spec = digits_spec(
+        tmp_path, "wire", compression={"codec": "topk", "fraction": 0.05, "download": False}
+    )
+    model = TaskLearner(spec).task.get_weights()
+    residual = [np.full(w.shape, 1e-3, np.float32) for w in model]
+    train = Instruction("train", model, {"server-round": 2, "seed": 11}, {}, {RESIDUAL: residual})
+    job = LearnerJob("1", 1, 6, train, None, {}, "m1")
+    wire, _ = run_learner(make_clientapp(spec), job)
+    direct, _ = run_learner(TaskLearner(spec), job)
+    for reply in (wire, direct):
+        assert reply.ok, reply.error
+        assert [a.dtype for a in reply.weights] == [np.int32, np.float32] * len(model)
+        assert reply.state is not None and len(reply.state[RESIDUAL]) == len(model)
+    # The direct learner counts the payload; over Flower the learner's state (the residual,
+    # dense fp32) rides in the same message and is counted too: error feedback's price.
+    payload = weights_nbytes(direct.weights)
+    assert direct.bytes_received == payload
+    assert wire.bytes_received == payload + weights_nbytes(residual)
+    for a, b in zip(wire.weights, direct.weights, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert wire.state is not None and direct.state is not None
+    for a, b in zip(wire.state[RESIDUAL], direct.state[RESIDUAL], strict=True):
+        np.testing.assert_array_equal(a, b)
+    ctx = RoundContext(run_id="r", round=2, total_rounds=4, seed=7)
+    decoded = Compression("topk", fraction=0.05).on_reply(wire, reference=model, ctx=ctx)
+    assert [w.shape for w in decoded.weights] == [w.shape for w in model]
