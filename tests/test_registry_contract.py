@@ -11,6 +11,7 @@ import pytest
 
 from conftest import APPS_DIR
 from fedpilot.aggregation import AGGREGATION_RULES
+from fedpilot.compression import CODECS
 from fedpilot.errors import SpecError
 from fedpilot.guard import GUARDS
 from fedpilot.registry import Registry
@@ -66,6 +67,20 @@ CASES: dict[str, tuple[Registry[Any], str, str]] = {
         class Mine(Base):
             def judge(self, *, candidate, stable):
                 return Verdict(True)
+        """,
+    ),
+    "codec": (
+        CODECS,
+        "compression.codec",
+        """
+        from fedpilot.compression import Codec as Base
+
+        class Mine(Base):
+            def encode(self, array, *, rng):
+                return [array]
+
+            def decode(self, payload, *, shape):
+                return payload[0]
         """,
     ),
     "task": (

@@ -108,6 +108,8 @@ class Round:
         self._extras_from = _overriding(parts.transforms, "train_extras")
         self._accepting = _overriding(parts.transforms, "on_accepted")
         self._server_stages = _overriding(parts.transforms, "on_server")
+        self._downloading = _overriding(parts.transforms, "on_download")
+        self._decoding = _overriding(parts.transforms, "on_reply")
 
     def begin(self, state: RunState) -> list[str]:
         """Before the first round of this process: evaluate the initial model (the first
@@ -242,10 +244,13 @@ class Round:
         config = {**settings.train_config, SERVER_ROUND: ctx.round}
         states, seed, round_ = parts.learner_states, settings.seed, ctx.round
         shared: dict[tuple[tuple[str, int], ...], dict[str, Weights]] = {}
+        sent = weights
+        for transform in self._downloading:
+            sent = transform.on_download(sent, ctx=ctx)
         instructions = {
             learner: Instruction(
                 "train",
-                weights,
+                sent,
                 # Learner i's own seed for this round: the same whoever else takes part.
                 {
                     **config,
@@ -289,6 +294,15 @@ class Round:
         if not reply.ok:
             tally.fail(reply)
             verdict = UpdateVerdict(False, reply.error, failed=True, duration=reply.duration)
+            self.events.on_update(ctx=ctx, learner=reply.learner, verdict=verdict)
+            return
+        try:
+            for transform in self._decoding:
+                reply = transform.on_reply(reply, reference=reference, ctx=ctx)
+        except ValueError as exc:
+            reason = f"undecodable update: {exc}"
+            tally.reject(reply, reason)
+            verdict = UpdateVerdict(False, reason, metrics=reply.metrics, duration=reply.duration)
             self.events.on_update(ctx=ctx, learner=reply.learner, verdict=verdict)
             return
         check = parts.validator.check(reply, reference)

@@ -12,6 +12,7 @@ from pydantic import Field, field_validator, model_validator
 
 from fedpilot.rundir import mlflow_db
 from fedpilot.spec.aggregation import AggregationSpec
+from fedpilot.spec.compression import CompressionSpec
 from fedpilot.spec.runtime import LocalRuntime, Runtime
 from fedpilot.spec.sections import (
     DataSpec,
@@ -57,6 +58,7 @@ class FederationSpec(Section):
         description="The user's update transforms, innermost last, after the strategy's own.",
     )
     guard: GuardSpec = Field(default_factory=GuardSpec)
+    compression: CompressionSpec = Field(default_factory=CompressionSpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     runtime: Runtime = Field(default_factory=LocalRuntime)
     output_dir: Path = Field(default_factory=default_output_dir)

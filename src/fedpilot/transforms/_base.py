@@ -22,7 +22,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from fedpilot.types import Config, LearnerId, LearnerState, Metrics, RoundContext, Update, Weights
+from fedpilot.types import (
+    Config,
+    LearnerId,
+    LearnerState,
+    Metrics,
+    Reply,
+    RoundContext,
+    Update,
+    Weights,
+)
 
 
 @dataclass(frozen=True)
@@ -134,6 +143,20 @@ class UpdateTransform(ABC):  # noqa: B024 - every hook is optional; subclasses p
         """Named array lists sent to ``learner`` beside the model this round."""
         del learner, weights, ctx
         return {}
+
+    def on_download(self, weights: Weights, *, ctx: RoundContext) -> Weights:
+        """The model as it goes to the learners this round (a codec encodes it)."""
+        del ctx
+        return weights
+
+    def on_reply(self, reply: Reply, *, reference: Weights, ctx: RoundContext) -> Reply:
+        """A train reply as it arrived, before validation (a codec decodes it).
+
+        Raises:
+            ValueError: the reply cannot be read; the round refuses it with the message.
+        """
+        del reference, ctx
+        return reply
 
     def on_accepted(self, update: Update, *, ctx: RoundContext) -> None:
         """An update passed validation and was folded in (SCAFFOLD folds its delta)."""

@@ -1,10 +1,11 @@
 """A federation's transforms, in order, and how a learner runs its work through them.
 
 The chain for a spec is: ``sysmetrics`` (outermost, so it measures what really goes on
-the wire), the strategy's own transforms, ``label_flip`` (the simulated attack, idle
-unless an instruction asks for it), then the spec's ``transforms`` (innermost last);
-innermost of all is the task. The learner side (:class:`~fedpilot.learner.core.TaskLearner`)
-and the round's server stage build the same chain from the same spec.
+the wire), ``compression`` (when the spec turns it on), the strategy's own transforms,
+``label_flip`` (the simulated attack, idle unless an instruction asks for it), then the
+spec's ``transforms`` (innermost last); innermost of all is the task. The learner side
+(:class:`~fedpilot.learner.core.TaskLearner`) and the round's server stage build the same
+chain from the same spec.
 """
 
 from __future__ import annotations
@@ -33,11 +34,13 @@ def transforms_for(spec: FederationSpec) -> list[TransformSpec]:
     """The full ordered chain for ``spec``, outermost first."""
     # Imported here: the strategies build server optimizers and aggregators, which a
     # learner machine's light imports of this module do not need.
+    from fedpilot.compression import compression_transforms
     from fedpilot.strategy import build_strategy
 
     strategy = build_strategy(spec.strategy, base_dir=spec.base_dir)
     return [
         TransformSpec(name="sysmetrics"),
+        *compression_transforms(spec),
         *(TransformSpec(name=name, params=params) for name, params in strategy.transforms()),
         # Always there, idle unless an instruction says so: the attack simulation wraps
         # whatever fleet it is given and marks its attackers' instructions.
