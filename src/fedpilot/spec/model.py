@@ -12,6 +12,7 @@ from pydantic import Field, field_validator, model_validator
 
 from fedpilot.rundir import mlflow_db
 from fedpilot.spec.aggregation import AggregationSpec
+from fedpilot.spec.privacy import PrivacySpec
 from fedpilot.spec.runtime import LocalRuntime, Runtime
 from fedpilot.spec.sections import (
     DataSpec,
@@ -57,6 +58,7 @@ class FederationSpec(Section):
         description="The user's update transforms, innermost last, after the strategy's own.",
     )
     guard: GuardSpec = Field(default_factory=GuardSpec)
+    privacy: PrivacySpec = Field(default_factory=PrivacySpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     runtime: Runtime = Field(default_factory=LocalRuntime)
     output_dir: Path = Field(default_factory=default_output_dir)
@@ -91,6 +93,16 @@ class FederationSpec(Section):
         refusal = build_strategy(self.strategy, base_dir=self.base_dir).incompatibility(
             aggregation=self.aggregation,
             cohort_checks=self.validation.norm_outlier_z is not None,
+        )
+        if refusal is not None:
+            raise ValueError(refusal)
+        refusal = self.privacy.refusal(
+            rule=self.aggregation.rule,
+            clip=self.aggregation.clip is not None,
+            weighting=self.weighting.scheme,
+            strategy=self.strategy.name,
+            selection=self.selection.name,
+            cohort=sampled,
         )
         if refusal is not None:
             raise ValueError(refusal)
