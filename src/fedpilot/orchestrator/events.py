@@ -129,7 +129,7 @@ class RoundRecord:
 
 
 @dataclass(frozen=True)
-class PrivacySpent:
+class PrivacyLoss:
     """The privacy budget spent so far: ε at ``delta`` after ``rounds`` noised rounds."""
 
     epsilon: float
@@ -191,7 +191,7 @@ class Callback:
         """After the round's checkpoint was written. Return :class:`Stop` to end the run
         after this round (it ends ``stopped`` and can be resumed)."""
 
-    def on_privacy_spent(self, *, round: int, spent: PrivacySpent) -> None:
+    def on_privacy_spent(self, *, round: int, spent: PrivacyLoss) -> None:
         """A differentially private round ended: the budget spent so far."""
 
     def on_warning(self, *, round: int, code: str, message: str) -> None:
@@ -245,7 +245,7 @@ class CallbackList(Callback):
                 decision = asked
         return decision
 
-    def on_privacy_spent(self, *, round: int, spent: PrivacySpent) -> None:
+    def on_privacy_spent(self, *, round: int, spent: PrivacyLoss) -> None:
         for cb in self.callbacks:
             cb.on_privacy_spent(round=round, spent=spent)
 

@@ -3,7 +3,7 @@ round that would spend more than ``privacy.target_epsilon``."""
 
 from __future__ import annotations
 
-from fedpilot.orchestrator.events import Callback, Decision, PrivacySpent, RoundSummary, Stop
+from fedpilot.orchestrator.events import Callback, Decision, PrivacyLoss, RoundSummary, Stop
 from fedpilot.privacy.learner_dp import LearnerDP
 from fedpilot.types import RoundContext
 
@@ -23,7 +23,7 @@ class PrivacyBudget(Callback):
 
     def on_round_end(self, *, ctx: RoundContext, summary: RoundSummary) -> Decision | None:
         accountant = self._dp.accountant
-        spent = PrivacySpent(
+        spent = PrivacyLoss(
             epsilon=accountant.epsilon(),
             delta=accountant.delta,
             rounds=accountant.rounds,

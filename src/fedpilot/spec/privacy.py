@@ -68,7 +68,8 @@ class PrivacySpec(Section):
         default="fixed_size",
         description="How the accountant assumes learners are sampled: fixed_size (a "
         "uniformly random cohort of fixed size, what `selection: random` does) or poisson "
-        "(each learner independently with probability q).",
+        "(each learner independently with probability q; an assumption the built-in "
+        "selectors do not implement, they draw a fixed-size cohort).",
     )
     neighbouring: Literal["learner"] = Field(
         default="learner",
@@ -109,6 +110,12 @@ class PrivacySpec(Section):
             return (
                 f"`privacy.mode` and `strategy.name` cannot be combined: {mode} needs the plain "
                 "mean of clipped updates, FedNova folds normalised ones"
+            )
+        if strategy == "scaffold":
+            return (
+                f"`privacy.mode` and `strategy.name` cannot be combined: {mode} clips and "
+                "noises the model update only, SCAFFOLD's control variates would reach the "
+                "server as they are"
             )
         if self.sampling == "fixed_size" and selection != "random":
             return (

@@ -33,7 +33,7 @@ import orjson
 
 from fedpilot.orchestrator.events import (
     Callback,
-    PrivacySpent,
+    PrivacyLoss,
     RoundSummary,
     RunInfo,
     RunResult,
@@ -211,7 +211,7 @@ class EventLogCallback(Callback):
         """Writes ``RoundCompleted`` (completed or rolled back) or ``RoundFailed``."""
         self._write(EventType.of_round(summary.status), summary, total_rounds=ctx.total_rounds)
 
-    def on_privacy_spent(self, *, round: int, spent: PrivacySpent) -> None:
+    def on_privacy_spent(self, *, round: int, spent: PrivacyLoss) -> None:
         """Writes ``PrivacySpent`` with ε, δ and the rounds composed."""
         self._write(EventType.PRIVACY_SPENT, spent, round=round)
 

@@ -29,7 +29,7 @@ import yaml
 import fedpilot
 from fedpilot.orchestrator.events import (
     Callback,
-    PrivacySpent,
+    PrivacyLoss,
     RoundRecord,
     RoundSummary,
     RunInfo,
@@ -184,7 +184,7 @@ class MLflowCallback(Callback):
         self._log_metrics(mu.round_metrics(summary), step=summary.round)
 
     @_guarded
-    def on_privacy_spent(self, *, round: int, spent: PrivacySpent) -> None:
+    def on_privacy_spent(self, *, round: int, spent: PrivacyLoss) -> None:
         """Logs ``privacy.epsilon`` (and the clip the next round uses) at ``step = round``."""
         if self._run_id is None:
             return
