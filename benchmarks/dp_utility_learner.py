@@ -1,7 +1,7 @@
 """Learner-level DP's cost in accuracy: ε ∈ {1, 2, 4, 8, ∞} on MNIST-1D with many learners.
 
 The learner-level row of the issue's ``dp_utility`` benchmark (the sample-level DP-SGD row
-is ``dp_utility_sample``). 500 simulated learners (IID shards of MNIST-1D), 50 a round
+is ``dp_utility_sample``). 500 simulated learners (IID shards of MNIST-1D), 100 a round
 drawn uniformly without replacement, distributed DP (each learner clips and adds its share
 of the noise), adaptive clipping at the median. For each ε the noise multiplier is the
 smallest one whose ε(δ=1e-5) after all rounds, by ``dp_accounting``'s RDP accountant
@@ -106,9 +106,9 @@ def run_one(epsilon: float | None, args: argparse.Namespace, out: Path) -> dict[
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=80)
     parser.add_argument("--learners", type=int, default=500)
-    parser.add_argument("--cohort", type=int, default=50)
+    parser.add_argument("--cohort", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr", type=float, default=0.2)
     parser.add_argument("--epochs", type=float, default=2)
