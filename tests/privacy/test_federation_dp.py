@@ -146,3 +146,27 @@ def test_a_combination_dp_cannot_work_with_exits_2_naming_both_fields(tmp_path: 
 
     done = fedpilot(*args, "--set", "privacy.noise_multiplier=-1", cwd=tmp_path)
     assert done.returncode == 2 and "privacy.noise_multiplier" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("changes", "other"),
+    [
+        ({"strategy": {"name": "scaffold"}}, "strategy.name"),
+        ({"strategy": {"name": "fednova"}}, "strategy.name"),
+        ({"aggregation": {"clip": {"bound": 1.0}}}, "aggregation"),
+        ({"selection": {"name": "power_of_choice"}}, "selection.name"),
+        (
+            {"privacy": _privacy(clipping="adaptive", noise_multiplier=1.0)},
+            "privacy.clipped_count_stddev",
+        ),
+    ],
+)
+def test_the_spec_refuses_what_learner_dp_cannot_work_with(
+    tmp_path: Path, changes: dict[str, Any], other: str
+) -> None:
+    from fedpilot.errors import SpecError
+
+    changes = {"privacy": _privacy(), **changes}
+    with pytest.raises(SpecError) as refused:
+        _spec(tmp_path, "refused", **changes)
+    assert "privacy." in str(refused.value) and other in str(refused.value)
