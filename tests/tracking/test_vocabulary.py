@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from fedpilot.cli.live import LiveView
 from fedpilot.cli.run import EXIT_CODES
 from fedpilot.cli.runs import runs_app
-from fedpilot.orchestrator.events import CallbackList, RunStatus, UpdateVerdict
+from fedpilot.orchestrator.events import CallbackList, PrivacyLoss, RunStatus, UpdateVerdict
 from fedpilot.orchestrator.vocabulary import EventType
 from fedpilot.rundir import RunDir
 from fedpilot.tracking import default_callbacks, list_runs, show_run
@@ -49,6 +49,15 @@ def drive_every_hook(build: Any, root: Path, run_id: str = "20260105-all") -> Ru
         summary = build.summary(number, status)
         summaries.append(summary)
         observers.on_round_end(ctx=ctx, summary=summary)
+        spent = PrivacyLoss(
+            epsilon=0.5 * number,
+            delta=1e-5,
+            rounds=number,
+            noise_multiplier=1.0,
+            clip_norm=1.0,
+            target_epsilon=8.0,
+        )
+        observers.on_privacy_spent(round=number, spent=spent)
     observers.on_warning(round=3, code="guard.metric", message="still no accuracy")
     result = build.result(summaries, "stopped", error=REASON)
     observers.on_run_end(run=info, result=result)

@@ -15,7 +15,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from fedpilot.orchestrator.events import Callback, RoundSummary, RunInfo, RunResult
+from fedpilot.orchestrator.events import Callback, PrivacyLoss, RoundSummary, RunInfo, RunResult
 from fedpilot.types import LearnerId, Metrics, RoundContext
 
 
@@ -110,6 +110,12 @@ class LiveView(Callback):
             self._progress.console.print(line, soft_wrap=True)
         else:
             self.console.print(line, soft_wrap=True)
+
+    def on_privacy_spent(self, *, round: int, spent: PrivacyLoss) -> None:
+        budget = f" of {spent.target_epsilon:g}" if spent.target_epsilon is not None else ""
+        line = f"privacy (round {round}): ε={spent.epsilon:.3g}{budget} at δ={spent.delta:g}"
+        console = self._progress.console if self._progress is not None else self.console
+        console.print(escape(line), soft_wrap=True)
 
     def on_warning(self, *, round: int, code: str, message: str) -> None:
         line = warning_line(round_=round, code=code, message=message)

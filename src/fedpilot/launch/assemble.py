@@ -39,6 +39,7 @@ from fedpilot.orchestrator import (
     StateRegistry,
 )
 from fedpilot.orchestrator.checkpoint import restore_checkpoint
+from fedpilot.privacy import PrivacyBudget, learner_dp
 from fedpilot.rundir import RunDir, RunLock
 from fedpilot.selection import LoggedSelector, build_selector
 from fedpilot.spec import FederationSpec, FlowerRuntime, RayRuntime, load_spec
@@ -227,6 +228,9 @@ def open_federation(
         events = CallbackList([*tracking, *callbacks] if default_tracking else list(callbacks))
         if notes:
             events.callbacks.append(_StartNotes(events, notes))
+        dp = learner_dp(parts.transforms)
+        if dp is not None:
+            events.callbacks.append(PrivacyBudget(dp, events))
         run = RunInfo(
             run_id=run_dir.name, run_dir=run_dir, spec=spec, start_round=state.round + 1, task=task
         )
@@ -242,6 +246,10 @@ def open_federation(
             fleet=fleet,
             lock=run_lock,
         )
+        # The accountant is restored now: a resumed run whose budget is spent runs no round.
+        spent = dp.accountant.exhausted() if dp is not None else None
+        if spent is not None:
+            federation.stop(spent)
         undo.pop_all()  # the federation closes its fleet and releases its lock
         return federation
 
@@ -395,6 +403,9 @@ def build_parts(
     registry.register("guard", parts.guard)  # the initial model's metrics
     for transform in parts.transforms:
         registry.register(f"transform/{state_key(transform)}", transform, rollback=True)
+    dp = learner_dp(parts.transforms)
+    if dp is not None:  # spent privacy stays spent: a rolled-back round's model was released
+        registry.register("privacy", dp.accountant)
     return parts, registry
 
 

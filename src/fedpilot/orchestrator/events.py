@@ -129,6 +129,19 @@ class RoundRecord:
 
 
 @dataclass(frozen=True)
+class PrivacyLoss:
+    """The privacy budget spent so far: ε at ``delta`` after ``rounds`` noised rounds."""
+
+    epsilon: float
+    delta: float
+    rounds: int
+    noise_multiplier: float
+    clip_norm: float
+    """The clip the next round uses (it moves with adaptive clipping)."""
+    target_epsilon: float | None = None
+
+
+@dataclass(frozen=True)
 class Stop:
     """What a callback returns from ``on_round_end`` to end the run after this round."""
 
@@ -177,6 +190,9 @@ class Callback:
     def on_round_end(self, *, ctx: RoundContext, summary: RoundSummary) -> Decision | None:
         """After the round's checkpoint was written. Return :class:`Stop` to end the run
         after this round (it ends ``stopped`` and can be resumed)."""
+
+    def on_privacy_spent(self, *, round: int, spent: PrivacyLoss) -> None:
+        """A differentially private round ended: the budget spent so far."""
 
     def on_warning(self, *, round: int, code: str, message: str) -> None:
         """Something the run worked around (say, a guard metric nobody reports) and
@@ -228,6 +244,10 @@ class CallbackList(Callback):
             if decision is None and isinstance(asked, Stop):
                 decision = asked
         return decision
+
+    def on_privacy_spent(self, *, round: int, spent: PrivacyLoss) -> None:
+        for cb in self.callbacks:
+            cb.on_privacy_spent(round=round, spent=spent)
 
     def on_warning(self, *, round: int, code: str, message: str) -> None:
         for cb in self.callbacks:

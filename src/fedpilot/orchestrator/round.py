@@ -107,6 +107,7 @@ class Round:
         # Hooks a transform does not override cost nothing per update.
         self._extras_from = _overriding(parts.transforms, "train_extras")
         self._accepting = _overriding(parts.transforms, "on_accepted")
+        self._folding = _overriding(parts.transforms, "before_fold")
         self._server_stages = _overriding(parts.transforms, "on_server")
         self._downloading = _overriding(parts.transforms, "on_download")
         self._decoding = _overriding(parts.transforms, "on_reply")
@@ -328,6 +329,8 @@ class Round:
             weight=factors.weight,
             extras=reply.extras,
         )
+        for transform in self._folding:
+            update = transform.before_fold(update, reference=reference, ctx=ctx)
         parts.aggregator.add(update)
         tally.accept(reply, check.num_examples, factors, check.delta_norm)
         if parts.validator.has_cohort_checks:

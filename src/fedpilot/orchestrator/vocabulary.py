@@ -40,6 +40,8 @@ class EventType(StrEnum):
     """A round ended with a model, new or rolled back (``status``): ``on_round_end``."""
     ROUND_FAILED = "RoundFailed"
     """A round ended without a model: ``on_round_end`` with status ``failed``."""
+    PRIVACY_SPENT = "PrivacySpent"
+    """A differentially private round ended; ε(δ) so far: ``on_privacy_spent``."""
     WARNING = "Warning"
     """Something the run worked around and a person should know: ``on_warning``."""
     RUN_FINISHED = "RunFinished"

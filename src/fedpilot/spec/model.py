@@ -13,6 +13,7 @@ from pydantic import Field, field_validator, model_validator
 from fedpilot.rundir import mlflow_db
 from fedpilot.spec.aggregation import AggregationSpec
 from fedpilot.spec.compression import CompressionSpec
+from fedpilot.spec.privacy import PrivacySpec
 from fedpilot.spec.runtime import LocalRuntime, Runtime
 from fedpilot.spec.sections import (
     DataSpec,
@@ -59,6 +60,7 @@ class FederationSpec(Section):
     )
     guard: GuardSpec = Field(default_factory=GuardSpec)
     compression: CompressionSpec = Field(default_factory=CompressionSpec)
+    privacy: PrivacySpec = Field(default_factory=PrivacySpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     runtime: Runtime = Field(default_factory=LocalRuntime)
     output_dir: Path = Field(default_factory=default_output_dir)
@@ -93,6 +95,16 @@ class FederationSpec(Section):
         refusal = build_strategy(self.strategy, base_dir=self.base_dir).incompatibility(
             aggregation=self.aggregation,
             cohort_checks=self.validation.norm_outlier_z is not None,
+        )
+        if refusal is not None:
+            raise ValueError(refusal)
+        refusal = self.privacy.refusal(
+            rule=self.aggregation.rule,
+            clip=self.aggregation.clip is not None,
+            weighting=self.weighting.scheme,
+            strategy=self.strategy.name,
+            selection=self.selection.name,
+            cohort=sampled,
         )
         if refusal is not None:
             raise ValueError(refusal)

@@ -33,6 +33,7 @@ import orjson
 
 from fedpilot.orchestrator.events import (
     Callback,
+    PrivacyLoss,
     RoundSummary,
     RunInfo,
     RunResult,
@@ -209,6 +210,10 @@ class EventLogCallback(Callback):
     def on_round_end(self, *, ctx: RoundContext, summary: RoundSummary) -> None:
         """Writes ``RoundCompleted`` (completed or rolled back) or ``RoundFailed``."""
         self._write(EventType.of_round(summary.status), summary, total_rounds=ctx.total_rounds)
+
+    def on_privacy_spent(self, *, round: int, spent: PrivacyLoss) -> None:
+        """Writes ``PrivacySpent`` with ε, δ and the rounds composed."""
+        self._write(EventType.PRIVACY_SPENT, spent, round=round)
 
     def on_warning(self, *, round: int, code: str, message: str) -> None:
         """Writes ``Warning`` with its code and message."""

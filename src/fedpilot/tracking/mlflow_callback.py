@@ -29,6 +29,7 @@ import yaml
 import fedpilot
 from fedpilot.orchestrator.events import (
     Callback,
+    PrivacyLoss,
     RoundRecord,
     RoundSummary,
     RunInfo,
@@ -181,6 +182,14 @@ class MLflowCallback(Callback):
         if self._run_id is None or summary.round in self._logged_rounds:
             return  # a round redone after a resume from an older checkpoint: logged once
         self._log_metrics(mu.round_metrics(summary), step=summary.round)
+
+    @_guarded
+    def on_privacy_spent(self, *, round: int, spent: PrivacyLoss) -> None:
+        """Logs ``privacy.epsilon`` (and the clip the next round uses) at ``step = round``."""
+        if self._run_id is None:
+            return
+        metrics = {"privacy.epsilon": spent.epsilon, "privacy.clip_norm": spent.clip_norm}
+        self._log_metrics(metrics, step=round)
 
     @_guarded
     def on_warning(self, *, round: int, code: str, message: str) -> None:

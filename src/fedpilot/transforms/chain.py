@@ -35,12 +35,14 @@ def transforms_for(spec: FederationSpec) -> list[TransformSpec]:
     # Imported here: the strategies build server optimizers and aggregators, which a
     # learner machine's light imports of this module do not need.
     from fedpilot.compression import compression_transforms
+    from fedpilot.privacy import privacy_transforms
     from fedpilot.strategy import build_strategy
 
     strategy = build_strategy(spec.strategy, base_dir=spec.base_dir)
     return [
         TransformSpec(name="sysmetrics"),
         *compression_transforms(spec),
+        *privacy_transforms(spec),
         *(TransformSpec(name=name, params=params) for name, params in strategy.transforms()),
         # Always there, idle unless an instruction says so: the attack simulation wraps
         # whatever fleet it is given and marks its attackers' instructions.
