@@ -12,6 +12,7 @@ from pydantic import Field, field_validator, model_validator
 
 from fedpilot.rundir import mlflow_db
 from fedpilot.spec.aggregation import AggregationSpec
+from fedpilot.spec.dpsgd import DpSgdSpec
 from fedpilot.spec.runtime import LocalRuntime, Runtime
 from fedpilot.spec.sections import (
     DataSpec,
@@ -57,6 +58,7 @@ class FederationSpec(Section):
         description="The user's update transforms, innermost last, after the strategy's own.",
     )
     guard: GuardSpec = Field(default_factory=GuardSpec)
+    dpsgd: DpSgdSpec = Field(default_factory=DpSgdSpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     runtime: Runtime = Field(default_factory=LocalRuntime)
     output_dir: Path = Field(default_factory=default_output_dir)
@@ -94,6 +96,12 @@ class FederationSpec(Section):
         )
         if refusal is not None:
             raise ValueError(refusal)
+        if self.dpsgd.enabled:
+            from fedpilot.privacy.dpsgd import dpsgd_refusal
+
+            refusal = dpsgd_refusal(self.task, self.base_dir)
+            if refusal is not None:
+                raise ValueError(refusal)
         return self
 
     def resolved(self) -> dict[str, Any]:
