@@ -22,6 +22,7 @@ seed, the round and the learner), so the same spec and seed give the same weight
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Sequence
@@ -186,17 +187,9 @@ class DpSgd(UpdateTransform):
         """The noise multiplier: given, or Opacus's for the target over the whole run."""
         if self.noise_multiplier is not None:
             return self.noise_multiplier
-        from opacus.accountants.utils import get_noise_multiplier
-
         assert self.target_epsilon is not None
-        return float(
-            get_noise_multiplier(
-                target_epsilon=self.target_epsilon,
-                target_delta=self.delta,
-                sample_rate=sample_rate,
-                steps=self.rounds * steps,
-                accountant=self.accountant,
-            )
+        return _calibrated(
+            self.target_epsilon, self.delta, sample_rate, self.rounds * steps, self.accountant
         )
 
     def train(
@@ -289,6 +282,22 @@ class DpSgd(UpdateTransform):
             NOISE: sigma,
         }
         return metrics, [(float(s), float(q), int(k)) for s, q, k in engine.accountant.history]
+
+
+@functools.lru_cache(maxsize=64)
+def _calibrated(epsilon: float, delta: float, sample_rate: float, steps: int, kind: str) -> float:
+    # Opacus's search takes up to a second; a learner asks the same every round.
+    from opacus.accountants.utils import get_noise_multiplier
+
+    return float(
+        get_noise_multiplier(
+            target_epsilon=epsilon,
+            target_delta=delta,
+            sample_rate=sample_rate,
+            steps=steps,
+            accountant=kind,
+        )
+    )
 
 
 def _add_terms(terms: Sequence[GradientTerm], indexed: list[Any], anchor: list[Any]) -> None:
