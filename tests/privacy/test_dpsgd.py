@@ -16,15 +16,17 @@ from opacus.accountants import RDPAccountant
 
 from clitools import EXAMPLES, fedpilot
 from federations import StopAfter, digits_spec
+from fedpilot.fleet._messages import LearnerJob, run_learner
 from fedpilot.launch import load_run_spec, run_federation
+from fedpilot.learner import make_clientapp
 from fedpilot.learner.core import TaskLearner
 from fedpilot.learner.protocol import train_config
 from fedpilot.orchestrator import load_checkpoint
 from fedpilot.orchestrator.events import Callback, RoundSummary
-from fedpilot.privacy.dpsgd import EPSILON
+from fedpilot.privacy.dpsgd import EPSILON, DpSgd
 from fedpilot.spec import FederationSpec
 from fedpilot.tasks import TrainSettings
-from fedpilot.types import RoundContext
+from fedpilot.types import Instruction, RoundContext, Update
 
 DP = {"enabled": True, "noise_multiplier": 1.1, "max_grad_norm": 1.0, "delta": 1e-5}
 
@@ -171,3 +173,42 @@ def test_bad_dpsgd_specs_exit_2_naming_the_fields(
     assert "Traceback" not in out.stderr
     for field in fields:
         assert field in out.stderr
+
+
+def test_the_flower_clientapp_trains_and_accounts_as_the_direct_learner(tmp_path: Path) -> None:
+    spec = dp_spec(tmp_path, "wire")
+    learner = TaskLearner(spec)
+    config = train_config(TrainSettings(epochs=1, batch_size=16, lr=0.05, seed=5), 2)
+    earlier = {"dpsgd/history": [np.array([[1.1, 0.0625, 16.0]])]}
+    instruction = Instruction("train", learner.task.get_weights(), config, {}, earlier)
+    job = LearnerJob("1", 1, 6, instruction, None, {}, "m1")
+    wire, _ = run_learner(make_clientapp(spec), job)
+    direct, _ = run_learner(TaskLearner(spec), job)
+    assert wire.ok and direct.ok, (wire.error, direct.error)
+    for got, want in zip(wire.weights, direct.weights, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert wire.metrics[EPSILON] == direct.metrics[EPSILON]
+    assert wire.state is not None and direct.state is not None
+    (history,) = wire.state["dpsgd/history"]
+    np.testing.assert_array_equal(history, direct.state["dpsgd/history"][0])
+    # The earlier steps were carried on: this call's steps were added to them.
+    assert history[:, 2].sum() > 16
+    assert wire.metrics[EPSILON] > opacus_single(1.1, 0.0625, 16)
+
+
+def opacus_single(sigma: float, rate: float, steps: int) -> float:
+    accountant = RDPAccountant()
+    accountant.history = [(sigma, rate, steps)]
+    return float(accountant.get_epsilon(delta=DP["delta"]))
+
+
+def test_a_rollback_does_not_forget_privacy_spent() -> None:
+    dpsgd = DpSgd(noise_multiplier=1.0)
+    before = dpsgd.state_dict()
+    ctx = RoundContext(run_id="r", round=1, total_rounds=4, seed=0)
+    dpsgd.on_accepted(Update("3", [], 10, {EPSILON: 2.5}), ctx=ctx)
+    dpsgd.load_state_dict(before)  # what the guard's rollback does
+    assert dpsgd.spent()[EPSILON] == 2.5
+    fresh = DpSgd(noise_multiplier=1.0)
+    fresh.load_state_dict(dpsgd.state_dict())  # a resume
+    assert fresh.spent() == dpsgd.spent()

@@ -179,7 +179,11 @@ class DpSgd(UpdateTransform):
         return {"epsilon": dict(self._spent)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._spent = {str(k): float(v) for k, v in state.get("epsilon", {}).items()}
+        # ε only grows: keep the larger of what is held and what is loaded, so a guard's
+        # rollback (which loads the pre-round state) does not forget privacy spent.
+        for learner, value in state.get("epsilon", {}).items():
+            key = str(learner)
+            self._spent[key] = max(self._spent.get(key, 0.0), float(value))
 
     # -- learner half -----------------------------------------------------------------
 
