@@ -26,6 +26,7 @@ from fedpilot.orchestrator.events import Callback, RoundSummary
 from fedpilot.privacy.dpsgd import EPSILON, DpSgd
 from fedpilot.spec import FederationSpec
 from fedpilot.tasks import TrainSettings
+from fedpilot.tracking._mlflow_utils import round_metrics
 from fedpilot.types import Instruction, RoundContext, Update
 
 DP = {"enabled": True, "noise_multiplier": 1.1, "max_grad_norm": 1.0, "delta": 1e-5}
@@ -41,10 +42,12 @@ class Privacy(Callback):
     def __init__(self) -> None:
         self.rounds: list[dict[str, float]] = []
         self.trained: list[tuple[str, ...]] = []
+        self.mlflow: list[float] = []
 
     def on_round_end(self, *, ctx: RoundContext, summary: RoundSummary) -> None:
         self.rounds.append(dict(summary.privacy))
         self.trained.append(summary.accepted)
+        self.mlflow.append(round_metrics(summary).get(EPSILON, 0.0))  # what MLflow logs
 
 
 def only_run(spec: FederationSpec) -> Path:
@@ -95,7 +98,7 @@ def test_dpsgd_trains_in_process_and_in_the_pool_with_opacus_epsilon(tmp_path: P
     # The event log's round lines carry it.
     lines = [json.loads(x) for x in (only_run(spec) / "events.jsonl").read_text().splitlines()]
     logged = [line["privacy"][EPSILON] for line in lines if "privacy" in line]
-    assert logged == epsilons
+    assert logged == epsilons == seen[0].mlflow
 
 
 def test_a_resumed_dpsgd_run_equals_the_uninterrupted_one(tmp_path: Path) -> None:
