@@ -89,6 +89,9 @@ class RoundSummary:
     """Simulated seconds since the run began, in a simulation that models time."""
     learners_online: int | None = None
     """Learners the fleet could reach when the round began (who could have taken part)."""
+    privacy: Metrics = field(default_factory=dict)
+    """Privacy spent so far (``privacy.sample_epsilon``: the largest record-level ε any
+    learner reported under DP-SGD, at ``privacy.sample_delta``); empty without DP."""
 
     def record(self) -> RoundRecord:
         """This round as one row of the run history."""

@@ -27,6 +27,7 @@ from fedpilot.orchestrator.evaluation import Evaluator
 from fedpilot.orchestrator.events import Callback, RoundSummary, UpdateVerdict
 from fedpilot.orchestrator.phases import Phase
 from fedpilot.orchestrator.state import LearnerStates, StateRegistry
+from fedpilot.privacy.dpsgd import privacy_spent
 from fedpilot.selection import Selector
 from fedpilot.spec.sections import SamplingSpec
 from fedpilot.transforms import Exchange, UpdateTransform
@@ -222,6 +223,7 @@ class Round:
             aggregation=aggregation_report,
             virtual_time=parts.fleet.virtual_time,
             learners_online=sum(info.available for info in learners),
+            privacy=privacy_spent(parts.transforms),
         )
         # The run's state changes only here, all at once: an interrupted round leaves it
         # as the last checkpoint has it.

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from fedpilot.privacy.accountant import PrivacyAccountant
 from fedpilot.privacy.budget import PrivacyBudget
+from fedpilot.privacy.dpsgd import DpSgd, dpsgd_transforms
 from fedpilot.privacy.learner_dp import LearnerDP
 from fedpilot.spec import FederationSpec
 from fedpilot.spec.transforms import TransformSpec
@@ -46,4 +47,12 @@ def learner_dp(transforms: Sequence[UpdateTransform]) -> LearnerDP | None:
     return next((t for t in transforms if isinstance(t, LearnerDP)), None)
 
 
-__all__ = ["LearnerDP", "PrivacyAccountant", "PrivacyBudget", "learner_dp", "privacy_transforms"]
+__all__ = [
+    "DpSgd",
+    "LearnerDP",
+    "PrivacyAccountant",
+    "PrivacyBudget",
+    "dpsgd_transforms",
+    "learner_dp",
+    "privacy_transforms",
+]

@@ -108,6 +108,12 @@ class FederationSpec(Section):
         )
         if refusal is not None:
             raise ValueError(refusal)
+        if self.privacy.dpsgd.enabled:
+            from fedpilot.privacy.dpsgd import dpsgd_refusal
+
+            refusal = dpsgd_refusal(self.task, self.base_dir)
+            if refusal is not None:
+                raise ValueError(refusal)
         return self
 
     def resolved(self) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from fedpilot.spec.dpsgd import DpSgdSpec
 from fedpilot.spec.sections import Section
 
 
@@ -75,6 +76,11 @@ class PrivacySpec(Section):
         default="learner",
         description="Neighbouring datasets differ in one learner's whole data (record-level "
         "privacy is DP-SGD's, `privacy.dpsgd`).",
+    )
+    dpsgd: DpSgdSpec = Field(
+        default_factory=DpSgdSpec,
+        description="Sample-level DP-SGD inside each learner's training (torch tasks, Opacus); "
+        "independent of `mode`, with its own accountant on each learner.",
     )
 
     @property

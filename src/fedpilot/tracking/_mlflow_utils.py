@@ -95,6 +95,7 @@ def round_metrics(summary: RoundSummary) -> dict[str, float]:
     """Every number worth charting about one round, keyed as the MLflow UI shows it."""
     metrics = record_metrics(summary.record())
     metrics.update(prefixed("candidate.", summary.candidate_metrics))
+    metrics.update(prefixed("", summary.privacy))
     for learner, values in summary.learner_metrics.items():
         metrics.update(prefixed(f"learner.{learner}.", values))
     return metrics

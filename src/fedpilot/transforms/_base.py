@@ -157,6 +157,7 @@ class UpdateTransform(ABC):  # noqa: B024 - every hook is optional; subclasses p
         """
         del reference, ctx
         return reply
+
     def before_fold(self, update: Update, *, reference: Weights, ctx: RoundContext) -> Update:
         """A validated update, before the aggregator folds it in: what to fold instead
         (server-side DP clipping). Only the server half sees every update this way."""

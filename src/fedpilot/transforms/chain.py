@@ -1,11 +1,13 @@
 """A federation's transforms, in order, and how a learner runs its work through them.
 
 The chain for a spec is: ``sysmetrics`` (outermost, so it measures what really goes on
-the wire), ``compression`` (when the spec turns it on), the strategy's own transforms,
-``label_flip`` (the simulated attack, idle unless an instruction asks for it), then the
-spec's ``transforms`` (innermost last); innermost of all is the task. The learner side
-(:class:`~fedpilot.learner.core.TaskLearner`) and the round's server stage build the same
-chain from the same spec.
+the wire), ``compression`` (when the spec turns it on), ``learner_dp`` (when
+``privacy.mode`` is set), the strategy's own transforms, ``label_flip`` (the
+simulated attack, idle unless an instruction asks for it), then the spec's
+``transforms`` (innermost last), then ``dpsgd`` when ``privacy.dpsgd.enabled`` (it
+replaces the task's training step); innermost of all is the task. The learner side
+(:class:`~fedpilot.learner.core.TaskLearner`) and the round's server stage build the
+same chain from the same spec.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ def transforms_for(spec: FederationSpec) -> list[TransformSpec]:
     # learner machine's light imports of this module do not need.
     from fedpilot.compression import compression_transforms
     from fedpilot.privacy import privacy_transforms
+    from fedpilot.privacy.dpsgd import dpsgd_transforms
     from fedpilot.strategy import build_strategy
 
     strategy = build_strategy(spec.strategy, base_dir=spec.base_dir)
@@ -48,6 +51,8 @@ def transforms_for(spec: FederationSpec) -> list[TransformSpec]:
         # whatever fleet it is given and marks its attackers' instructions.
         TransformSpec(name="label_flip"),
         *spec.transforms,
+        # DP-SGD replaces the task's own training step, so nothing may sit inside it.
+        *dpsgd_transforms(spec),
     ]
 
 
@@ -58,15 +63,20 @@ def build_transforms(spec: FederationSpec) -> list[UpdateTransform]:
         SpecError: an entry names no transform, its params do not fit, two entries
             would share a state prefix (the same transform twice) or an action.
     """
-    user_start = len(transforms_for(spec)) - len(spec.transforms)
+    from fedpilot.privacy.dpsgd import dpsgd_transforms
+
+    chain = transforms_for(spec)
+    user_stop = len(chain) - len(dpsgd_transforms(spec))
+    user_start = user_stop - len(spec.transforms)
     built: list[UpdateTransform] = []
-    for i, entry in enumerate(transforms_for(spec)):
-        where = f"transforms[{i - user_start}].params" if i >= user_start else None
+    for i, entry in enumerate(chain):
+        in_user = user_start <= i < user_stop
+        where = f"transforms[{i - user_start}].params" if in_user else None
         built.append(
             TRANSFORMS.build(entry.name, entry.params, base_dir=spec.base_dir, params_field=where)
         )
     seen: dict[str, str] = {}
-    for transform, entry in zip(built, transforms_for(spec), strict=True):
+    for transform, entry in zip(built, chain, strict=True):
         key = state_key(transform)
         if key in seen:
             raise SpecError(
