@@ -28,6 +28,7 @@ from fedpilot.spec.sections import (
     WeightingSpec,
     default_output_dir,
 )
+from fedpilot.spec.secure_aggregation import SecureAggregationSpec, secure_aggregation_refusal
 from fedpilot.spec.selection import RandomSelection, SelectionSpec
 from fedpilot.spec.simulation import SimulationSpec
 from fedpilot.spec.transforms import TransformEntry
@@ -57,6 +58,9 @@ class FederationSpec(Section):
         description="The user's update transforms, innermost last, after the strategy's own.",
     )
     guard: GuardSpec = Field(default_factory=GuardSpec)
+    secure_aggregation: SecureAggregationSpec | None = Field(
+        default=None, description="SecAgg+: the server learns only the sum of the updates."
+    )
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     runtime: Runtime = Field(default_factory=LocalRuntime)
     output_dir: Path = Field(default_factory=default_output_dir)
@@ -92,6 +96,9 @@ class FederationSpec(Section):
             aggregation=self.aggregation,
             cohort_checks=self.validation.norm_outlier_z is not None,
         )
+        if refusal is not None:
+            raise ValueError(refusal)
+        refusal = secure_aggregation_refusal(self)
         if refusal is not None:
             raise ValueError(refusal)
         return self

@@ -33,11 +33,14 @@ def transforms_for(spec: FederationSpec) -> list[TransformSpec]:
     """The full ordered chain for ``spec``, outermost first."""
     # Imported here: the strategies build server optimizers and aggregators, which a
     # learner machine's light imports of this module do not need.
+    from fedpilot.secagg import secagg_transforms
     from fedpilot.strategy import build_strategy
 
     strategy = build_strategy(spec.strategy, base_dir=spec.base_dir)
     return [
         TransformSpec(name="sysmetrics"),
+        # Masking is the last thing before the wire.
+        *secagg_transforms(spec),
         *(TransformSpec(name=name, params=params) for name, params in strategy.transforms()),
         # Always there, idle unless an instruction says so: the attack simulation wraps
         # whatever fleet it is given and marks its attackers' instructions.
