@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
+from clitools import fedpilot
 from federations import digits_spec
 from fedpilot.fleet import Fleet, LocalFleet
 from fedpilot.fleet.simulation._wrapper import FleetWrapper, failed
@@ -135,3 +137,45 @@ def test_below_the_threshold_the_round_fails_and_keeps_the_model(tmp_path: Path)
     (end,) = [e for e in log if e["event"] == "RoundFailed"]
     assert "threshold" in end["reason"] and "keeps its model" in end["reason"]
     assert any(e.get("code") == "SecureAggregationFailed" for e in log)
+
+
+@pytest.mark.parametrize("workers", [0, 2], ids=["in-process", "pool"])
+def test_a_secure_federation_trains_like_plain_fedavg(tmp_path: Path, workers: int) -> None:
+    setup: dict[str, Any] = {
+        "rounds": 6,
+        "runtime": {"mode": "local", "workers": workers},
+        "local": {"epochs": 2, "momentum": 0.9},
+    }
+    plain, _ = run(spec(tmp_path, "plain", secure=False, **setup), workers=workers)
+    secure, _ = run(spec(tmp_path, "secure", secure=True, **setup), workers=workers)
+    assert plain.status == secure.status == "completed"
+    accuracy = plain.final_metrics["accuracy"]
+    assert accuracy > 0.7
+    assert abs(secure.final_metrics["accuracy"] - accuracy) <= 0.02
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"aggregation": {"rule": "median"}}, "aggregation.rule"),
+        ({"validation": {"norm_outlier_z": 3.0}}, "validation.norm_outlier_z"),
+        ({"validation": {"max_norm_ratio": 5.0}}, "validation.max_norm_ratio"),
+        ({"weighting": {"scheme": "adaptive"}}, "weighting.scheme"),
+        ({"strategy": {"name": "scaffold"}}, "strategy.name"),
+    ],
+)
+def test_a_combination_that_cannot_work_exits_2_naming_both_fields(
+    tmp_path: Path, change: dict[str, Any], field: str
+) -> None:
+    raw = {
+        "name": "refused",
+        "task": {"name": "digits-mlp"},
+        "secure_aggregation": {"threshold": 0.6},
+        **change,
+    }
+    path = tmp_path / "spec.yaml"
+    path.write_text(json.dumps(raw))  # JSON is YAML
+    out = fedpilot("spec", "check", str(path), cwd=tmp_path)
+    assert out.returncode == 2, out.stdout
+    assert field in out.stderr and "secure_aggregation" in out.stderr
+    assert "Traceback" not in out.stderr

@@ -84,7 +84,8 @@ def secure_aggregation_refusal(spec: FederationSpec) -> str | None:
             )
     if spec.weighting.scheme == "adaptive":
         return (
-            f"`weighting.scheme=adaptive` weighs each update by its quality and {why}; remove one"
+            f"`weighting.scheme=adaptive` weighs each update by its quality and {why}; "
+            "use another scheme or remove `secure_aggregation`"
         )
     reason = _SEALED_STRATEGIES.get(spec.strategy.name)
     if reason is not None:
