@@ -25,17 +25,18 @@ UNMASK = "query.secagg_unmask"
 
 class Wire(FleetWrapper):
     """The real fleet, with a record of every reply the round is handed; the learners in
-    ``lost`` lose their connection after uploading their masked update."""
+    ``lost`` lose their connection at the ``at`` exchange (by default after uploading
+    their masked update)."""
 
-    def __init__(self, inner: Fleet, lost: frozenset[str] = frozenset()) -> None:
+    def __init__(self, inner: Fleet, lost: frozenset[str] = frozenset(), at: str = UNMASK) -> None:
         super().__init__(inner)
-        self.lost = lost
+        self.lost, self.at = lost, at
         self.replies: list[Reply] = []
 
     def dispatch(
         self, instructions: Mapping[LearnerId, Instruction], *, deadline: float
     ) -> Iterator[Reply]:
-        sent = {k: v for k, v in instructions.items() if not (v.kind == UNMASK and k in self.lost)}
+        sent = {k: v for k, v in instructions.items() if not (v.kind == self.at and k in self.lost)}
         for learner in sorted(set(instructions) - set(sent)):
             yield failed(learner, instructions[learner], "connection lost")
         for reply in self.inner.dispatch(sent, deadline=deadline):
@@ -62,9 +63,9 @@ def spec(
 
 
 def run(
-    s: FederationSpec, lost: frozenset[str] = frozenset(), workers: int = 0
+    s: FederationSpec, lost: frozenset[str] = frozenset(), workers: int = 0, at: str = UNMASK
 ) -> tuple[Any, Wire]:
-    wire = Wire(LocalFleet(s, workers=workers), lost)
+    wire = Wire(LocalFleet(s, workers=workers), lost, at)
     return run_federation(s, fleet=wire), wire
 
 
@@ -126,6 +127,16 @@ def test_a_tenth_dropping_after_masking_is_recovered(tmp_path: Path) -> None:
     assert not np.allclose(flat(secure.weights), initial(secure_spec))
     warnings = [e for e in events(secure_spec) if e["event"] == "Warning"]
     assert any("learner 3" in w["message"] for w in warnings)
+
+
+def test_a_learner_lost_between_sharing_and_upload_has_its_pairwise_masks_removed(
+    tmp_path: Path,
+) -> None:
+    # Its neighbours masked toward it; the server rebuilds its mask key from their shares.
+    plain, _ = run(spec(tmp_path, "plain", secure=False), lost=frozenset({"5"}), at="train")
+    secure, _ = run(spec(tmp_path, "secure", secure=True), lost=frozenset({"5"}), at="train")
+    assert plain.status == secure.status == "completed"
+    assert np.max(np.abs(flat(secure.weights) - flat(plain.weights))) < 1e-5
 
 
 def test_below_the_threshold_the_round_fails_and_keeps_the_model(tmp_path: Path) -> None:
