@@ -178,6 +178,9 @@ class Callback:
         """After the round's checkpoint was written. Return :class:`Stop` to end the run
         after this round (it ends ``stopped`` and can be resumed)."""
 
+    def on_secure_aggregation_failed(self, *, round: int, reason: str) -> None:
+        """The round's sealed updates could not be unmasked; it fails and keeps its model."""
+
     def on_warning(self, *, round: int, code: str, message: str) -> None:
         """Something the run worked around (say, a guard metric nobody reports) and
         a person should know: ``code`` is a stable identifier, ``message`` says what."""
@@ -228,6 +231,10 @@ class CallbackList(Callback):
             if decision is None and isinstance(asked, Stop):
                 decision = asked
         return decision
+
+    def on_secure_aggregation_failed(self, *, round: int, reason: str) -> None:
+        for cb in self.callbacks:
+            cb.on_secure_aggregation_failed(round=round, reason=reason)
 
     def on_warning(self, *, round: int, code: str, message: str) -> None:
         for cb in self.callbacks:

@@ -241,9 +241,7 @@ class Round:
         try:
             return self._sealer.sealed_aggregate(reference=reference, ctx=ctx)
         except AggregationFailed as exc:
-            self.events.on_warning(
-                round=ctx.round, code="SecureAggregationFailed", message=str(exc)
-            )
+            self.events.on_secure_aggregation_failed(round=ctx.round, reason=str(exc))
             return str(exc)
 
     # -- the training exchange ---------------------------------------------------------

@@ -40,6 +40,9 @@ class EventType(StrEnum):
     """A round ended with a model, new or rolled back (``status``): ``on_round_end``."""
     ROUND_FAILED = "RoundFailed"
     """A round ended without a model: ``on_round_end`` with status ``failed``."""
+    SECURE_AGGREGATION_FAILED = "SecureAggregationFailed"
+    """Secure aggregation could not unmask the round's sum (fewer shares than its
+    threshold) and revealed nothing: ``on_secure_aggregation_failed``; the round fails."""
     WARNING = "Warning"
     """Something the run worked around and a person should know: ``on_warning``."""
     RUN_FINISHED = "RunFinished"

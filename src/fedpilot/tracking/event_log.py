@@ -210,6 +210,10 @@ class EventLogCallback(Callback):
         """Writes ``RoundCompleted`` (completed or rolled back) or ``RoundFailed``."""
         self._write(EventType.of_round(summary.status), summary, total_rounds=ctx.total_rounds)
 
+    def on_secure_aggregation_failed(self, *, round: int, reason: str) -> None:
+        """Writes ``SecureAggregationFailed`` with why."""
+        self._write(EventType.SECURE_AGGREGATION_FAILED, None, round=round, reason=reason)
+
     def on_warning(self, *, round: int, code: str, message: str) -> None:
         """Writes ``Warning`` with its code and message."""
         self._write(EventType.WARNING, None, round=round, code=code, message=message)
