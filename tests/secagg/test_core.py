@@ -4,10 +4,12 @@ stays within one step."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from fedpilot.secagg import crypto
+from fedpilot.secagg import crypto, secret
 from fedpilot.secagg.graph import neighbour_graph
 from fedpilot.secagg.learner import LearnerKeys, reduce, self_mask
 from fedpilot.secagg.quantize import dequantize_sum, levels, quantize
@@ -95,3 +97,19 @@ def test_quantization_error_is_within_one_step_and_the_sum_does_not_wrap() -> No
     assert np.allclose(
         dequantize_sum(q, count=1, clip=clip, bits=BITS, max_summands=1), [clip, -clip]
     )
+
+
+def test_the_machine_secret_is_a_private_key_file_or_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = secret.machine_secret()
+    path = tmp_path / "cache" / "fedpilot" / "secagg.key"
+    assert path.read_bytes() == first and path.stat().st_mode & 0o777 == 0o600
+    assert secret.machine_secret() == first  # created once
+    a = secret.round_secret("run", 1, "0", "s")
+    assert a != secret.round_secret("run", 2, "0", "s") != secret.round_secret("run", 1, "1", "s")
+    monkeypatch.setenv(secret.ENV, "ab" * 32)
+    assert secret.machine_secret() == bytes.fromhex("ab" * 32)
+    monkeypatch.setenv(secret.ENV, "ab")
+    with pytest.raises(ValueError, match="FEDPILOT_SECAGG_SECRET"):
+        secret.machine_secret()
