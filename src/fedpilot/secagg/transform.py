@@ -24,16 +24,8 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from fedpilot.orchestrator.phases import Phase
 from fedpilot.secagg import crypto
-from fedpilot.secagg.graph import (
-    as_bytes,
-    default_degree,
-    from_bytes,
-    neighbour_graph,
-    pack,
-    unpack,
-)
+from fedpilot.secagg.graph import as_bytes, pack, unpack
 from fedpilot.secagg.learner import LearnerKeys, mask_info, reduce, self_mask
 from fedpilot.secagg.quantize import dequantize_sum, quantize
 from fedpilot.transforms._base import (
@@ -54,7 +46,7 @@ MASKED = "secagg/masked"
 
 
 @dataclass
-class _RoundState:
+class RoundState:
     """What the server half knows of the round in progress (public values only)."""
 
     round: int
@@ -92,7 +84,7 @@ class SecureAggregation(UpdateTransform):
         self.neighbours = neighbours
         self.bits = bits
         self.clip = clip
-        self._round: _RoundState | None = None
+        self._round: RoundState | None = None
 
     def threshold(self, degree: int) -> int:
         """Shares needed to rebuild one learner's secret, of its ``degree`` neighbours."""
@@ -154,11 +146,15 @@ class SecureAggregation(UpdateTransform):
 
     # -- server half ----------------------------------------------------------------
 
-    def phases(self, *, ctx: RoundContext) -> list[Phase]:
-        self._round = _RoundState(round=ctx.round, session=ctx.run_id)
-        return [_Keys(self), _Shares(self), _Unmask(self)]
+    def phases(self, *, ctx: RoundContext) -> list[Any]:
+        # Imported here: the learner side builds this transform too and needs no
+        # orchestrator.
+        from fedpilot.secagg.phases import KeysPhase, SharesPhase, UnmaskPhase
 
-    def _state(self) -> _RoundState:
+        self._round = RoundState(round=ctx.round, session=ctx.run_id)
+        return [KeysPhase(self), SharesPhase(self), UnmaskPhase(self)]
+
+    def round_state(self) -> RoundState:
         if self._round is None:
             raise RuntimeError("secure aggregation: no round in progress")
         return self._round
@@ -167,7 +163,7 @@ class SecureAggregation(UpdateTransform):
         self, *, learner: LearnerId, weights: Weights, ctx: RoundContext
     ) -> dict[str, Weights]:
         del weights, ctx
-        r = self._state()
+        r = self.round_state()
         plan = {
             "you": learner,
             "session": r.session,
@@ -180,7 +176,7 @@ class SecureAggregation(UpdateTransform):
         self, learner: LearnerId, extras: dict[str, Weights], *, size: int
     ) -> str | None:
         """One masked upload; a reason to refuse it, or None."""
-        r = self._state()
+        r = self.round_state()
         arrays = extras.get(MASKED)
         if learner not in r.holders or not arrays or len(arrays) != 1:
             return "secure aggregation: the reply carries no masked update"
@@ -197,7 +193,7 @@ class SecureAggregation(UpdateTransform):
             AggregationFailed: a secret needed to unmask has fewer shares than the threshold.
         """
         del ctx
-        r = self._state()
+        r = self.round_state()
         self._round = None
         survivors = sorted(r.masked)
         if not survivors:
@@ -232,7 +228,7 @@ class SecureAggregation(UpdateTransform):
             at += w.size
         return out
 
-    def _rebuild(self, r: _RoundState, kind: str, learner: LearnerId) -> bytes:
+    def _rebuild(self, r: RoundState, kind: str, learner: LearnerId) -> bytes:
         shares = r.revealed[kind].get(learner, [])
         need = self.threshold(len(r.graph.get(learner, [])))
         if len(shares) < need:
@@ -242,97 +238,3 @@ class SecureAggregation(UpdateTransform):
                 f"fewer than the threshold {need}; the round reveals nothing and keeps its model"
             )
         return crypto.combine(shares, need)
-
-
-class _Step(Phase):
-    def __init__(self, owner: SecureAggregation) -> None:
-        self.owner = owner
-
-    def _config(self, learner: LearnerId) -> dict[str, Any]:
-        return {"secagg.you": learner, "secagg.session": self.owner._state().session}
-
-
-class _Keys(_Step):
-    kind = "query.secagg_keys"
-
-    def requests(self, *, cohort: Any, ctx: RoundContext) -> dict[LearnerId, Exchange]:
-        return {u: Exchange(config=self._config(u)) for u in cohort}
-
-    def take(self, learner: LearnerId, reply: Exchange, *, ctx: RoundContext) -> str | None:
-        keys = reply.arrays.get("keys") or []
-        if len(keys) != 2 or any(np.asarray(k).size != 32 for k in keys):
-            return "secure aggregation: expected two 32-byte public keys"
-        r = self.owner._state()
-        r.c_public[learner], r.s_public[learner] = as_bytes(keys[0]), as_bytes(keys[1])
-        return None
-
-
-class _Shares(_Step):
-    kind = "query.secagg_shares"
-
-    def requests(self, *, cohort: Any, ctx: RoundContext) -> dict[LearnerId, Exchange]:
-        r, owner = self.owner._state(), self.owner
-        learners = [u for u in cohort if u in r.c_public]
-        degree = owner.neighbours or default_degree(len(learners))
-        r.graph = neighbour_graph(learners, degree, seed=ctx.seed, round_=ctx.round)
-        out = {}
-        for u in learners:
-            vs = r.graph[u]
-            plan = {
-                "neighbours": vs,
-                "c_public": {v: r.c_public[v].hex() for v in vs},
-                "threshold": owner.threshold(len(vs)),
-            }
-            out[u] = Exchange(arrays={"plan": [pack(plan)]}, config=self._config(u))
-        return out
-
-    def take(self, learner: LearnerId, reply: Exchange, *, ctx: RoundContext) -> str | None:
-        r = self.owner._state()
-        shares = reply.arrays.get("shares") or []
-        if len(shares) != len(r.graph[learner]):
-            return "secure aggregation: one encrypted share per neighbour expected"
-        for v, ciphertext in zip(r.graph[learner], shares, strict=True):
-            r.ciphertexts[(learner, v)] = as_bytes(ciphertext)
-        r.holders.add(learner)
-        return None
-
-
-class _Unmask(_Step):
-    kind = "query.secagg_unmask"
-    after_training = True
-
-    def requests(self, *, cohort: Any, ctx: RoundContext) -> dict[LearnerId, Exchange]:
-        r = self.owner._state()
-        out = {}
-        for u in cohort:
-            if u not in r.masked:
-                continue
-            senders = [v for v in r.mask_neighbours(u) if (v, u) in r.ciphertexts]
-            plan = {
-                "senders": senders,
-                "c_public": {v: r.c_public[v].hex() for v in senders},
-                "dropped": [v for v in senders if v not in r.masked],
-                "survivors": [v for v in senders if v in r.masked],
-            }
-            out[u] = Exchange(
-                arrays={
-                    "plan": [pack(plan)],
-                    "ciphertexts": [from_bytes(r.ciphertexts[(v, u)]) for v in senders],
-                },
-                config=self._config(u),
-            )
-        return out
-
-    def take(self, learner: LearnerId, reply: Exchange, *, ctx: RoundContext) -> str | None:
-        r = self.owner._state()
-        arrays = reply.arrays.get("answer")
-        if not arrays:
-            return "secure aggregation: the unmasking reply carries no shares"
-        answer = unpack(arrays[0])
-        for kind in ("b", "s"):
-            for v, (index, share) in answer.get(kind, {}).items():
-                expected_dropped = v not in r.masked
-                if (kind == "s") != expected_dropped:
-                    return f"secure aggregation: learner {learner} sent the wrong share for {v}"
-                r.revealed[kind].setdefault(v, []).append((int(index), bytes.fromhex(share)))
-        return None
