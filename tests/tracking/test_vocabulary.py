@@ -46,6 +46,8 @@ def drive_every_hook(build: Any, root: Path, run_id: str = "20260105-all") -> Ru
         )
         if status == "rolled_back":
             observers.on_model_rolled_back(ctx=ctx, reason="worse", candidate={}, stable={})
+        if status == "failed":
+            observers.on_secure_aggregation_failed(round=number, reason="too few shares")
         summary = build.summary(number, status)
         summaries.append(summary)
         observers.on_round_end(ctx=ctx, summary=summary)

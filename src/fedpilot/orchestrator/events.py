@@ -197,6 +197,9 @@ class Callback:
     def on_privacy_spent(self, *, round: int, spent: PrivacyLoss) -> None:
         """A differentially private round ended: the budget spent so far."""
 
+    def on_secure_aggregation_failed(self, *, round: int, reason: str) -> None:
+        """The round's sealed updates could not be unmasked; it fails and keeps its model."""
+
     def on_warning(self, *, round: int, code: str, message: str) -> None:
         """Something the run worked around (say, a guard metric nobody reports) and
         a person should know: ``code`` is a stable identifier, ``message`` says what."""
@@ -251,6 +254,10 @@ class CallbackList(Callback):
     def on_privacy_spent(self, *, round: int, spent: PrivacyLoss) -> None:
         for cb in self.callbacks:
             cb.on_privacy_spent(round=round, spent=spent)
+
+    def on_secure_aggregation_failed(self, *, round: int, reason: str) -> None:
+        for cb in self.callbacks:
+            cb.on_secure_aggregation_failed(round=round, reason=reason)
 
     def on_warning(self, *, round: int, code: str, message: str) -> None:
         for cb in self.callbacks:

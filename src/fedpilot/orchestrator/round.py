@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fedpilot.aggregation import Aggregator, ServerOptimizer
-from fedpilot.aggregation.weighting import UpdateWeighting
+from fedpilot.aggregation.weighting import UpdateWeighting, WeightFactors
 from fedpilot.fleet import Fleet
 from fedpilot.guard import AcceptAll, Guard
 from fedpilot.learner.protocol import SERVER_ROUND
@@ -30,7 +30,7 @@ from fedpilot.orchestrator.state import LearnerStates, StateRegistry
 from fedpilot.privacy.dpsgd import privacy_spent
 from fedpilot.selection import Selector
 from fedpilot.spec.sections import SamplingSpec
-from fedpilot.transforms import Exchange, UpdateTransform
+from fedpilot.transforms import AggregationFailed, Exchange, UpdateTransform
 from fedpilot.types import (
     Config,
     Instruction,
@@ -112,6 +112,8 @@ class Round:
         self._server_stages = _overriding(parts.transforms, "on_server")
         self._downloading = _overriding(parts.transforms, "on_download")
         self._decoding = _overriding(parts.transforms, "on_reply")
+        # Secure aggregation: replies carry no readable update; its transform sums them.
+        self._sealer = next((t for t in parts.transforms if t.seals_updates), None)
 
     def begin(self, state: RunState) -> list[str]:
         """Before the first round of this process: evaluate the initial model (the first
@@ -157,7 +159,8 @@ class Round:
             if not phase.after_training:
                 cohort = self._exchange(phase, cohort, ctx, tally)
         self._train(ctx, cohort, learners, state.weights, tally)
-        self._cohort_checks(ctx, tally)
+        if self._sealer is None:
+            self._cohort_checks(ctx, tally)
         cohort = tuple(tally.accepted)
         for phase in phases:
             if phase.after_training:
@@ -173,10 +176,13 @@ class Round:
                 f"{len(tally.accepted)} accepted updates, fewer than "
                 f"sampling.min_learners={settings.sampling.min_learners}; global model kept"
             )
+        elif isinstance(unsealed := self._unseal(ctx, weights), str):
+            status, reason = "failed", unsealed
         else:
             before = self.state.snapshot()
-            aggregate = parts.aggregator.result()
-            aggregation_report = parts.aggregator.last_report.summary()
+            aggregate = unsealed
+            if self._sealer is None:
+                aggregation_report = parts.aggregator.last_report.summary()
             for transform in self._server_stages:
                 aggregate = transform.on_server(aggregate, reference=weights, ctx=ctx)
             candidate = parts.server_opt.step(current=weights, aggregate=aggregate)
@@ -231,6 +237,17 @@ class Round:
         state.round = round_
         state.history.append(summary.record())
         return ctx, summary
+
+    def _unseal(self, ctx: RoundContext, reference: Weights) -> Weights | str:
+        """The round's aggregate, or why there is none (secure aggregation below its
+        threshold: the global model is kept and nothing is revealed)."""
+        if self._sealer is None:
+            return self.parts.aggregator.result()
+        try:
+            return self._sealer.sealed_aggregate(reference=reference, ctx=ctx)
+        except AggregationFailed as exc:
+            self.events.on_secure_aggregation_failed(round=ctx.round, reason=str(exc))
+            return str(exc)
 
     # -- the training exchange ---------------------------------------------------------
 
@@ -307,6 +324,8 @@ class Round:
             tally.reject(reply, reason)
             verdict = UpdateVerdict(False, reason, metrics=reply.metrics, duration=reply.duration)
             self.events.on_update(ctx=ctx, learner=reply.learner, verdict=verdict)
+        if self._sealer is not None:
+            self._take_sealed(ctx, reply, reference, tally)
             return
         check = parts.validator.check(reply, reference)
         verdict = UpdateVerdict(
@@ -342,6 +361,35 @@ class Round:
             return
         for transform in self._accepting:
             transform.on_accepted(update, ctx=ctx)
+        self.events.on_update(ctx=ctx, learner=reply.learner, verdict=verdict)
+
+    def _take_sealed(
+        self, ctx: RoundContext, reply: Reply, reference: Weights, tally: RoundTally
+    ) -> None:
+        """A sealed (masked) update: no per-update check can read it; the sealing
+        transform keeps it for the sum. Counted equally (an unweighted mean)."""
+        assert self._sealer is not None
+        size = sum(int(w.size) for w in reference)
+        reason = self._sealer.take_sealed(reply.learner, dict(reply.extras), size=size)
+        num_examples = reply.num_examples if isinstance(reply.num_examples, int) else 0
+        verdict = UpdateVerdict(
+            reason is None,
+            reason,
+            num_examples=num_examples,
+            metrics=reply.metrics,
+            duration=reply.duration,
+            bytes_sent=reply.bytes_sent,
+            bytes_received=reply.bytes_received,
+        )
+        if reason is not None:
+            tally.reject(reply, reason)
+        else:
+            tally.accept(reply, num_examples, WeightFactors(weight=1.0, data=1.0), None)
+            # Counted without its arrays: distributed DP counts the folded updates and
+            # their clip bits, DP-SGD reads the learner's reported ε.
+            sealed = Update(reply.learner, [], num_examples, reply.metrics, weight=1.0)
+            for transform in self._accepting:
+                transform.on_accepted(sealed, ctx=ctx)
         self.events.on_update(ctx=ctx, learner=reply.learner, verdict=verdict)
 
     def _cohort_checks(self, ctx: RoundContext, tally: RoundTally) -> None:

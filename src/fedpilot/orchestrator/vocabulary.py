@@ -42,6 +42,9 @@ class EventType(StrEnum):
     """A round ended without a model: ``on_round_end`` with status ``failed``."""
     PRIVACY_SPENT = "PrivacySpent"
     """A differentially private round ended; ε(δ) so far: ``on_privacy_spent``."""
+    SECURE_AGGREGATION_FAILED = "SecureAggregationFailed"
+    """Secure aggregation could not unmask the round's sum (fewer shares than its
+    threshold) and revealed nothing: ``on_secure_aggregation_failed``; the round fails."""
     WARNING = "Warning"
     """Something the run worked around and a person should know: ``on_warning``."""
     RUN_FINISHED = "RunFinished"

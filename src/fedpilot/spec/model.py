@@ -30,6 +30,7 @@ from fedpilot.spec.sections import (
     WeightingSpec,
     default_output_dir,
 )
+from fedpilot.spec.secure_aggregation import SecureAggregationSpec, secure_aggregation_refusal
 from fedpilot.spec.selection import RandomSelection, SelectionSpec
 from fedpilot.spec.simulation import SimulationSpec
 from fedpilot.spec.transforms import TransformEntry
@@ -61,6 +62,9 @@ class FederationSpec(Section):
     guard: GuardSpec = Field(default_factory=GuardSpec)
     compression: CompressionSpec = Field(default_factory=CompressionSpec)
     privacy: PrivacySpec = Field(default_factory=PrivacySpec)
+    secure_aggregation: SecureAggregationSpec | None = Field(
+        default=None, description="SecAgg+: the server learns only the sum of the updates."
+    )
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     runtime: Runtime = Field(default_factory=LocalRuntime)
     output_dir: Path = Field(default_factory=default_output_dir)
@@ -114,6 +118,9 @@ class FederationSpec(Section):
             refusal = dpsgd_refusal(self.task, self.base_dir)
             if refusal is not None:
                 raise ValueError(refusal)
+        refusal = secure_aggregation_refusal(self)
+        if refusal is not None:
+            raise ValueError(refusal)
         return self
 
     def resolved(self) -> dict[str, Any]:

@@ -215,6 +215,10 @@ class EventLogCallback(Callback):
         """Writes ``PrivacySpent`` with ε, δ and the rounds composed."""
         self._write(EventType.PRIVACY_SPENT, spent, round=round)
 
+    def on_secure_aggregation_failed(self, *, round: int, reason: str) -> None:
+        """Writes ``SecureAggregationFailed`` with why."""
+        self._write(EventType.SECURE_AGGREGATION_FAILED, None, round=round, reason=reason)
+
     def on_warning(self, *, round: int, code: str, message: str) -> None:
         """Writes ``Warning`` with its code and message."""
         self._write(EventType.WARNING, None, round=round, code=code, message=message)

@@ -7,6 +7,7 @@ Built-ins (``transforms[].name``): ``sysmetrics``, ``label_flip``, ``proximal`` 
 # Imported so the built-ins register themselves in TRANSFORMS.
 from fedpilot.transforms import label_flip, proximal, scaffold, sysmetrics  # noqa: F401
 from fedpilot.transforms._base import (
+    AggregationFailed,
     Exchange,
     GradientTerm,
     LearnerContext,
@@ -29,6 +30,7 @@ from fedpilot.types import LearnerState
 
 __all__ = [
     "TRANSFORMS",
+    "AggregationFailed",
     "Exchange",
     "GradientTerm",
     "LearnerContext",

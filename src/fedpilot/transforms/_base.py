@@ -108,6 +108,11 @@ class Exchange:
     metrics: Metrics = field(default_factory=dict)
 
 
+class AggregationFailed(Exception):
+    """A transform that aggregates sealed updates itself could not (secure aggregation
+    with fewer shares than its threshold): the round fails and keeps its model."""
+
+
 class UpdateTransform(ABC):  # noqa: B024 - every hook is optional; subclasses pick theirs
     """A paired stage: override the hooks you need; each is a no-op by default.
 
@@ -118,6 +123,11 @@ class UpdateTransform(ABC):  # noqa: B024 - every hook is optional; subclasses p
     name: ClassVar[str] = ""
     actions: ClassVar[tuple[str, ...]] = ()
     """Custom phases this transform answers on the learner (``query.<action>``)."""
+
+    seals_updates: ClassVar[bool] = False
+    """The training reply carries no readable update, only what :meth:`take_sealed`
+    reads (secure aggregation): the round neither validates nor folds it, and the
+    aggregate comes from :meth:`sealed_aggregate`. At most one transform seals."""
 
     # -- learner half ---------------------------------------------------------------
 
@@ -171,6 +181,21 @@ class UpdateTransform(ABC):  # noqa: B024 - every hook is optional; subclasses p
         """Between the aggregator's result and the server step (server-side DP noise)."""
         del reference, ctx
         return aggregate
+
+    def take_sealed(
+        self, learner: LearnerId, extras: dict[str, Weights], *, size: int
+    ) -> str | None:
+        """A sealing transform: one learner's sealed update (``size`` model parameters);
+        a reason to refuse it, or None."""
+        raise NotImplementedError(f"{type(self).__name__} seals no updates")
+
+    def sealed_aggregate(self, *, reference: Weights, ctx: RoundContext) -> Weights:
+        """A sealing transform: the round's aggregate from the sealed updates it took.
+
+        Raises:
+            AggregationFailed: the aggregate cannot be recovered; nothing is revealed.
+        """
+        raise NotImplementedError(f"{type(self).__name__} seals no updates")
 
     def phases(self, *, ctx: RoundContext) -> Sequence[Any]:
         """Extra exchanges this transform runs in the round (``orchestrator.Phase``s)."""

@@ -1,7 +1,8 @@
 """A federation's transforms, in order, and how a learner runs its work through them.
 
 The chain for a spec is: ``sysmetrics`` (outermost, so it measures what really goes on
-the wire), ``compression`` (when the spec turns it on), ``learner_dp`` (when
+the wire), ``secure_aggregation`` (masking is the last thing before the wire),
+``compression`` (when the spec turns it on), ``learner_dp`` (when
 ``privacy.mode`` is set), the strategy's own transforms, ``label_flip`` (the
 simulated attack, idle unless an instruction asks for it), then the spec's
 ``transforms`` (innermost last), then ``dpsgd`` when ``privacy.dpsgd.enabled`` (it
@@ -39,11 +40,14 @@ def transforms_for(spec: FederationSpec) -> list[TransformSpec]:
     from fedpilot.compression import compression_transforms
     from fedpilot.privacy import privacy_transforms
     from fedpilot.privacy.dpsgd import dpsgd_transforms
+    from fedpilot.secagg import secagg_transforms
     from fedpilot.strategy import build_strategy
 
     strategy = build_strategy(spec.strategy, base_dir=spec.base_dir)
     return [
         TransformSpec(name="sysmetrics"),
+        # Masking is the last thing before the wire; distributed DP noise goes on before it.
+        *secagg_transforms(spec),
         *compression_transforms(spec),
         *privacy_transforms(spec),
         *(TransformSpec(name=name, params=params) for name, params in strategy.transforms()),

@@ -1,0 +1,121 @@
+"""The cryptographic primitives of secure aggregation, all from maintained libraries.
+
+``cryptography``: X25519 key agreement, HKDF-SHA256, AES-256-GCM and the ChaCha20
+keystream that expands a 32-byte seed into mask words. pycryptodome: Shamir sharing over
+GF(2^128), whose secrets are 16 bytes, so a 32-byte secret key is shared as two 16-byte
+halves with the same share indices (a holder gets one share of each half). Nothing here
+does I/O or keeps state.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+from Crypto.Protocol.SecretSharing import Shamir
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+KEY_BYTES = 32
+SEED_BYTES = 16
+"""A self-mask seed: one Shamir secret (pycryptodome shares 16-byte secrets)."""
+_NONCE_BYTES = 12
+
+
+class DecryptionError(ValueError):
+    """A ciphertext was not made with this key and associated data (or was altered)."""
+
+
+def hkdf(material: bytes, info: bytes, length: int = KEY_BYTES) -> bytes:
+    """HKDF-SHA256 without salt: ``material`` is already a uniformly random secret."""
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=info).derive(material)
+
+
+def private_key(material: bytes) -> X25519PrivateKey:
+    """The X25519 key whose 32 private bytes are ``material`` (clamped by the library)."""
+    return X25519PrivateKey.from_private_bytes(material)
+
+
+def public_bytes(key: X25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes_raw()
+
+
+def agree(own: X25519PrivateKey, other_public: bytes, info: bytes) -> bytes:
+    """A 32-byte key both ends derive: HKDF of the X25519 shared secret, bound to ``info``
+    (protocol, round and both learners), so one agreement never serves two purposes."""
+    shared = own.exchange(X25519PublicKey.from_public_bytes(other_public))
+    return hkdf(shared, info)
+
+
+def encrypt(key: bytes, plaintext: bytes, associated: bytes) -> bytes:
+    """AES-256-GCM with a fresh random nonce, which the result starts with."""
+    nonce = os.urandom(_NONCE_BYTES)
+    return nonce + AESGCM(key).encrypt(nonce, plaintext, associated)
+
+
+def decrypt(key: bytes, ciphertext: bytes, associated: bytes) -> bytes:
+    """Raises:
+    DecryptionError: wrong key, wrong associated data or an altered ciphertext."""
+    nonce, body = ciphertext[:_NONCE_BYTES], ciphertext[_NONCE_BYTES:]
+    try:
+        return AESGCM(key).decrypt(nonce, body, associated)
+    except (InvalidTag, ValueError) as exc:
+        raise DecryptionError("share ciphertext failed authentication") from exc
+
+
+def mask_words(seed: bytes, count: int, bits: int) -> npt.NDArray[np.uint64]:
+    """``count`` words uniform in Z_{2^bits}: the ChaCha20 keystream of the 32-byte
+    ``seed`` (zero nonce: every seed is used for one mask only), read as uint64."""
+    if len(seed) != KEY_BYTES:
+        raise ValueError(f"a mask seed is {KEY_BYTES} bytes, got {len(seed)}")
+    stream = Cipher(algorithms.ChaCha20(seed, bytes(16)), mode=None).encryptor()
+    words = np.frombuffer(stream.update(bytes(8 * count)), dtype="<u8").astype(np.uint64)
+    if bits < 64:
+        words &= np.uint64((1 << bits) - 1)
+    return words
+
+
+Share = tuple[int, bytes]
+"""One Shamir share: its index (1-based) and 16 bytes per 16-byte block of the secret."""
+
+
+def split(secret: bytes, threshold: int, holders: int) -> list[Share]:
+    """``holders`` shares of ``secret`` (a multiple of 16 bytes); any ``threshold`` of them
+    rebuild it, fewer reveal nothing. Each block is shared on its own, same indices."""
+    if not secret or len(secret) % SEED_BYTES:
+        raise ValueError(f"a shared secret is a multiple of {SEED_BYTES} bytes, got {len(secret)}")
+    if not 1 <= threshold <= holders:
+        raise ValueError(f"need 1 <= threshold <= holders, got {threshold} of {holders}")
+    blocks = [secret[i : i + SEED_BYTES] for i in range(0, len(secret), SEED_BYTES)]
+    per_block = [_split_block(block, threshold, holders) for block in blocks]
+    return [
+        (index, b"".join(shares[i][1] for shares in per_block))
+        for i, index in enumerate(range(1, holders + 1))
+    ]
+
+
+def _split_block(block: bytes, threshold: int, holders: int) -> list[tuple[int, bytes]]:
+    if threshold == 1:  # pycryptodome needs k > 1; a 1-of-n share is the secret itself
+        return [(i, block) for i in range(1, holders + 1)]
+    return list(Shamir.split(threshold, holders, block, ssss=False))
+
+
+def combine(shares: Sequence[Share], threshold: int) -> bytes:
+    """The secret from at least ``threshold`` shares of it."""
+    if len(shares) < threshold:
+        raise ValueError(f"need {threshold} shares to rebuild a secret, got {len(shares)}")
+    chosen = sorted(shares)[:threshold]
+    size = len(chosen[0][1])
+    if threshold == 1:
+        return chosen[0][1]
+    blocks = [
+        Shamir.combine([(i, share[j : j + SEED_BYTES]) for i, share in chosen], ssss=False)
+        for j in range(0, size, SEED_BYTES)
+    ]
+    return b"".join(blocks)
