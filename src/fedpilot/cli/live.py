@@ -16,6 +16,7 @@ from rich.progress import (
 from rich.table import Table
 
 from fedpilot.orchestrator.events import Callback, PrivacyLoss, RoundSummary, RunInfo, RunResult
+from fedpilot.privacy.dpsgd import EPSILON as SAMPLE_EPSILON
 from fedpilot.types import LearnerId, Metrics, RoundContext
 
 
@@ -34,14 +35,24 @@ def round_line(
     metrics: Metrics,
     duration: float,
     status: str,
+    privacy: Metrics | None = None,
 ) -> str:
-    """One finished round, as the terminal shows it."""
+    """One finished round, as the terminal shows it (with DP-SGD's record-level ε so far)."""
     note = {"rolled_back": " [yellow]rolled back[/]", "failed": " [red]failed[/]"}.get(status, "")
+    sample = (privacy or {}).get(SAMPLE_EPSILON)
     return (
         f"round {round_:>3}/{total}  {accepted}/{participants} accepted"
         + (f" ({problems} rejected/failed)" if problems else "")
-        + f"  {format_metrics(metrics)}  {duration:.1f}s{note}"
+        + f"  {format_metrics(metrics)}  {duration:.1f}s"
+        + (f"  record-level ε={sample:.3g}" if sample is not None else "")
+        + note
     )
+
+
+def privacy_line(*, round_: int, epsilon: float, delta: float, target: float | None) -> str:
+    """The learner-level privacy budget spent after a round, as the terminal shows it."""
+    budget = f" of {target:g}" if target is not None else ""
+    return escape(f"privacy (round {round_}): ε={epsilon:.3g}{budget} at δ={delta:g}")
 
 
 def warning_line(*, round_: int, code: str, message: str) -> str:
@@ -102,6 +113,7 @@ class LiveView(Callback):
             metrics=summary.global_metrics,
             duration=summary.duration,
             status=summary.status,
+            privacy=summary.privacy,
         )
         if self._progress is not None and self._task_id is not None:
             self._progress.update(
@@ -112,10 +124,11 @@ class LiveView(Callback):
             self.console.print(line, soft_wrap=True)
 
     def on_privacy_spent(self, *, round: int, spent: PrivacyLoss) -> None:
-        budget = f" of {spent.target_epsilon:g}" if spent.target_epsilon is not None else ""
-        line = f"privacy (round {round}): ε={spent.epsilon:.3g}{budget} at δ={spent.delta:g}"
+        line = privacy_line(
+            round_=round, epsilon=spent.epsilon, delta=spent.delta, target=spent.target_epsilon
+        )
         console = self._progress.console if self._progress is not None else self.console
-        console.print(escape(line), soft_wrap=True)
+        console.print(line, soft_wrap=True)
 
     def on_warning(self, *, round: int, code: str, message: str) -> None:
         line = warning_line(round_=round, code=code, message=message)

@@ -117,7 +117,7 @@ class EventPrinter:
         self.spec = spec
 
     def print(self, event: dict[str, Any]) -> None:
-        from fedpilot.cli.live import format_metrics, round_line, warning_line
+        from fedpilot.cli.live import format_metrics, privacy_line, round_line, warning_line
 
         kind = event.get("event")
         if kind == EventType.RUN_STARTED:
@@ -154,6 +154,15 @@ class EventPrinter:
                 metrics=metrics,
                 duration=float(event.get("duration") or 0),
                 status=str(event.get("status")),
+                privacy=event.get("privacy") or {},
+            )
+            self.console.print(line, soft_wrap=True)
+        elif kind == EventType.PRIVACY_SPENT:
+            line = privacy_line(
+                round_=int(event.get("round") or 0),
+                epsilon=float(event.get("epsilon") or 0),
+                delta=float(event.get("delta") or 0),
+                target=event.get("target_epsilon"),
             )
             self.console.print(line, soft_wrap=True)
         elif kind == EventType.RUN_FINISHED:
