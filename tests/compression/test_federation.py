@@ -185,6 +185,10 @@ def test_the_flower_clientapp_sends_the_same_payload_and_state_as_the_direct_lea
     payload = weights_nbytes(direct.weights)
     assert direct.bytes_received == payload
     assert wire.bytes_received == payload + weights_nbytes(residual)
+    # Either way the learner reports what its state weighs, apart from the payload.
+    for reply in (wire, direct):
+        assert reply.metrics["sys.state_bytes_received"] == weights_nbytes(residual)
+        assert reply.metrics["sys.state_bytes_sent"] == weights_nbytes(residual)
     for a, b in zip(wire.weights, direct.weights, strict=True):
         np.testing.assert_array_equal(a, b)
     assert wire.state is not None and direct.state is not None

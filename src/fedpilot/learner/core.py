@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fedpilot.data._base import LearnerData
+from fedpilot.learner import sysmetrics
 from fedpilot.learner.data import DataSource, own_data
 from fedpilot.learner.protocol import SERVER_ROUND, settings_from_config
 from fedpilot.spec import FederationSpec
@@ -150,7 +151,8 @@ class TaskLearner:
         work = LocalWork(kind, weights, dataset, dict(config), dict(extras or {}))
         ctx = self._context(source, kind, config)
         out = run_chain(self.transforms, work, self._task_work, state=own, ctx=ctx)
-        return LearnerResult(out.weights, out.metrics, out.num_examples, out.extras, own)
+        metrics = {**out.metrics, **sysmetrics.state_bytes(state or {}, own)}
+        return LearnerResult(out.weights, metrics, out.num_examples, out.extras, own)
 
     def _task_work(self, work: LocalWork) -> LearnerOutput:
         """The innermost stage: the task itself."""

@@ -6,7 +6,7 @@ import resource
 import sys
 import time
 
-from fedpilot.types import Metrics, Weights, weights_nbytes
+from fedpilot.types import LearnerState, Metrics, Weights, weights_nbytes
 
 PREFIX = "sys."
 """Reply metrics under this prefix describe the machine, not the model."""
@@ -15,6 +15,20 @@ CPU_SECONDS = PREFIX + "cpu_seconds"
 PEAK_RSS_MB = PREFIX + "peak_rss_mb"
 BYTES_RECEIVED = PREFIX + "bytes_received"
 BYTES_SENT = PREFIX + "bytes_sent"
+STATE_BYTES_RECEIVED = PREFIX + "state_bytes_received"
+STATE_BYTES_SENT = PREFIX + "state_bytes_sent"
+"""The learner's own state (SCAFFOLD's c_i, an error-feedback residual) as it came with
+the work and goes back with the reply. The server holds it, so a Flower wire carries it
+beside the model and the update; reported apart, and only where a transform keeps one."""
+
+
+def state_bytes(received: LearnerState, sent: LearnerState) -> Metrics:
+    """:data:`STATE_BYTES_RECEIVED` and :data:`STATE_BYTES_SENT`, or nothing without state."""
+    before = sum(weights_nbytes(arrays) for arrays in received.values())
+    after = sum(weights_nbytes(arrays) for arrays in sent.values())
+    if not (before or after):
+        return {}
+    return {STATE_BYTES_RECEIVED: float(before), STATE_BYTES_SENT: float(after)}
 
 
 class Meter:
