@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,8 +112,15 @@ class Deployment:
         return self.server
 
     def start_learner(
-        self, name: str, partition: int, key: Path | None = None, *extra: str
+        self,
+        name: str,
+        partition: int,
+        key: Path | None = None,
+        *extra: str,
+        env: Mapping[str, str] | None = None,
     ) -> None:
+        """Start ``fedpilot learner`` for ``partition``; ``env``: what its environment
+        adds to this process's (a machine's own settings, e.g. its secrets)."""
         key = key or self.credentials.keys / f"{name}.key"
         log = (self.root / f"learner-{name}-{time.monotonic_ns()}.log").open("w")
         self.learners[name] = subprocess.Popen(
@@ -137,6 +144,7 @@ class Deployment:
             stdout=subprocess.DEVNULL,
             stderr=log,
             text=True,
+            env={**os.environ, **(env or {})},
             # Its own process group: killing the learner kills its SuperNode and zygote.
             start_new_session=True,
         )

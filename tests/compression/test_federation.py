@@ -5,6 +5,8 @@ resumed bit for bit), the pool and the in-process fleet agree, and a bad section
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +16,15 @@ import pytest
 from clitools import EXAMPLES, SMALL_DIGITS, fedpilot
 from federations import StopAfter, digits_spec
 from fedpilot.compression import Compression
+from fedpilot.fleet import Fleet, LocalFleet
 from fedpilot.fleet._messages import LearnerJob, run_learner
+from fedpilot.fleet.simulation._wrapper import FleetWrapper
 from fedpilot.launch import load_run_spec, run_federation
 from fedpilot.learner import make_clientapp
 from fedpilot.learner.core import TaskLearner
 from fedpilot.orchestrator import load_checkpoint
 from fedpilot.spec import FederationSpec
-from fedpilot.types import Instruction, RoundContext, weights_nbytes
+from fedpilot.types import Instruction, LearnerId, Reply, RoundContext, weights_nbytes
 
 RESIDUAL = "compression/residual"
 
@@ -197,3 +201,36 @@ def test_the_flower_clientapp_sends_the_same_payload_and_state_as_the_direct_lea
     ctx = RoundContext(run_id="r", round=2, total_rounds=4, seed=7)
     decoded = Compression("topk", fraction=0.05).on_reply(wire, reference=model, ctx=ctx)
     assert [w.shape for w in decoded.weights] == [w.shape for w in model]
+
+
+class Uncompressed(FleetWrapper):
+    """The real fleet, but learner ``who`` answers training with the float32 model it was
+    sent, as a learner that does not speak the codec would."""
+
+    def __init__(self, inner: Fleet, who: LearnerId) -> None:
+        super().__init__(inner)
+        self.who = who
+
+    def dispatch(
+        self, instructions: Mapping[LearnerId, Instruction], *, deadline: float
+    ) -> Iterator[Reply]:
+        for reply in self.inner.dispatch(instructions, deadline=deadline):
+            if reply.learner == self.who and reply.kind == "train" and reply.ok:
+                sent = instructions[reply.learner].weights
+                reply = replace(reply, weights=[np.asarray(w, np.float32) for w in sent])
+            yield reply
+
+
+def test_an_undecodable_update_is_refused_once_and_never_folded(tmp_path: Path) -> None:
+    # A plausible float32 model where fp16 deltas were due: the validator alone would
+    # take it, so the refusal must end the reply's way.
+    spec = digits_spec(
+        tmp_path, "c", compression={"codec": "fp16"}, rounds=1, sampling={"fraction": 1.0}
+    )
+    result = run_federation(spec, fleet=Uncompressed(LocalFleet(spec), "0"))
+    assert result.status == "completed"
+    (rejected,) = events(spec, "UpdateRejected")
+    assert rejected["learner"] == "0" and "undecodable update" in rejected["reason"]
+    assert "0" not in {e["learner"] for e in events(spec, "UpdateAccepted")}
+    (end,) = events(spec, "RoundCompleted")
+    assert "0" not in end["accepted"] and len(end["accepted"]) == 5

@@ -324,6 +324,7 @@ class Round:
             tally.reject(reply, reason)
             verdict = UpdateVerdict(False, reason, metrics=reply.metrics, duration=reply.duration)
             self.events.on_update(ctx=ctx, learner=reply.learner, verdict=verdict)
+            return
         if self._sealer is not None:
             self._take_sealed(ctx, reply, reference, tally)
             return
