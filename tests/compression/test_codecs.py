@@ -132,3 +132,11 @@ def test_the_server_half_decodes_the_model_plus_delta_and_refuses_a_bad_reply() 
     bad = Reply("a", "train", weights=[np.full(4, 0.5, np.float32)], num_examples=3)
     with pytest.raises(ValueError, match="expected float16"):
         transform.on_reply(bad, reference=reference, ctx=ctx)
+
+
+@pytest.mark.parametrize("value", [0.98, -3.7e3, 1e-20, 0.0])
+def test_int8_round_trips_a_constant_tensor_exactly(value: float) -> None:
+    x = np.full((3, 2), value, np.float32)
+    codec = Int8()
+    y = codec.decode(codec.encode(x, rng=rng()), shape=x.shape)
+    np.testing.assert_array_equal(y, x)

@@ -79,7 +79,10 @@ class Int8(Codec):
         hi = float(x.max()) if x.size else 0.0
         scale = (hi - lo) / 255.0
         if scale == 0.0 or not math.isfinite(scale):
-            scale = 1.0  # constant (or empty) tensor: every q is the lowest level
+            # A constant (or empty) tensor: every q is the lowest level. A scale of |lo|
+            # keeps the zero point a small integer, exact in float32 (with 1.0 it would be
+            # -128 - lo, rounded to float32's step at that size).
+            scale = abs(lo) if lo != 0.0 and math.isfinite(lo) else 1.0
         levels = (x - lo) / scale
         floor = np.floor(levels)
         up = rng.random(x.shape) < (levels - floor)  # round up with the fractional part
