@@ -38,6 +38,9 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/selection.py
 	$(BIN)/python benchmarks/strategies.py
 	$(BIN)/python benchmarks/deploy_round_overhead.py
+	$(BIN)/python benchmarks/compression.py --mnist1d-rounds 60 --digits-rounds 40
+	$(BIN)/python benchmarks/secagg.py
+	$(BIN)/python benchmarks/dp_utility.py
 
 clean:
 	rm -rf $(VENV) fedpilot-runs .pytest_cache .mypy_cache .ruff_cache
