@@ -18,6 +18,8 @@ from pathlib import Path
 from fedpilot.secagg.crypto import KEY_BYTES, hkdf
 
 ENV = "FEDPILOT_SECAGG_SECRET"
+_READ: dict[Path, bytes] = {}
+"""Key files already read, by path."""
 
 
 def machine_secret() -> bytes:
@@ -30,6 +32,8 @@ def machine_secret() -> bytes:
     path = (
         Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fedpilot" / "secagg.key"
     )
+    if path in _READ:  # read once a process: every key of every exchange derives from it
+        return _READ[path]
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():  # written aside, then linked: no reader sees half a key
         tmp = path.with_name(f"{path.name}.{os.getpid()}")
@@ -45,6 +49,7 @@ def machine_secret() -> bytes:
     secret = path.read_bytes()
     if len(secret) != KEY_BYTES:
         raise OSError(f"{path} is not a {KEY_BYTES}-byte key")
+    _READ[path] = secret
     return secret
 
 
