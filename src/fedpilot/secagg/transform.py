@@ -2,8 +2,8 @@
 
 Per round: ``query.secagg_keys`` (each learner advertises two X25519 public keys) →
 ``query.secagg_shares`` (over a sparse neighbour graph, each learner Shamir-shares its
-self-mask seed and the seed of its mask key, encrypted for each neighbour; the server
-only routes the ciphertexts) → training (the reply carries only the quantized update plus a self mask
+self-mask seed and its mask-key seed, encrypted for each neighbour; the server only routes
+the ciphertexts) → training (the reply carries only the quantized update plus a self mask
 and pairwise masks, mod 2^bits) → ``query.secagg_unmask`` (each learner still there hands
 the shares it holds: of dropped learners' mask keys, of survivors' self-mask seeds). The
 server sums the masked vectors in the ring, removes the self masks and the pairwise masks
