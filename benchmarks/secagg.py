@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -49,7 +49,7 @@ from fedpilot.orchestrator.events import Callback, RoundSummary
 from fedpilot.secagg.transform import SecureAggregation
 from fedpilot.spec import validate_spec
 from fedpilot.transforms import Exchange, LearnerContext, LearnerOutput, LocalWork
-from fedpilot.types import Instruction, LearnerId, Reply, RoundContext
+from fedpilot.types import Instruction, LearnerId, Reply, RoundContext, Weights
 
 LEARNERS = 100
 WORKLOADS: dict[str, dict[str, Any]] = {
@@ -249,7 +249,8 @@ def protocol_only(params: int, dropout: float, seed: int) -> dict[str, float]:
     in-process fleet runs learners one after another."""
     rng = np.random.default_rng(seed)
     ids = [f"{i:03d}" for i in range(LEARNERS)]
-    model = [rng.standard_normal(params).astype(np.float32)]
+    start = rng.standard_normal(params).astype(np.float32)
+    model: Weights = [start]
     updates = {u: rng.uniform(-0.05, 0.05, params).astype(np.float32) for u in ids}
     dropped = set(rng.choice(ids, size=round(dropout * LEARNERS), replace=False).tolist())
     survivors = [u for u in ids if u not in dropped]
@@ -258,7 +259,7 @@ def protocol_only(params: int, dropout: float, seed: int) -> dict[str, float]:
     started = time.perf_counter()
     total = np.zeros(params, np.float64)
     for u in survivors:
-        total += model[0] + updates[u]
+        total += start + updates[u]
     plain_s = time.perf_counter() - started
 
     server, learner = SecureAggregation(clip=0.05), SecureAggregation(clip=0.05)
@@ -280,12 +281,12 @@ def protocol_only(params: int, dropout: float, seed: int) -> dict[str, float]:
     for i, u in enumerate(survivors):  # the dropped learners never upload
         extras = server.train_extras(learner=u, weights=model, ctx=ctx)
         work = LocalWork("train", model, None, {"seed": i}, extras)
-        out = learner.on_learner(
-            work,
-            lambda w, u=u: LearnerOutput([w.weights[0] + updates[u]], {}, 1),
-            state={},
-            ctx=lctx(u, "train"),
-        )
+
+        def train(w: LocalWork, u: str = u) -> LearnerOutput:
+            del w  # a synthetic update, not trained
+            return LearnerOutput([start + updates[u]], {}, 1)
+
+        out = learner.on_learner(work, train, state={}, ctx=lctx(u, "train"))
         assert server.take_sealed(u, out.extras, size=params) is None
     exchange(unmask, survivors)
     server.sealed_aggregate(reference=model, ctx=ctx)
