@@ -1,200 +1,453 @@
 """Secure aggregation cost: 100 learners × 100k parameters, 10% dropping, plain vs SecAgg+.
 
-The protocol runs without training: each learner's update is synthetic (uniform in the
-clip range), and both halves of ``SecureAggregation`` run in this process through the
-same calls the round and the learner make (phases' requests and takes, ``on_query``,
-``on_learner``, ``take_sealed``, ``sealed_aggregate``). 10% of the learners drop after
-sharing their keys and before their masked upload, so the server rebuilds their mask keys
-and removes their pairwise masks (the costly recovery path).
+Whole federated rounds over the LocalFleet (in-process: the 100 learners train one after
+another on this machine), all 100 learners selected every round, on two real tasks sized
+to about 100k parameters: ``digits-mlp`` (hidden 1333: 99,985 parameters; the compression
+benchmark's digits settings, 2 local epochs) and ``mnist1d-cnn`` (166 channels: 100,440;
+its MNIST-1D settings, 3 local epochs). A secure round is select → ``query.secagg_keys`` →
+``query.secagg_shares`` → local training and the masked upload → ``query.secagg_unmask`` →
+unmask and aggregate; a plain round is select → training and upload → FedAvg (uniform
+weights, as secure aggregation's mean). 10% of the learners lose their connection at one
+exchange, in both runs: at ``unmask`` (after uploading their masked update: the server
+rebuilds their self masks from their neighbours' shares) or at ``train`` (after sharing,
+before uploading: the server also rebuilds their mask keys and removes their pairwise
+masks). Central evaluation is off (it is no part of either round). Plain and secure runs of
+the same spec and seed alternate in one process; each run's first round (warm-up) is left
+out (and a pair of runs per task before any is measured), and a repeat's ratio is the
+median secure round over the median plain round.
 
-What is measured: bytes each learner uploads over the whole round (every reply's arrays)
-against a plain float32 upload; the learner side's time per exchange (learners run in
-parallel, so a round waits for the slowest: the max over learners per exchange); the
-server's time (phases, ring sum, unmasking); plain aggregation's time (the float mean of
-the same updates). Round time without training is the aggregation path alone: its ratio
-is an upper bound of the real one, whose local training adds the same time to both.
+Bytes uploaded per learner are what the fleet counts for every reply a learner sends in a
+round (public keys, encrypted shares, the masked vector, unmasking shares; the plain
+float32 update), the largest over the learners that answered every exchange.
+
+Run: ``python benchmarks/secagg.py [--repeats 3] [--rounds 4]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import Check, Table, write_results
-from fedpilot.secagg.transform import MASKED, SecureAggregation
+from _runs import merged
+from fedpilot.fleet import Fleet, LocalFleet
+from fedpilot.fleet.simulation._wrapper import FleetWrapper, failed
+from fedpilot.launch import run_federation
+from fedpilot.orchestrator.events import Callback, RoundSummary
+from fedpilot.secagg.transform import SecureAggregation
+from fedpilot.spec import validate_spec
 from fedpilot.transforms import Exchange, LearnerContext, LearnerOutput, LocalWork
-from fedpilot.types import RoundContext
+from fedpilot.types import Instruction, LearnerId, Reply, RoundContext, Weights
 
-CLIP = 0.05
+LEARNERS = 100
+WORKLOADS: dict[str, dict[str, Any]] = {
+    "digits-mlp": {
+        "task": {"name": "digits-mlp", "params": {"hidden": 1333}},
+        "local": {
+            "epochs": 2, "batch_size": 16, "optimizer": "sgd", "lr": 0.05, "momentum": 0.9
+        },
+    },
+    "mnist1d-cnn": {
+        "task": {"name": "mnist1d-cnn", "params": {"channels": 166}},
+        "local": {
+            "epochs": 3, "batch_size": 16, "optimizer": "sgd", "lr": 0.02, "momentum": 0.9
+        },
+    },
+}  # fmt: skip
+DROP_AT = {"unmask": "query.secagg_unmask", "train": "train"}
+"""Where the dropping learners lose their connection."""
+SECURE = {"secure_aggregation": {"clip": 1.0}}
+PLAIN = {"validation": {"max_norm_ratio": None, "max_examples_ratio": None}}
+"""Plain FedAvg without the cohort checks secure aggregation skips (they cannot see updates)."""
 
 
-def nbytes(arrays: dict[str, Any]) -> int:
-    return sum(int(np.asarray(a).nbytes) for values in arrays.values() for a in values)
+class Wire(FleetWrapper):
+    """The real fleet; the learners in ``lost`` lose their connection at the ``at``
+    exchange. Counts the bytes each learner uploads, per round."""
+
+    def __init__(self, inner: Fleet, lost: frozenset[str], at: str) -> None:
+        super().__init__(inner)
+        self.lost, self.at = lost, at
+        self.uploaded: list[dict[LearnerId, int]] = []
+        self.exchanges: list[dict[LearnerId, set[str]]] = []
+        self.busy: list[dict[str, list[float]]] = []
+        """Per round, per exchange: each learner's time on it."""
+
+    def new_round(self) -> None:
+        self.uploaded.append(defaultdict(int))
+        self.exchanges.append(defaultdict(set))
+        self.busy.append(defaultdict(list))
+
+    def dispatch(
+        self, instructions: Mapping[LearnerId, Instruction], *, deadline: float
+    ) -> Iterator[Reply]:
+        sent = {k: v for k, v in instructions.items() if not (v.kind == self.at and k in self.lost)}
+        for learner in sorted(set(instructions) - set(sent)):
+            yield failed(learner, instructions[learner], "connection lost")
+        for reply in self.inner.dispatch(sent, deadline=deadline):
+            if reply.ok:
+                self.uploaded[-1][reply.learner] += reply.bytes_received
+                self.exchanges[-1][reply.learner].add(reply.kind)
+                self.busy[-1][reply.kind].append(reply.duration)
+            yield reply
 
 
-def run(learners: int, params: int, dropout: float, seed: int) -> dict[str, Any]:
+class Rounds(Callback):
+    """Each round's duration as the round measures it (selection to aggregate), and this
+    process's CPU time over it (the learners run in it too)."""
+
+    def __init__(self, wire: Wire) -> None:
+        self.wire = wire
+        self.seconds: list[float] = []
+        self.cpu: list[float] = []
+        self.statuses: list[str] = []
+        self.accepted: list[int] = []
+        self._cpu = 0.0
+
+    def on_round_start(self, *, ctx: RoundContext, participants: tuple[LearnerId, ...]) -> None:
+        self.wire.new_round()
+        self._cpu = time.process_time()
+
+    def on_round_end(self, *, ctx: RoundContext, summary: RoundSummary) -> None:
+        self.cpu.append(time.process_time() - self._cpu)
+        self.seconds.append(summary.duration)
+        self.statuses.append(summary.status)
+        self.accepted.append(len(summary.accepted))
+
+
+def federation(workload: str, *, rounds: int, seed: int, secure: bool) -> dict[str, Any]:
+    return merged(
+        {
+            "name": f"secagg-{workload}",
+            "seed": seed,
+            "rounds": rounds,
+            "data": {"num_learners": LEARNERS, "partition": "iid"},
+            "sampling": {"fraction": 1.0, "min_learners": 1},
+            "weighting": {"scheme": "uniform"},
+            "evaluation": {"central_every": 0, "federated_every": 0},
+            "guard": {"enabled": False},
+            "tracking": {"enabled": False},
+            **WORKLOADS[workload],
+        },
+        SECURE if secure else PLAIN,
+    )
+
+
+def run_once(raw: dict[str, Any], lost: frozenset[str], at: str) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="fedpilot-bench-") as out:
+        spec = validate_spec(merged(raw, {"output_dir": out}))
+        wire = Wire(LocalFleet(spec, workers=0), lost, at)
+        rounds = Rounds(wire)
+        result = run_federation(spec, fleet=wire, callbacks=[rounds], default_tracking=False)
+    uploads = LEARNERS - len(lost) if at == "train" else LEARNERS
+    if result.status != "completed" or set(rounds.statuses) != {"completed"}:
+        raise RuntimeError(f"{raw['name']}: run {result.status}, rounds {rounds.statuses}")
+    if set(rounds.accepted) != {uploads}:
+        raise RuntimeError(f"{raw['name']}: {rounds.accepted} updates a round, not {uploads}")
+    kinds = set().union(*(k for r in wire.exchanges for k in r.values()))
+    full = [  # learners that answered every exchange of their round
+        n for r, e in zip(wire.uploaded, wire.exchanges, strict=True) for u, n in r.items()
+        if e[u] == kinds
+    ]  # fmt: skip
+    weights = np.concatenate([np.asarray(w, np.float64).ravel() for w in result.weights])
+    # Learners in parallel: the round without its learners' time, plus the slowest
+    # learner of each exchange (a model of a deployment, not a measurement of one).
+    parallel = [
+        s - sum(map(sum, busy.values())) + sum(map(max, busy.values()))
+        for s, busy in zip(rounds.seconds, wire.busy, strict=True)
+    ]
+    return {
+        "round_s": rounds.seconds,
+        "cpu_s": rounds.cpu,
+        "parallel_s": parallel,
+        "bytes_max": max(full),
+        "bytes_mean": float(np.mean(full)),
+        "exchanges": sorted(kinds),
+        "params": int(weights.size),
+        "weights": weights,
+    }
+
+
+def compare(workload: str, drop: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Plain and secure runs of one workload, alternating, ``args.repeats`` times."""
+    ids = [str(i) for i in range(LEARNERS)]
+    picked = np.random.default_rng(args.seed).choice(ids, round(args.dropout * LEARNERS), False)
+    lost = frozenset(picked.tolist())
+    runs: dict[str, list[dict[str, Any]]] = {"plain": [], "secure": []}
+    for repeat in range(args.repeats):
+        order = ["plain", "secure"] if repeat % 2 == 0 else ["secure", "plain"]
+        for kind in order:
+            raw = federation(workload, rounds=args.rounds, seed=args.seed, secure=kind == "secure")
+            started = time.perf_counter()
+            runs[kind].append(run_once(raw, lost, DROP_AT[drop]))
+            seconds = runs[kind][-1]["round_s"]
+            print(
+                f"{workload} drop@{drop} #{repeat} {kind:>6}: rounds "
+                + " ".join(f"{s:.3f}" for s in seconds)
+                + f" s ({time.perf_counter() - started:.0f} s)",
+                flush=True,
+            )
+    plain_s = [s for r in runs["plain"] for s in r["round_s"][1:]]
+    secure_s = [s for r in runs["secure"] for s in r["round_s"][1:]]
+    ratios = [
+        statistics.median(s["round_s"][1:]) / statistics.median(p["round_s"][1:])
+        for p, s in zip(runs["plain"], runs["secure"], strict=True)
+    ]
+    parallel = [
+        statistics.median(s["parallel_s"][1:]) / statistics.median(p["parallel_s"][1:])
+        for p, s in zip(runs["plain"], runs["secure"], strict=True)
+    ]
+    plain, secure = runs["plain"][0], runs["secure"][0]
+    return {
+        "workload": workload,
+        "drop_at": drop,
+        "lost": sorted(lost, key=int),
+        "params": plain["params"],
+        "plain_round_s": plain_s,
+        "secure_round_s": secure_s,
+        "plain_median_s": statistics.median(plain_s),
+        "secure_median_s": statistics.median(secure_s),
+        "ratio_per_repeat": ratios,
+        "ratio_median": statistics.median(ratios),
+        "cpu_ratio_median": statistics.median(
+            statistics.median(s["cpu_s"][1:]) / statistics.median(p["cpu_s"][1:])
+            for p, s in zip(runs["plain"], runs["secure"], strict=True)
+        ),
+        "parallel_plain_median_s": statistics.median(
+            s for r in runs["plain"] for s in r["parallel_s"][1:]
+        ),
+        "parallel_secure_median_s": statistics.median(
+            s for r in runs["secure"] for s in r["parallel_s"][1:]
+        ),
+        "parallel_ratio_per_repeat": parallel,
+        "parallel_ratio_median": statistics.median(parallel),
+        "plain_bytes_max": plain["bytes_max"],
+        "secure_bytes_max": secure["bytes_max"],
+        "secure_bytes_mean": secure["bytes_mean"],
+        "secure_exchanges": secure["exchanges"],
+        # Same seed, same learners' training: the models differ by quantization only.
+        "max_abs_model_diff": float(np.max(np.abs(secure["weights"] - plain["weights"]))),
+    }
+
+
+def protocol_only(params: int, dropout: float, seed: int) -> dict[str, float]:
+    """The aggregation path alone, no training: both halves of ``SecureAggregation`` in
+    this process through the calls the round and the learner make, on synthetic updates;
+    plain is the float mean of the same updates. Learner times are summed, as the
+    in-process fleet runs learners one after another."""
     rng = np.random.default_rng(seed)
-    ids = [f"{i:03d}" for i in range(learners)]
-    model = [rng.standard_normal(params).astype(np.float32)]
-    updates = {u: rng.uniform(-CLIP, CLIP, params).astype(np.float32) for u in ids}
-    dropped = set(rng.choice(ids, size=round(dropout * learners), replace=False).tolist())
-    ctx = RoundContext(run_id="bench", round=1, total_rounds=1, seed=seed, num_learners=learners)
-
-    # -- plain: the float mean of the survivors' updates
+    ids = [f"{i:03d}" for i in range(LEARNERS)]
+    start = rng.standard_normal(params).astype(np.float32)
+    model: Weights = [start]
+    updates = {u: rng.uniform(-0.05, 0.05, params).astype(np.float32) for u in ids}
+    dropped = set(rng.choice(ids, size=round(dropout * LEARNERS), replace=False).tolist())
     survivors = [u for u in ids if u not in dropped]
+    ctx = RoundContext(run_id="bench", round=1, total_rounds=1, seed=seed, num_learners=LEARNERS)
+
     started = time.perf_counter()
     total = np.zeros(params, np.float64)
     for u in survivors:
-        total += model[0] + updates[u]
-    plain_mean = total / len(survivors)
-    plain_server_s = time.perf_counter() - started
+        total += start + updates[u]
+    plain_s = time.perf_counter() - started
 
-    server, learner = SecureAggregation(clip=CLIP), SecureAggregation(clip=CLIP)
-    uploaded = dict.fromkeys(ids, 0)
-    learner_s: dict[str, list[float]] = {}
-    server_s = 0.0
+    server, learner = SecureAggregation(clip=0.05), SecureAggregation(clip=0.05)
+    started = time.perf_counter()
 
     def lctx(u: str, kind: str) -> LearnerContext:
         return LearnerContext(learner=u, round=1, kind=kind, config={})
 
-    def exchange(phase: Any, cohort: Sequence[str], answering: set[str]) -> None:
-        nonlocal server_s
-        t = time.perf_counter()
-        requests = phase.requests(cohort=cohort, ctx=ctx)
-        server_s += time.perf_counter() - t
-        times = learner_s.setdefault(phase.kind, [])
-        for u, request in requests.items():
-            if u not in answering:
-                continue
-            t = time.perf_counter()
-            reply = learner.on_query(
-                phase.kind.split(".", 1)[1],
-                Exchange(arrays=dict(request.arrays), config=dict(request.config)),
-                state={},
-                ctx=lctx(u, phase.kind),
-            )
-            times.append(time.perf_counter() - t)
-            uploaded[u] += nbytes(reply.arrays)
-            t = time.perf_counter()
+    def exchange(phase: Any, cohort: Sequence[str]) -> None:
+        for u, request in phase.requests(cohort=cohort, ctx=ctx).items():
+            ask = Exchange(arrays=dict(request.arrays), config=dict(request.config))
+            action = phase.kind.split(".", 1)[1]
+            reply = learner.on_query(action, ask, state={}, ctx=lctx(u, phase.kind))
             assert phase.take(u, reply, ctx=ctx) is None
-            server_s += time.perf_counter() - t
 
     keys, shares, unmask = server.phases(ctx=ctx)
-    exchange(keys, ids, set(ids))
-    exchange(shares, ids, set(ids))
-    times = learner_s.setdefault("train", [])
-    for i, u in enumerate(survivors):
+    exchange(keys, ids)
+    exchange(shares, ids)
+    for i, u in enumerate(survivors):  # the dropped learners never upload
         extras = server.train_extras(learner=u, weights=model, ctx=ctx)
         work = LocalWork("train", model, None, {"seed": i}, extras)
-        t = time.perf_counter()
-        out = learner.on_learner(
-            work,
-            lambda w, u=u: LearnerOutput([w.weights[0] + updates[u]], {}, 1),
-            state={},
-            ctx=lctx(u, "train"),
-        )
-        times.append(time.perf_counter() - t)
-        uploaded[u] += nbytes(out.extras)
-        t = time.perf_counter()
-        assert server.take_sealed(u, out.extras, size=params) is None
-        server_s += time.perf_counter() - t
-    exchange(unmask, survivors, set(survivors))
-    t = time.perf_counter()
-    secure = server.sealed_aggregate(reference=model, ctx=ctx)
-    server_s += time.perf_counter() - t
 
-    error = float(np.max(np.abs(secure[0].astype(np.float64) - plain_mean)))
-    learner_round_s = sum(max(v) for v in learner_s.values())
-    plain_bytes = 4 * params
-    per_learner = [uploaded[u] for u in survivors]
-    return {
-        "learners": learners,
-        "params": params,
-        "dropped": len(dropped),
-        "max_abs_error": error,
-        "plain_server_s": plain_server_s,
-        "secure_server_s": server_s,
-        "secure_learner_max_s": {k: max(v) for k, v in learner_s.items()},
-        "secure_learner_median_s": {k: float(np.median(v)) for k, v in learner_s.items()},
-        "secure_round_s": learner_round_s + server_s,
-        "plain_round_s": plain_server_s,
-        "plain_bytes_per_learner": plain_bytes,
-        "secure_bytes_per_learner_max": max(per_learner),
-        "secure_bytes_per_learner_mean": float(np.mean(per_learner)),
-        "masked_update_bytes": int(np.asarray(out.extras[MASKED][0]).nbytes),
-    }
+        def train(w: LocalWork, u: str = u) -> LearnerOutput:
+            del w  # a synthetic update, not trained
+            return LearnerOutput([start + updates[u]], {}, 1)
+
+        out = learner.on_learner(work, train, state={}, ctx=lctx(u, "train"))
+        assert server.take_sealed(u, out.extras, size=params) is None
+    exchange(unmask, survivors)
+    server.sealed_aggregate(reference=model, ctx=ctx)
+    secure_s = time.perf_counter() - started
+    return {"plain_s": plain_s, "secure_s": secure_s, "ratio": secure_s / plain_s}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--learners", type=int, default=100)
-    parser.add_argument("--params", type=int, default=100_000)
+    with threadpool_limits(limits=1):
+        return measure(argv)
+
+
+def measure(argv: Sequence[str] | None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=4, help="per run; the first is warm-up")
     parser.add_argument("--dropout", type=float, default=0.1)
+    parser.add_argument("--workloads", nargs="+", choices=sorted(WORKLOADS), default=[*WORKLOADS])
+    parser.add_argument("--drop-at", nargs="+", choices=sorted(DROP_AT), default=[*DROP_AT])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default="secagg")
     args = parser.parse_args(argv)
-    r = run(args.learners, args.params, args.dropout, args.seed)
-    bytes_ratio = r["secure_bytes_per_learner_max"] / r["plain_bytes_per_learner"]
-    time_ratio = r["secure_round_s"] / r["plain_round_s"]
-    step = 2 * CLIP / ((2**32 - 1) // args.learners)
+    if args.rounds < 2:
+        parser.error("--rounds must be at least 2 (the first round is warm-up)")
+
+    results = []
+    for workload in args.workloads:  # one BLAS thread: see the notes
+        for secure in (False, True):  # warm-up (imports, first torch calls): not measured
+            run_once(federation(workload, rounds=2, seed=args.seed, secure=secure), frozenset(), "")
+        results += [compare(workload, drop, args) for drop in args.drop_at]
+    protocol = protocol_only(100_000, args.dropout, args.seed)
+
     table = Table(
-        "Aggregation path, one round",
-        ["", "plain", "SecAgg+"],
+        "Whole rounds, plain vs SecAgg+ (same process, same seed)",
         [
-            [
-                "bytes uploaded per learner (max)",
-                r["plain_bytes_per_learner"],
-                r["secure_bytes_per_learner_max"],
-            ],
-            ["server time (s)", r["plain_server_s"], r["secure_server_s"]],
-            [
-                "slowest learner, summed over exchanges (s)",
-                0.0,
-                r["secure_round_s"] - r["secure_server_s"],
-            ],
-            ["round time without training (s)", r["plain_round_s"], r["secure_round_s"]],
+            "task (params)",
+            "10% lost at",
+            "plain round s (median)",
+            "secure round s (median)",
+            "secure / plain (median of repeats)",
+            "per repeat",
+            "secure / plain, process CPU time",
+            "secure − plain s",
+            "bytes up per learner, plain",
+            "bytes up per learner, secure (max)",
+            "secure / plain bytes",
+            "max |secure − plain| model",
         ],
     )
-    checks = [
-        Check("bytes uploaded per learner, secure / plain", bytes_ratio, 1.5, "<=", "×"),
+    parallel = Table(
+        "Learners in parallel (a model: the measured round without its learners' time, "
+        "plus each exchange's slowest learner)",
+        ["task", "10% lost at", "plain s", "secure s", "secure / plain", "per repeat"],
+    )
+    checks: list[Check] = []
+    for r in results:
+        parallel.rows.append(
+            [
+                r["workload"],
+                r["drop_at"],
+                r["parallel_plain_median_s"],
+                r["parallel_secure_median_s"],
+                r["parallel_ratio_median"],
+                " ".join(f"{x:.2f}" for x in r["parallel_ratio_per_repeat"]),
+            ]
+        )
+        label = f"{r['workload']}, 10% lost at {r['drop_at']}"
+        bytes_ratio = r["secure_bytes_max"] / r["plain_bytes_max"]
+        table.rows.append(
+            [
+                f"{r['workload']} ({r['params']:,})",
+                r["drop_at"],
+                r["plain_median_s"],
+                r["secure_median_s"],
+                r["ratio_median"],
+                " ".join(f"{x:.2f}" for x in r["ratio_per_repeat"]),
+                r["cpu_ratio_median"],
+                r["secure_median_s"] - r["plain_median_s"],
+                r["plain_bytes_max"],
+                r["secure_bytes_max"],
+                bytes_ratio,
+                r["max_abs_model_diff"],
+            ]
+        )
+        spread = f"repeats {min(r['ratio_per_repeat']):.2f}–{max(r['ratio_per_repeat']):.2f}"
+        checks.append(Check(f"{label}: round time, secure / plain", r["ratio_median"], 2.0,
+                            "<=", "×", note=spread))  # fmt: skip
+        checks.append(Check(f"{label}: bytes uploaded per learner, secure / plain",
+                            bytes_ratio, 1.5, "<=", "×"))  # fmt: skip
+        checks.append(
+            Check(
+                f"{label}: round time with learners in parallel (model), secure / plain",
+                r["parallel_ratio_median"],
+                2.0,
+                "<=",
+                "×",
+                note="informational: measured round minus learners' time plus each "
+                "exchange's slowest learner",
+                required=False,
+            )
+        )
+    checks.append(
         Check(
-            "round time without training, secure / plain",
-            time_ratio,
+            "aggregation path only (no training), secure / plain",
+            protocol["ratio"],
             2.0,
             "<=",
             "×",
-            note="aggregation path only: plain has no crypto and no training here",
-        ),
-        Check(
-            "max |secure − plain| of the new model",
-            r["max_abs_error"],
-            args.learners * step + 1e-6,
-            "<=",
-            note="quantization steps plus float32 rounding of the model",
-        ),
-    ]
+            note="informational: not the target (plain's path is one float sum, no training)",
+            required=False,
+        )
+    )
     notes = [
-        f"{r['dropped']} of {r['learners']} learners dropped after sharing, before upload.",
-        f"secure aggregation adds {r['secure_round_s'] - r['plain_round_s']:.3g} s to a round: "
-        "a real round stays within 2× plain whenever its plain round (training included) "
-        "takes at least that long.",
-        f"per-exchange learner time, max: {r['secure_learner_max_s']}",
-        f"per-exchange learner time, median: {r['secure_learner_median_s']}",
+        "One BLAS thread (threadpoolctl), as the aggregators benchmark: with OpenBLAS's "
+        "default of one thread a core, plain FedAvg's fold (a daxpy per array) took 1–4 ms "
+        "a call instead of ~0.03 ms whenever the other core was busy, which made plain "
+        "rounds up to 10× slower and the secure / plain ratio look better than it is.",
+        "Process CPU time over the round (the learners run in this process) is shown beside "
+        "the wall-clock ratio: the machine is shared, and CPU time is less disturbed by "
+        "other processes.",
+        f"Round time is the round's own measure (selection to aggregate), {args.rounds - 1} "
+        f"rounds a run after a warm-up round, {args.repeats} repeats of plain and secure "
+        "alternating in one process; medians and the per-repeat ratios are shown.",
+        "The LocalFleet runs the learners one after another in this process, so a round "
+        "sums every learner's work: training and, under secure aggregation, each learner's "
+        "key agreement, Shamir sharing and 15 ChaCha20 mask expansions. On real machines "
+        "the learners work in parallel and the server's share (Shamir reconstruction of "
+        "every survivor's self-mask seed, about 4 ms each with pycryptodome) weighs more.",
+        "Where the secure overhead goes (cProfile of digits-mlp secure rounds, 10% lost at "
+        "train): pycryptodome's Shamir sharing is about half of it (its GF(2^128) arithmetic "
+        "is pure Python: ~3.5 ms to rebuild each of the ~100 secrets the server needs a "
+        "round, ~1 ms for each of a learner's two splits), X25519 agreements about 10% (~42 "
+        "a learner a round), ChaCha20 mask expansion about 10% (15 a learner, 400 kB each).",
+        f"Aggregation path without training (one round, learners' and server's time summed): "
+        f"plain {protocol['plain_s']:.4f} s, secure {protocol['secure_s']:.3f} s.",
+        "Bytes: SecAgg+ adds two 32-byte public keys, one ~150-byte AES-GCM ciphertext per "
+        "neighbour (k = 14 of 100) and the unmasking shares to a 4-byte-a-parameter masked "
+        "vector (bits = 32), against the plain float32 update.",
+        "max |secure − plain| model: the final models of the first repeat's two runs "
+        "(same learners, same training): quantization only.",
     ]
     md, _ = write_results(
         args.name,
         title="Secure aggregation (SecAgg+) vs plain aggregation",
-        description=(__doc__ or "").split("What is measured")[0].strip(),
-        params=vars(args),
-        tables=[table],
+        description=(__doc__ or "").split("\nRun:")[0].strip(),
+        params={
+            "learners": LEARNERS,
+            "repeats": args.repeats,
+            "rounds": args.rounds,
+            "dropout": args.dropout,
+            "seed": args.seed,
+            "workloads": {w: WORKLOADS[w] for w in args.workloads},
+            "secure_aggregation": SECURE["secure_aggregation"] | {"threshold": 0.6, "bits": 32},
+        },
+        tables=[table, parallel],
         checks=checks,
         notes=notes,
-        data=r,
+        data={
+            "runs": [{k: v for k, v in r.items()} for r in results],
+            "protocol_only": protocol,
+        },
     )
     print(md.read_text())
     return 0

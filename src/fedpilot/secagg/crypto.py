@@ -2,15 +2,16 @@
 
 ``cryptography``: X25519 key agreement, HKDF-SHA256, AES-256-GCM and the ChaCha20
 keystream that expands a 32-byte seed into mask words. pycryptodome: Shamir sharing over
-GF(2^128), whose secrets are 16 bytes, so a 32-byte secret key is shared as two 16-byte
-halves with the same share indices (a holder gets one share of each half). Nothing here
-does I/O or keeps state.
+GF(2^128), whose secrets are 16 bytes (a longer secret is shared block by block with the
+same share indices; a holder gets one share of each block). Nothing here does I/O or keeps
+state.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -69,15 +70,24 @@ def decrypt(key: bytes, ciphertext: bytes, associated: bytes) -> bytes:
         raise DecryptionError("share ciphertext failed authentication") from exc
 
 
-def mask_words(seed: bytes, count: int, bits: int) -> npt.NDArray[np.uint64]:
+def ring_dtype(bits: int) -> np.dtype[np.unsignedinteger[Any]]:
+    """The narrowest unsigned word that holds Z_{2^bits}: its own wrap-around is arithmetic
+    mod 2^bits once reduced, since 2^bits divides the word's modulus."""
+    return np.dtype(np.uint32) if bits <= 32 else np.dtype(np.uint64)
+
+
+def mask_words(seed: bytes, count: int, bits: int) -> npt.NDArray[np.unsignedinteger[Any]]:
     """``count`` words uniform in Z_{2^bits}: the ChaCha20 keystream of the 32-byte
-    ``seed`` (zero nonce: every seed is used for one mask only), read as uint64."""
+    ``seed`` (zero nonce: every seed is used for one mask only), read as little-endian
+    words of :func:`ring_dtype` (4 keystream bytes a word up to 32 bits, 8 above)."""
     if len(seed) != KEY_BYTES:
         raise ValueError(f"a mask seed is {KEY_BYTES} bytes, got {len(seed)}")
+    dtype = ring_dtype(bits)
     stream = Cipher(algorithms.ChaCha20(seed, bytes(16)), mode=None).encryptor()
-    words = np.frombuffer(stream.update(bytes(8 * count)), dtype="<u8").astype(np.uint64)
-    if bits < 64:
-        words &= np.uint64((1 << bits) - 1)
+    keystream = stream.update(bytes(dtype.itemsize * count))
+    words = np.frombuffer(keystream, dtype=dtype.newbyteorder("<")).astype(dtype)
+    if bits < 8 * dtype.itemsize:
+        words &= dtype.type((1 << bits) - 1)
     return words
 
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from fedpilot.secagg import crypto
 from fedpilot.secagg.graph import as_bytes, from_bytes, pack, unpack
@@ -28,14 +30,30 @@ def mask_info(session: str, round_: int, u: str, v: str) -> bytes:
 
 
 class LearnerKeys:
-    """One learner's keys in one round: ``c`` encrypts shares, ``s`` makes pairwise masks."""
+    """One learner's keys in one round: ``c`` encrypts shares, ``s`` makes pairwise masks.
+
+    Each is derived when first used: an exchange needs only some of them.
+    """
 
     def __init__(self, session: str, round_: int, learner: str) -> None:
         self.session, self.round, self.learner = session, round_, learner
-        self.c = crypto.private_key(round_secret(session, round_, learner, "c"))
-        self.s_bytes = round_secret(session, round_, learner, "s")
-        self.s = crypto.private_key(self.s_bytes)
-        self.self_seed = round_secret(session, round_, learner, "b")[: crypto.SEED_BYTES]
+
+    @cached_property
+    def c(self) -> X25519PrivateKey:
+        return crypto.private_key(round_secret(self.session, self.round, self.learner, "c"))
+
+    @cached_property
+    def s_seed(self) -> bytes:
+        """The 16-byte secret ``s`` derives from: one Shamir block to share, not two."""
+        return round_secret(self.session, self.round, self.learner, "s")[: crypto.SEED_BYTES]
+
+    @cached_property
+    def s(self) -> X25519PrivateKey:
+        return mask_key(self.s_seed)
+
+    @cached_property
+    def self_seed(self) -> bytes:
+        return round_secret(self.session, self.round, self.learner, "b")[: crypto.SEED_BYTES]
 
     def advertise(self) -> list[npt.NDArray[Any]]:
         return [from_bytes(crypto.public_bytes(self.c)), from_bytes(crypto.public_bytes(self.s))]
@@ -45,7 +63,7 @@ class LearnerKeys:
     ) -> list[npt.NDArray[Any]]:
         """One ciphertext per neighbour: its shares of the self-mask seed and of ``s``."""
         seed_shares = crypto.split(self.self_seed, threshold, len(neighbours))
-        key_shares = crypto.split(self.s_bytes, threshold, len(neighbours))
+        key_shares = crypto.split(self.s_seed, threshold, len(neighbours))
         out = []
         for v, pk, (index, b_share), (_, s_share) in zip(
             neighbours, c_public, seed_shares, key_shares, strict=True
@@ -57,20 +75,27 @@ class LearnerKeys:
         return out
 
     def mask(
-        self, quantized: npt.NDArray[np.uint64], neighbours: dict[str, bytes], bits: int
-    ) -> npt.NDArray[np.uint64]:
-        """``quantized`` + self mask + Σ±pairwise masks, mod 2^bits (numpy wraps uint64)."""
-        n = quantized.size
-        masked = quantized + self_mask(self.self_seed, n, bits)
+        self,
+        quantized: npt.NDArray[np.unsignedinteger[Any]],
+        neighbours: dict[str, bytes],
+        bits: int,
+    ) -> npt.NDArray[np.unsignedinteger[Any]]:
+        """``quantized`` + self mask + Σ±pairwise masks, mod 2^bits, in place on one
+        array of the ring's word (whose wrap-around is the modular arithmetic)."""
+        masked = self_mask(self.self_seed, quantized.size, bits)
+        np.add(masked, quantized, out=masked, casting="unsafe")
         for v, s_public in sorted(neighbours.items()):
             words = crypto.mask_words(
                 crypto.agree(
                     self.s, s_public, mask_info(self.session, self.round, self.learner, v)
                 ),
-                n,
+                quantized.size,
                 bits,
             )
-            masked = masked + words if self.learner < v else masked - words
+            if self.learner < v:
+                np.add(masked, words, out=masked)
+            else:
+                np.subtract(masked, words, out=masked)
         return reduce(masked, bits)
 
     def reveal(
@@ -89,13 +114,33 @@ class LearnerKeys:
         return answer
 
 
-def self_mask(seed: bytes, count: int, bits: int) -> npt.NDArray[np.uint64]:
+def mask_key(seed: bytes) -> X25519PrivateKey:
+    """The pairwise-mask key of a 16-byte seed (HKDF to the 32 private bytes): the server
+    rebuilds a dropped learner's key from the shares of its seed."""
+    return crypto.private_key(crypto.hkdf(seed, b"fedpilot-secagg|mask-key"))
+
+
+def self_mask(seed: bytes, count: int, bits: int) -> npt.NDArray[np.unsignedinteger[Any]]:
     # The 16-byte Shamir secret expanded to a 32-byte ChaCha20 key.
     return crypto.mask_words(crypto.hkdf(seed, b"fedpilot-secagg|self-mask"), count, bits)
 
 
-def reduce(words: npt.NDArray[np.uint64], bits: int) -> npt.NDArray[np.uint64]:
-    return words & np.uint64((1 << bits) - 1) if bits < 64 else words
+def reduce(
+    words: npt.NDArray[np.unsignedinteger[Any]], bits: int
+) -> npt.NDArray[np.unsignedinteger[Any]]:
+    """``words`` mod 2^bits (in place; a no-op when the word is exactly ``bits`` wide)."""
+    if bits < 8 * words.dtype.itemsize:
+        words &= words.dtype.type((1 << bits) - 1)
+    return words
 
 
-__all__ = ["LearnerKeys", "as_bytes", "mask_info", "pack", "reduce", "self_mask", "unpack"]
+__all__ = [
+    "LearnerKeys",
+    "as_bytes",
+    "mask_info",
+    "mask_key",
+    "pack",
+    "reduce",
+    "self_mask",
+    "unpack",
+]

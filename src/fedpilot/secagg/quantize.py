@@ -32,10 +32,13 @@ def quantize(
     rng: np.random.Generator,
 ) -> npt.NDArray[np.uint64]:
     top = levels(bits, max_summands)
-    scaled = (np.clip(values.astype(np.float64), -clip, clip) + clip) * (top / (2 * clip))
+    scaled = np.clip(values, -clip, clip, dtype=np.float64)  # a fresh array: work in place
+    scaled += clip
+    scaled *= top / (2 * clip)
     floor = np.floor(scaled)
-    up = rng.random(scaled.shape) < (scaled - floor)
-    levels_: npt.NDArray[np.uint64] = np.minimum(floor + up, top).astype(np.uint64)
+    scaled -= floor  # the fraction: the chance of rounding up
+    floor += rng.random(scaled.shape) < scaled
+    levels_: npt.NDArray[np.uint64] = np.minimum(floor, top, out=floor).astype(np.uint64)
     return levels_
 
 

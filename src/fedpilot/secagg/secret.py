@@ -18,6 +18,8 @@ from pathlib import Path
 from fedpilot.secagg.crypto import KEY_BYTES, hkdf
 
 ENV = "FEDPILOT_SECAGG_SECRET"
+_READ: dict[str, bytes] = {}
+"""Key files already read, by their cache folder."""
 
 
 def machine_secret() -> bytes:
@@ -27,9 +29,10 @@ def machine_secret() -> bytes:
         if len(secret) != KEY_BYTES:
             raise ValueError(f"{ENV} must be {2 * KEY_BYTES} hex digits")
         return secret
-    path = (
-        Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fedpilot" / "secagg.key"
-    )
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    if cache in _READ:  # read once a process: every key of every exchange derives from it
+        return _READ[cache]
+    path = Path(cache) / "fedpilot" / "secagg.key"
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():  # written aside, then linked: no reader sees half a key
         tmp = path.with_name(f"{path.name}.{os.getpid()}")
@@ -45,6 +48,7 @@ def machine_secret() -> bytes:
     secret = path.read_bytes()
     if len(secret) != KEY_BYTES:
         raise OSError(f"{path} is not a {KEY_BYTES}-byte key")
+    _READ[cache] = secret
     return secret
 
 

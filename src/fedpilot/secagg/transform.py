@@ -2,7 +2,7 @@
 
 Per round: ``query.secagg_keys`` (each learner advertises two X25519 public keys) →
 ``query.secagg_shares`` (over a sparse neighbour graph, each learner Shamir-shares its
-self-mask seed and its mask key, encrypted for each neighbour; the server only routes
+self-mask seed and its mask-key seed, encrypted for each neighbour; the server only routes
 the ciphertexts) → training (the reply carries only the quantized update plus a self mask
 and pairwise masks, mod 2^bits) → ``query.secagg_unmask`` (each learner still there hands
 the shares it holds: of dropped learners' mask keys, of survivors' self-mask seeds). The
@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from fedpilot.secagg import crypto
 from fedpilot.secagg.graph import as_bytes, pack, unpack
-from fedpilot.secagg.learner import LearnerKeys, mask_info, reduce, self_mask
+from fedpilot.secagg.learner import LearnerKeys, mask_info, mask_key, reduce, self_mask
 from fedpilot.secagg.quantize import dequantize_sum, quantize
 from fedpilot.transforms._base import (
     AggregationFailed,
@@ -56,7 +56,7 @@ class RoundState:
     graph: dict[LearnerId, list[LearnerId]] = field(default_factory=dict)
     ciphertexts: dict[tuple[LearnerId, LearnerId], bytes] = field(default_factory=dict)
     holders: set[LearnerId] = field(default_factory=set)
-    masked: dict[LearnerId, npt.NDArray[np.uint64]] = field(default_factory=dict)
+    masked: dict[LearnerId, npt.NDArray[np.unsignedinteger[Any]]] = field(default_factory=dict)
     revealed: dict[str, dict[LearnerId, list[crypto.Share]]] = field(
         default_factory=lambda: {"b": {}, "s": {}}
     )
@@ -140,9 +140,8 @@ class SecureAggregation(UpdateTransform):
         )
         keys = LearnerKeys(str(plan["session"]), ctx.round, str(plan["you"]))
         s_public = {v: bytes.fromhex(pk) for v, pk in plan["s_public"].items()}
-        masked = keys.mask(quantized, s_public, self.bits)
-        wire = masked.astype(np.uint32) if self.bits <= 32 else masked
-        return LearnerOutput([], out.metrics, out.num_examples, {**out.extras, MASKED: [wire]})
+        masked = keys.mask(quantized, s_public, self.bits)  # uint32 up to 32 bits
+        return LearnerOutput([], out.metrics, out.num_examples, {**out.extras, MASKED: [masked]})
 
     # -- server half ----------------------------------------------------------------
 
@@ -183,7 +182,7 @@ class SecureAggregation(UpdateTransform):
         masked = np.asarray(arrays[0])
         if masked.dtype.kind != "u" or masked.shape != (size,):
             return f"secure aggregation: masked update of shape {masked.shape}, expected ({size},)"
-        r.masked[learner] = masked.astype(np.uint64)
+        r.masked[learner] = masked.astype(crypto.ring_dtype(self.bits))
         return None
 
     def sealed_aggregate(self, *, reference: Weights, ctx: RoundContext) -> Weights:
@@ -199,14 +198,14 @@ class SecureAggregation(UpdateTransform):
         if not survivors:
             raise AggregationFailed("secure aggregation: no masked update arrived")
         size = sum(np.asarray(w).size for w in reference)
-        total = np.zeros(size, dtype=np.uint64)
+        # In place, in the ring's own word: its wrap-around is the modular arithmetic.
+        total = np.zeros(size, dtype=crypto.ring_dtype(self.bits))
         for u in survivors:
-            total = total + r.masked[u]
+            np.add(total, r.masked[u], out=total)
         for u in survivors:
-            seed = self._rebuild(r, "b", u)
-            total = total - self_mask(seed, size, self.bits)
+            np.subtract(total, self_mask(self._rebuild(r, "b", u), size, self.bits), out=total)
         for v in sorted(r.holders - set(survivors)):
-            s_key = crypto.private_key(self._rebuild(r, "s", v))
+            s_key = mask_key(self._rebuild(r, "s", v))
             for u in r.mask_neighbours(v):
                 if u not in r.masked:
                     continue
@@ -216,7 +215,7 @@ class SecureAggregation(UpdateTransform):
                     self.bits,
                 )
                 # u added +words when u < v: take back exactly what u put in.
-                total = total - words if u < v else total + words
+                (np.subtract if u < v else np.add)(total, words, out=total)
         total = reduce(total, self.bits)
         mean = dequantize_sum(
             total, count=len(survivors), clip=self.clip, bits=self.bits, max_summands=len(r.holders)
