@@ -98,6 +98,29 @@ def test_epsilon_grows_with_every_round(sampling: str) -> None:
     assert all(b > a for a, b in itertools.pairwise(eps))
 
 
+@pytest.mark.parametrize(("z", "rounds"), [(2.0, 1), (4.0, 10), (10.0, 40)])
+def test_a_full_fixed_size_cohort_is_accounted_at_the_replace_one_sensitivity(
+    z: float, rounds: int
+) -> None:
+    # Every learner every round: no sampling, so ε is that of `rounds` Gaussian mechanisms
+    # whose sensitivity under replace-one is 2C. The exact ε of that Gaussian (Balle and
+    # Wang 2018) is a floor the RDP bound may not go under, and RDP is tight to ~10% here.
+    from scipy.optimize import brentq
+    from scipy.stats import norm
+
+    mu = 2 * np.sqrt(rounds) / z  # sensitivity 2C over noise z·C, composed `rounds` times
+
+    def delta_at(eps: float) -> float:
+        tail = norm.cdf(-eps / mu + mu / 2) - np.exp(eps) * norm.cdf(-eps / mu - mu / 2)
+        return float(tail) - 1e-5
+
+    exact = brentq(delta_at, 0.0, 100.0)
+    accountant = PrivacyAccountant(
+        noise_multiplier=z, population=20, cohort=20, sampling="fixed_size", delta=1e-5
+    )
+    assert exact <= accountant.epsilon(rounds) <= 1.15 * exact
+
+
 def test_adaptive_clip_moves_toward_the_target_quantile() -> None:
     # Update norms uniform on [0, 10]: the median is 5. From clip 0.1 (nearly every update
     # clipped) and from 50 (none), the clip goes to about 5.

@@ -55,9 +55,13 @@ class PrivacyAccountant:
 
     def round_event(self) -> dp_accounting.DpEvent:
         """One round as a ``dp_accounting`` event."""
-        gaussian = dp_accounting.GaussianDpEvent(self.noise_multiplier)
         if self.sampling == "poisson":
+            gaussian = dp_accounting.GaussianDpEvent(self.noise_multiplier)
             return dp_accounting.PoissonSampledDpEvent(self.cohort / self.population, gaussian)
+        # Replacing one learner's clipped update by another's moves the sum by up to 2C,
+        # and dp_accounting's without-replacement bound reads the multiplier as the noise
+        # over that sensitivity, not over C (google/differential-privacy#378): z/2.
+        gaussian = dp_accounting.GaussianDpEvent(self.noise_multiplier / 2)
         return dp_accounting.SampledWithoutReplacementDpEvent(
             self.population, self.cohort, gaussian
         )
