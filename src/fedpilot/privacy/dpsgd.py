@@ -237,7 +237,7 @@ class DpSgd(UpdateTransform):
         from opacus import PrivacyEngine
         from torch.utils.data import DataLoader, TensorDataset
 
-        from fedpilot.tasks.torch import _make_optimizer
+        from fedpilot.tasks.torch import _make_optimizer, add_gradient_terms
 
         engine = PrivacyEngine(accountant=self.accountant, secure_mode=False)
         engine.accountant.history = list(history)
@@ -272,7 +272,7 @@ class DpSgd(UpdateTransform):
                     torch.autograd.backward(loss)
                     # DPOptimizer.step, split so the gradient terms join after the noise.
                     if dp_optimizer.pre_step():
-                        _add_terms(terms, indexed, anchor)
+                        add_gradient_terms(terms, indexed, anchor)
                         dp_optimizer.original_optimizer.step()
                     if len(yb):
                         loss_sum += float(loss.detach()) * len(yb)
@@ -302,19 +302,6 @@ def _calibrated(epsilon: float, delta: float, sample_rate: float, steps: int, ki
             accountant=kind,
         )
     )
-
-
-def _add_terms(terms: Sequence[GradientTerm], indexed: list[Any], anchor: list[Any]) -> None:
-    import torch
-
-    with torch.no_grad():
-        for (i, p), p0 in zip(indexed, anchor, strict=True):
-            if p.grad is None:
-                continue
-            for term in terms:
-                shift = term(i, p, p0)
-                if shift is not None:
-                    p.grad.add_(shift, alpha=term.alpha)
 
 
 def _rows(value: Any) -> list[Any]:

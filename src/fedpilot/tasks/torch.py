@@ -186,14 +186,7 @@ class TorchTask(Task):
                 loss = self.loss_fn(model(x[idx]), y[idx])
                 torch.autograd.backward(loss)
                 if terms:
-                    with torch.no_grad():
-                        for (i, p), p0 in zip(indexed, anchor, strict=True):
-                            if p.grad is None:
-                                continue
-                            for term in terms:
-                                shift = term(i, p, p0)
-                                if shift is not None:
-                                    p.grad.add_(shift, alpha=term.alpha)
+                    add_gradient_terms(terms, indexed, anchor)
                 optimizer.step()
                 loss_sum += loss.detach() * len(idx)
                 seen += len(idx)
@@ -242,6 +235,21 @@ class TorchTask(Task):
     def model_artifact(self) -> ModelArtifact:
         """The module itself, for MLflow's pytorch flavor."""
         return ModelArtifact("pytorch", self.model)
+
+
+def add_gradient_terms(
+    terms: Sequence[GradientTerm], indexed: list[Any], anchor: list[Any]
+) -> None:
+    """Add each gradient term (FedProx's proximal pull, SCAFFOLD's correction) to the
+    gradients of ``indexed`` (index, parameter) pairs, against the received ``anchor``."""
+    with torch.no_grad():
+        for (i, p), p0 in zip(indexed, anchor, strict=True):
+            if p.grad is None:
+                continue
+            for term in terms:
+                shift = term(i, p, p0)
+                if shift is not None:
+                    p.grad.add_(shift, alpha=term.alpha)
 
 
 def _make_optimizer(params: list[nn.Parameter], settings: TrainSettings) -> torch.optim.Optimizer:
