@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from fedpilot.aggregation import Aggregator, ServerOptimizer
-from fedpilot.aggregation.weighting import UpdateWeighting, WeightFactors
+from fedpilot.aggregation.weighting import UpdateWeighting
 from fedpilot.fleet import Fleet
 from fedpilot.guard import AcceptAll, Guard
 from fedpilot.learner.protocol import SERVER_ROUND
@@ -25,6 +25,7 @@ from fedpilot.orchestrator._tally import RoundTally
 from fedpilot.orchestrator.checkpoint import RunState
 from fedpilot.orchestrator.evaluation import Evaluator
 from fedpilot.orchestrator.events import Callback, RoundSummary, UpdateVerdict
+from fedpilot.orchestrator.intake import UpdateIntake, overriding
 from fedpilot.orchestrator.phases import Phase
 from fedpilot.orchestrator.state import LearnerStates, StateRegistry
 from fedpilot.privacy.dpsgd import privacy_spent
@@ -39,7 +40,6 @@ from fedpilot.types import (
     Metrics,
     Reply,
     RoundContext,
-    Update,
     Weights,
     derive_rng,
     derive_seed,
@@ -106,14 +106,12 @@ class Round:
         self.state = state
         self.run_id = run_id
         # Hooks a transform does not override cost nothing per update.
-        self._extras_from = _overriding(parts.transforms, "train_extras")
-        self._accepting = _overriding(parts.transforms, "on_accepted")
-        self._folding = _overriding(parts.transforms, "before_fold")
-        self._server_stages = _overriding(parts.transforms, "on_server")
-        self._downloading = _overriding(parts.transforms, "on_download")
-        self._decoding = _overriding(parts.transforms, "on_reply")
+        self._extras_from = overriding(parts.transforms, "train_extras")
+        self._intake = UpdateIntake(parts, events)
+        self._server_stages = overriding(parts.transforms, "on_server")
+        self._downloading = overriding(parts.transforms, "on_download")
         # Secure aggregation: replies carry no readable update; its transform sums them.
-        self._sealer = next((t for t in parts.transforms if t.seals_updates), None)
+        self._sealer = self._intake.sealer
 
     def begin(self, state: RunState) -> list[str]:
         """Before the first round of this process: evaluate the initial model (the first
@@ -160,7 +158,7 @@ class Round:
                 cohort = self._exchange(phase, cohort, ctx, tally)
         self._train(ctx, cohort, learners, state.weights, tally)
         if self._sealer is None:
-            self._cohort_checks(ctx, tally)
+            self._intake.cohort_checks(ctx, tally)
         cohort = tuple(tally.accepted)
         for phase in phases:
             if phase.after_training:
@@ -287,7 +285,7 @@ class Round:
         for reply in parts.fleet.dispatch(instructions, deadline=deadline):
             if reply.state is not None:
                 states.keep(reply.learner, reply.state)
-            self._take(ctx, reply, weights, tally)
+            self._intake.take(ctx, reply, weights, tally)
 
     def _extras(
         self,
@@ -302,113 +300,6 @@ class Round:
         for transform in self._extras_from:
             extras.update(transform.train_extras(learner=learner, weights=weights, ctx=ctx))
         return shared.setdefault(tuple((k, id(v)) for k, v in extras.items()), extras)
-
-    def _take(self, ctx: RoundContext, reply: Reply, reference: Weights, tally: RoundTally) -> None:
-        """Validate one reply, weigh it and fold it in (or record why not)."""
-        parts = self.parts
-        tally.count_bytes(reply)
-        if reply.ok and tally.deadline_s is not None and reply.duration > tally.deadline_s:
-            # Whatever the fleet: a reply that took longer than the round allows is late.
-            late = f"timeout: learner {reply.learner} replied after {reply.duration:.3g} s, "
-            reply = replace(reply, error=f"{late}past the round deadline; a late reply is refused")
-        if not reply.ok:
-            tally.fail(reply)
-            verdict = UpdateVerdict(False, reply.error, failed=True, duration=reply.duration)
-            self.events.on_update(ctx=ctx, learner=reply.learner, verdict=verdict)
-            return
-        try:
-            for transform in self._decoding:
-                reply = transform.on_reply(reply, reference=reference, ctx=ctx)
-        except ValueError as exc:
-            reason = f"undecodable update: {exc}"
-            tally.reject(reply, reason)
-            verdict = UpdateVerdict(False, reason, metrics=reply.metrics, duration=reply.duration)
-            self.events.on_update(ctx=ctx, learner=reply.learner, verdict=verdict)
-            return
-        if self._sealer is not None:
-            self._take_sealed(ctx, reply, reference, tally)
-            return
-        check = parts.validator.check(reply, reference)
-        verdict = UpdateVerdict(
-            check.ok,
-            check.reason,
-            num_examples=check.num_examples,
-            metrics=reply.metrics,
-            duration=reply.duration,
-            bytes_sent=reply.bytes_sent,
-            bytes_received=reply.bytes_received,
-        )
-        if not check.ok:
-            tally.reject(reply, check.reason or "rejected")
-            self.events.on_update(ctx=ctx, learner=reply.learner, verdict=verdict)
-            return
-        factors = parts.weighting.weigh(reply.learner, check.num_examples, reply.weights)
-        update = Update(
-            reply.learner,
-            reply.weights,
-            check.num_examples,
-            reply.metrics,
-            weight=factors.weight,
-            extras=reply.extras,
-        )
-        for transform in self._folding:
-            update = transform.before_fold(update, reference=reference, ctx=ctx)
-        parts.aggregator.add(update)
-        tally.accept(reply, check.num_examples, factors, check.delta_norm)
-        if parts.validator.has_cohort_checks:
-            tally.held.append((reply.learner, verdict))  # judged again with its cohort
-            if self._accepting:
-                tally.pending[reply.learner] = update  # told once the cohort agrees
-            return
-        for transform in self._accepting:
-            transform.on_accepted(update, ctx=ctx)
-        self.events.on_update(ctx=ctx, learner=reply.learner, verdict=verdict)
-
-    def _take_sealed(
-        self, ctx: RoundContext, reply: Reply, reference: Weights, tally: RoundTally
-    ) -> None:
-        """A sealed (masked) update: no per-update check can read it; the sealing
-        transform keeps it for the sum. Counted equally (an unweighted mean)."""
-        assert self._sealer is not None
-        size = sum(int(w.size) for w in reference)
-        reason = self._sealer.take_sealed(reply.learner, dict(reply.extras), size=size)
-        num_examples = reply.num_examples if isinstance(reply.num_examples, int) else 0
-        verdict = UpdateVerdict(
-            reason is None,
-            reason,
-            num_examples=num_examples,
-            metrics=reply.metrics,
-            duration=reply.duration,
-            bytes_sent=reply.bytes_sent,
-            bytes_received=reply.bytes_received,
-        )
-        if reason is not None:
-            tally.reject(reply, reason)
-        else:
-            tally.accept(reply, num_examples, WeightFactors(weight=1.0, data=1.0), None)
-            # Counted without its arrays: distributed DP counts the folded updates and
-            # their clip bits, DP-SGD reads the learner's reported ε.
-            sealed = Update(reply.learner, [], num_examples, reply.metrics, weight=1.0)
-            for transform in self._accepting:
-                transform.on_accepted(sealed, ctx=ctx)
-        self.events.on_update(ctx=ctx, learner=reply.learner, verdict=verdict)
-
-    def _cohort_checks(self, ctx: RoundContext, tally: RoundTally) -> None:
-        """Reject updates that only look wrong next to the rest of the round's."""
-        claims = {k: int(tally.learner_metrics[k]["num_examples"]) for k in tally.accepted}
-        outliers = self.parts.validator.cohort_outliers(tally.norms, claims)
-        for learner, reason in sorted(outliers.items()):
-            self.parts.aggregator.exclude(learner, reason)
-            tally.withdraw(learner, reason)
-        for learner, verdict in tally.held:
-            if learner in outliers:
-                verdict = replace(verdict, accepted=False, reason=outliers[learner])
-            self.events.on_update(ctx=ctx, learner=learner, verdict=verdict)
-        tally.held.clear()
-        for learner in sorted(tally.pending):  # withdrawn ones are gone; learner order
-            for transform in self._accepting:
-                transform.on_accepted(tally.pending[learner], ctx=ctx)
-        tally.pending.clear()
 
     # -- other exchanges ---------------------------------------------------------------
 
@@ -464,7 +355,3 @@ class Round:
         tally.fail(Reply(learner=learner, kind="query", error=reason))
         verdict = UpdateVerdict(False, reason, failed=True)
         self.events.on_update(ctx=ctx, learner=learner, verdict=verdict)
-
-
-def _overriding(transforms: Sequence[UpdateTransform], hook: str) -> list[UpdateTransform]:
-    return [t for t in transforms if getattr(type(t), hook) is not getattr(UpdateTransform, hook)]
