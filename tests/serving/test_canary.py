@@ -108,3 +108,31 @@ def test_a_rollback_takes_effect_live_with_no_failed_request(
         assert client.get("/metadata").json()["primary"]["version"] == "1"
         assert "fedpilot_serving_model_swaps_total 3.0" in client.get("/metrics").text
     assert "now serving digits-live version 1 (champion)" in server.stderr()
+
+
+def test_the_canary_stops_when_its_alias_is_deleted_and_resumes_when_it_is_back(
+    start_server, digits_registry: Any
+) -> None:
+    digits_registry.register("digits-canary", champion=1, challenger=2)
+    server = start_server("digits-canary", "--canary", "challenger=50", "--poll-interval", "0.2")
+    registry = digits_registry.client()
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+
+        def versions(n: int) -> Counter[str]:
+            return Counter(
+                client.post("/predict", json={"inputs": ROW}).json()["version"] for _ in range(n)
+            )
+
+        def canary_becomes(version: str | None) -> None:
+            deadline = time.monotonic() + 60
+            while (client.get("/metadata").json()["canary"] or {}).get("version") != version:
+                assert time.monotonic() < deadline, f"canary never became {version}"
+                time.sleep(0.05)
+
+        assert versions(10) == {"1": 5, "2": 5}
+        registry.delete_registered_model_alias("digits-canary", "challenger")
+        canary_becomes(None)
+        assert versions(10) == {"1": 10}
+        registry.set_registered_model_alias("digits-canary", "challenger", "2")
+        canary_becomes("2")
+        assert versions(10) == {"1": 5, "2": 5}

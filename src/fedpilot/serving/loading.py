@@ -8,7 +8,7 @@ with a model goes wrong here, before it takes a request.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,10 @@ class ServedModel:
     name: str
     version: str
     pyfunc: Any
+    """What ``mlflow.pyfunc.load_model`` returned."""
+    run: Callable[[np.ndarray], Any]
+    """The model's predict: ``pyfunc.predict``, or the same computation without its
+    per-call checks (see :func:`_predictor`)."""
     input: InputSpec
     scores: bool
     """Its output is a row of class scores a row (argmax is the label), not labels."""
@@ -44,7 +48,7 @@ class ServedModel:
 
     def predict(self, batch: np.ndarray) -> dict[str, Any]:
         """Labels (and class scores, for a model that outputs them) of ``batch``."""
-        output = np.asarray(self.pyfunc.predict(batch))
+        output = np.asarray(self.run(batch))
         if self.scores and output.ndim == 2:
             return {"predictions": output.argmax(axis=1), "scores": output}
         return {"predictions": output}
@@ -97,6 +101,7 @@ class ModelStore:
             name=name,
             version=str(version),
             pyfunc=model,
+            run=_predictor(model, spec),
             input=spec,
             scores=_outputs_scores(signature),
             run_id=info.run_id,
@@ -160,3 +165,36 @@ def _outputs_scores(signature: Any) -> bool:
     tensor = outputs[0]
     shape = tuple(tensor.shape)
     return np.dtype(tensor.type).kind == "f" and len(shape) == 2 and shape[1] > 1
+
+
+def _predictor(model: Any, spec: InputSpec) -> Callable[[np.ndarray], Any]:
+    """``model.predict``, or for a torch module on the CPU the module itself under
+    ``torch.inference_mode``.
+
+    pyfunc's predict checks every batch against the signature (again: the server already
+    did) and inspects its own signature on every call, which costs more than running a
+    small model. The module is used only if it gives pyfunc's answer on a batch of zeros.
+    """
+    import torch
+
+    try:
+        module = model.get_raw_model()
+    except Exception:
+        return model.predict  # type: ignore[no-any-return]
+    if not isinstance(module, torch.nn.Module) or hasattr(module, "predict"):
+        # Not a plain module (a forecasting model predicts through its own method).
+        return model.predict  # type: ignore[no-any-return]
+    if any(p.device.type != "cpu" for p in module.parameters()):
+        return model.predict  # type: ignore[no-any-return]
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            out = module(torch.from_numpy(batch))
+        return out.numpy()  # type: ignore[no-any-return]
+
+    zeros = spec.zeros()
+    try:
+        same = np.allclose(run(zeros), np.asarray(model.predict(zeros)), equal_nan=True)
+    except Exception:
+        same = False
+    return run if same else model.predict
