@@ -27,7 +27,7 @@ import pytest
 import torch
 
 from fedpilot.tasks._base import TrainSettings
-from fedpilot.tasks.builtin import DigitsMLP
+from fedpilot.tasks.builtin import DigitsMLP, DigitsSGD
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -45,6 +45,8 @@ class DigitsRegistry:
     x_test: np.ndarray
     y_test: np.ndarray
     unsigned_uri: str
+    sgd: DigitsSGD
+    """An sklearn Task, registered as ``digits-sgd`` version 1 (its pyfunc answers labels)."""
     registered: set[str] = field(default_factory=set)
 
     def client(self) -> Any:
@@ -117,6 +119,16 @@ def digits_registry(tmp_path_factory: pytest.TempPathFactory) -> DigitsRegistry:
             unsigned = mlflow.pytorch.log_model(
                 tasks[0].model, name="unsigned", serialization_format="pickle"
             )
+            sgd = DigitsSGD(seed=0)
+            sgd.train(sgd.pooled_train_data(), TrainSettings(epochs=3))
+            estimator = sgd.model_artifact().model
+            sgd_info = mlflow.sklearn.log_model(
+                estimator,
+                name="sgd",
+                signature=infer_signature(x_test[:5], estimator.predict(x_test[:5])),
+                input_example=x_test[:2],
+                serialization_format="skops",
+            )
     registry = DigitsRegistry(
         uri=uri,
         tasks=tasks,
@@ -124,8 +136,10 @@ def digits_registry(tmp_path_factory: pytest.TempPathFactory) -> DigitsRegistry:
         x_test=x_test,
         y_test=np.asarray(test.y),
         unsigned_uri=unsigned.model_uri,
+        sgd=sgd,
     )
     registry.register("digits", champion=1, challenger=2)
+    registry.register("digits-sgd", sources=[sgd_info.model_uri], champion=1)
     return registry
 
 

@@ -33,6 +33,19 @@ def test_serving_predicts_the_task_labels_on_the_digits_test_set(
     assert accuracy > 0.9
 
 
+def test_an_sklearn_model_answers_its_own_labels(start_server, digits_registry: Any) -> None:
+    server = start_server("digits-sgd")
+    x = digits_registry.x_test
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        reply = client.post("/predict", json={"inputs": x[:200].tolist()})
+        meta = client.get("/metadata").json()
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert "scores" not in body and meta["primary"]["outputs_scores"] is False
+    estimator = digits_registry.sgd.model_artifact().model
+    np.testing.assert_array_equal(body["predictions"], estimator.predict(x[:200]))
+
+
 def test_health_ready_metadata_metrics_and_docs(start_server) -> None:
     server = start_server("digits/2")
     with httpx.Client(base_url=server.url, timeout=30) as client:

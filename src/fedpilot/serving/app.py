@@ -98,6 +98,8 @@ def create_app(
         except BadInput as exc:
             return answer(route, exc.status, {"detail": exc.message}, started)
         try:
+            # On the event loop, not in a worker thread: a small model's batch takes less
+            # time than the hop to a thread and back.
             result = model.predict(batch)
         except Exception as exc:  # the model's own failure on valid input is ours: 500
             log.exception("model %s version %s failed on a valid batch", name, model.version)

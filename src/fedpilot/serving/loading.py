@@ -50,8 +50,16 @@ class ServedModel:
         """Labels (and class scores, for a model that outputs them) of ``batch``."""
         output = np.asarray(self.run(batch))
         if self.scores and output.ndim == 2:
-            return {"predictions": output.argmax(axis=1), "scores": output}
-        return {"predictions": output}
+            return {"predictions": output.argmax(axis=1), "scores": _jsonable(output)}
+        return {"predictions": _jsonable(output)}
+
+
+def _jsonable(output: np.ndarray) -> Any:
+    # orjson writes contiguous numeric arrays itself; string labels (an sklearn
+    # classifier's) and object arrays go as lists.
+    if output.dtype.kind in "biuf":
+        return np.ascontiguousarray(output)
+    return output.tolist()
 
 
 class ModelStore:
