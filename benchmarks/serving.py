@@ -134,6 +134,7 @@ def main() -> None:
     parser.add_argument("--step-seconds", type=float, default=4.0, help="per step rate")
     parser.add_argument("--max-rate", type=float, default=STEP_RATES[-1], help="of the search")
     args = parser.parse_args()
+    args.load_before = os.getloadavg()[0]
 
     venv_bin = str(Path(sys.executable).parent)
     with tempfile.TemporaryDirectory(prefix="fedpilot-serving-bench-") as tmp:
@@ -179,6 +180,7 @@ def main() -> None:
                     print(_line(name, step), flush=True)
                     if not step.keeps_target():
                         break
+    args.load_after = os.getloadavg()[0]
     report(main_runs, steps, args)
 
 
@@ -236,6 +238,7 @@ def report(main_runs: dict[str, Load], steps: dict[str, list[Load]], args: Any) 
             "model": "digits-mlp (64-64-10), MLflow pytorch flavor, pickle",
             "request": "one row, {'inputs': [[64 floats]]}",
             "seconds_at_200": args.seconds,
+            "load_average_1min_before_after": [args.load_before, args.load_after],
             "step_seconds": args.step_seconds,
             "step_rates": list(STEP_RATES),
             "max_in_flight": IN_FLIGHT,
@@ -248,7 +251,8 @@ def report(main_runs: dict[str, Load], steps: dict[str, list[Load]], args: Any) 
             "runs pyfunc's predict with torch's default threads.",
             "Load generator and server share this machine's cores (and with other work): "
             "the highest rate is bounded by the client too, and absolute numbers move from "
-            "run to run; the ratio at 200 requests/s is measured in the same run.",
+            "run to run (the 1-minute load average before and after is under Parameters);"
+            " the ratio at 200 requests/s is measured in the same run.",
             "A step passes with p99 ≤ 50 ms, no errors and a throughput of at least 95% "
             "of the offered rate.",
         ],

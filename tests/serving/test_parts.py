@@ -122,3 +122,24 @@ def test_keys_spread_at_the_share() -> None:
     routes, router = _routes(1000), Router()
     canary = sum(router.pick(routes, f"caller-{i}").role == "canary" for i in range(20_000))
     assert 0.09 <= canary / 20_000 <= 0.11
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=3), inner),
+    max_leaves=40,
+)
+
+
+@given(JSON, st.sampled_from(["float32", "int64"]))
+def test_any_json_is_a_batch_of_the_signature_or_a_client_error(value: Any, dtype: str) -> None:
+    spec = InputSpec(np.dtype(dtype), (-1, 2))
+    # json.dumps writes infinities as `Infinity`: strict JSON parsers refuse them (400).
+    body = json.dumps({"inputs": value}).encode()
+    try:
+        batch = spec.parse(body, max_rows=4)
+    except BadInput as exc:
+        assert 400 <= exc.status < 500 and exc.message
+    else:
+        assert batch.dtype == spec.dtype and batch.ndim == 2 and batch.shape[1] == 2
+        assert np.all(np.isfinite(batch))

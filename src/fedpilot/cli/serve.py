@@ -61,8 +61,9 @@ def serve_command(
         float, typer.Option(help="Seconds between looks at the registry's aliases.")
     ] = 2.0,
 ) -> None:
-    """Serve a registered model: POST /predict, GET /health, /ready, /metadata, /metrics
-    and /docs. Alias moves in the registry (a promotion, a rollback) take effect live."""
+    """Serve a registered model MODEL: NAME (its champion), NAME@alias (followed live) or
+    NAME/version (pinned). POST /predict, GET /health, /ready, /metadata, /metrics and
+    /docs. Alias moves in the registry (a promotion, a rollback) take effect live."""
     from fedpilot.serving import Canary, Limits, ModelRef
 
     ref = ModelRef.parse(model)
