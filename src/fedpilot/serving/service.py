@@ -33,11 +33,14 @@ class ModelService:
         self.canary = canary
         self.swaps = 0
         self._loaded: dict[str, ServedModel] = {}
-        self._failed: dict[str, str] = {}
+        self._failed: set[str | None] = set()
+        self._registry_error: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         primary, canary_version = self._resolve(initial=True)
-        self.routes: Routes = self._routes(primary, canary_version)
+        self.routes: Routes = self._routes_of(
+            self._model(primary), self._model(canary_version) if canary_version else None
+        )
 
     @property
     def follows_aliases(self) -> bool:
@@ -69,36 +72,46 @@ class ModelService:
     def refresh(self) -> bool:
         """Follow the aliases once; True if the routes changed.
 
-        A version that fails to load is logged once and left alone until its alias
-        moves on; the routes stay as they were meanwhile.
+        Each role moves on its own: a version that fails to load is logged once and
+        skipped while its alias names it (its role keeps the version it had), so a
+        broken challenger never holds up a rollback of the champion.
         """
         try:
-            primary, canary_version = self._resolve(initial=False)
+            wanted, wanted_canary = self._resolve(initial=False)
         except ModelUnavailable as exc:
-            self._note_failure("registry", str(exc))
+            if str(exc) != self._registry_error:
+                self._registry_error = str(exc)
+                log.error("alias watcher: %s; serving on %s", exc, describe(self.routes))
             return False
+        self._registry_error = None
+        self._failed &= {wanted, wanted_canary}  # a version named again is tried again
         now = self.routes
-        now_canary = now.canary.model.version if now.canary is not None else None
-        if (primary, canary_version) == (now.primary.model.version, now_canary):
+        now_canary = now.canary.model if now.canary is not None else None
+        primary = self._usable(wanted, now.primary.model)
+        canary = None if wanted_canary is None else self._usable(wanted_canary, now_canary)
+        if primary is None or (primary is now.primary.model and canary is now_canary):
             return False
-        if primary in self._failed or canary_version in self._failed:
-            return False
-        try:
-            routes = self._routes(primary, canary_version)
-        except ModelUnavailable as exc:
-            failed = primary if primary not in self._loaded else canary_version
-            self._note_failure(failed or "?", str(exc))
-            return False
+        routes = self._routes_of(primary, canary)
         self.routes = routes  # the switch: one reference assignment
         self.swaps += 1
-        self._failed.clear()
         # Only the versions now routed stay loaded.
-        kept = {routes.primary.model.version}
-        if routes.canary is not None:
-            kept.add(routes.canary.model.version)
+        kept = {primary.version} | ({canary.version} if canary is not None else set())
         self._loaded = {v: m for v, m in self._loaded.items() if v in kept}
         log.warning("now serving %s", describe(routes))
         return True
+
+    def _usable(self, version: str, current: ServedModel | None) -> ServedModel | None:
+        """Version ``version`` loaded, or ``current`` if it cannot be."""
+        if current is not None and current.version == version:
+            return current
+        if version in self._failed:
+            return current
+        try:
+            return self._model(version)
+        except ModelUnavailable as exc:
+            self._failed.add(version)
+            log.error("alias watcher: %s; serving on %s", exc, describe(self.routes))
+            return current
 
     # -- resolving and loading -----------------------------------------------------------
 
@@ -125,12 +138,15 @@ class ModelService:
                 # No challenger any more: all traffic to the primary until one is named.
         return primary, canary_version
 
-    def _routes(self, primary: str, canary_version: str | None) -> Routes:
-        route = Route(self._model(primary), self.ref.alias, "primary")
-        if canary_version is None or self.canary is None:
+    def _routes_of(self, primary: ServedModel, canary: ServedModel | None) -> Routes:
+        route = Route(primary, self.ref.alias, "primary")
+        if canary is None or self.canary is None:
             return Routes(primary=route)
-        canary = Route(self._model(canary_version), self.canary.alias, "canary")
-        return Routes(primary=route, canary=canary, basis_points=self.canary.basis_points)
+        return Routes(
+            primary=route,
+            canary=Route(canary, self.canary.alias, "canary"),
+            basis_points=self.canary.basis_points,
+        )
 
     def _model(self, version: str) -> ServedModel:
         model = self._loaded.get(version)
@@ -138,11 +154,6 @@ class ModelService:
             model = self.store.load(self.ref.name, version)
             self._loaded[version] = model
         return model
-
-    def _note_failure(self, key: str, message: str) -> None:
-        if self._failed.get(key) != message:
-            self._failed[key] = message
-            log.error("alias watcher: %s; serving on %s", message, describe(self.routes))
 
 
 def describe(routes: Routes) -> str:
