@@ -127,7 +127,7 @@ def combine(shares: Sequence[Share], threshold: int) -> bytes:
         shamirs.share(index, int.from_bytes(value, "big"), FIELD_PRIME)
         for index, value in sorted(shares)[:threshold]
     ]
-    value = shamirs.interpolate(chosen, threshold=threshold)
+    value = int(shamirs.interpolate(chosen, threshold=threshold))
     if value >= 1 << (8 * SEED_BYTES):
         raise ValueError("the shares rebuild no 16-byte secret (altered or from other secrets)")
     return value.to_bytes(SEED_BYTES, "big")
