@@ -207,13 +207,16 @@ def open_federation(
     with contextlib.ExitStack() as undo:  # on an error: what was taken so far, given back
         # A run directory that exists is locked before anything reads its checkpoints.
         run_lock = _lock(run_dir, undo) if lock and new_dir is None else None
-        notes: list[str] = []
+        notes = _spec_notes(spec)
         if resume_dir is not None:
             restored = restore_checkpoint(run_dir)
             state = restored.state
-            notes = [
-                f"checkpoint {path.name} skipped: {why}; resumed from {restored.path.name}"
-                for path, why in restored.skipped
+            notes += [
+                (
+                    "checkpoint",
+                    f"checkpoint {p.name} skipped: {why}; resumed from {restored.path.name}",
+                )
+                for p, why in restored.skipped
             ]
         else:
             state = RunState(round=0, weights=initial_weights(spec, task), metrics={})
@@ -260,17 +263,32 @@ def _lock(run_dir: Path, undo: contextlib.ExitStack) -> RunLock:
     return run_lock
 
 
+def _spec_notes(spec: FederationSpec) -> list[tuple[str, str]]:
+    """(code, message) of what the spec asks that the run does otherwise."""
+    if spec.secure_aggregation is not None and spec.weighting.scheme == "data_size":
+        return [
+            (
+                "weighting",
+                "weighting.scheme=data_size does not apply under secure_aggregation: the "
+                "server learns only the sum, so the aggregate is the survivors' unweighted "
+                "mean (set weighting.scheme=uniform to say so)",
+            )
+        ]
+    return []
+
+
 class _StartNotes(Callback):
     """Tells every other callback, as warnings, what a person should know about how the
-    run started (a damaged checkpoint skipped on resume): once they have all started."""
+    run started (a damaged checkpoint skipped on resume, a spec setting that does not
+    apply): once they have all started."""
 
-    def __init__(self, events: CallbackList, notes: list[str]) -> None:
+    def __init__(self, events: CallbackList, notes: list[tuple[str, str]]) -> None:
         self._events = events
         self._notes = notes
 
     def on_run_start(self, *, run: RunInfo) -> None:
-        for note in self._notes:
-            self._events.on_warning(round=run.start_round, code="checkpoint", message=note)
+        for code, note in self._notes:
+            self._events.on_warning(round=run.start_round, code=code, message=note)
         self._notes = []
 
 
