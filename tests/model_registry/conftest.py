@@ -80,3 +80,9 @@ def models(runs_dir: Path) -> Callable[..., Any]:
         return runner.invoke(models_app, [*args, "-o", str(runs_dir)], env={"COLUMNS": "200"})
 
     return invoke
+
+
+@pytest.fixture(scope="session")
+def spec_for(runs_dir: Path) -> Callable[..., FederationSpec]:
+    """The spec :func:`federate` runs, for a test that drives the run itself."""
+    return lambda model_name, **raw: small_digits(runs_dir, model_name, **raw)

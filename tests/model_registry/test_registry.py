@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -13,11 +14,14 @@ from mlflow import MlflowClient
 
 import fedpilot
 from fedpilot.errors import SpecError
+from fedpilot.launch import load_run_spec, run_federation
+from fedpilot.orchestrator.events import Callback, RoundSummary, Stop
 from fedpilot.orchestrator.vocabulary import EventType
 from fedpilot.rundir import RunDir
 from fedpilot.tasks.builtin import DigitsMLP
 from fedpilot.tracking._mlflow_utils import use_tracking_uri
 from fedpilot.tracking.event_log import EventLogReader
+from fedpilot.types import RoundContext
 
 
 def _client(run: Any) -> MlflowClient:
@@ -299,3 +303,32 @@ def test_no_store_exits_2(tmp_path: Any) -> None:
 def test_a_bad_model_name_in_the_spec_is_refused(federate: Any) -> None:
     with pytest.raises(SpecError, match=r"registry.model_name.*got model_name='a/b'"):
         federate("a/b")
+
+
+class _StopAfterRound(Callback):
+    def __init__(self, round_: int) -> None:
+        self.round = round_
+
+    def on_round_end(self, *, ctx: RoundContext, summary: RoundSummary) -> Stop | None:
+        return Stop("paused by the test") if summary.round == self.round else None
+
+
+def test_a_stopped_run_registers_only_once_its_resume_completes(
+    spec_for: Callable[..., Any], runs_dir: Path
+) -> None:
+    spec = spec_for("resumed", name="resumetest")
+    stopped = run_federation(spec, callbacks=[_StopAfterRound(1)])
+    assert stopped.status == "stopped"
+    (run_dir,) = [p for p in runs_dir.iterdir() if p.name.startswith("resumetest-")]
+    client = MlflowClient(tracking_uri=spec.mlflow_uri(), registry_uri=spec.mlflow_uri())
+    assert "resumed" not in [m.name for m in client.search_registered_models()]
+
+    finished = run_federation(load_run_spec(run_dir), resume_dir=run_dir)
+    assert finished.status == "completed"
+    (version,) = client.search_model_versions("name = 'resumed'")
+    assert version.tags["fedpilot.model_round"] == "3"
+    assert version.tags["fedpilot.run_id"] == run_dir.name
+    # Every learner's examples, from the log of both processes.
+    assert sorted(json.loads(version.tags["fedpilot.data.learners"])) == ["0", "1", "2", "3"]
+    events = [e["event"] for e in EventLogReader(RunDir(run_dir).events)]
+    assert events.count(EventType.MODEL_REGISTERED) == 1

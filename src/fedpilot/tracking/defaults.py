@@ -14,7 +14,8 @@ _logger = logging.getLogger(__name__)
 
 def default_callbacks(spec: FederationSpec, *, tracking_uri: str | None = None) -> list[Callback]:
     """The audit trail (``events.jsonl``), ``status.json`` and, if the spec enables it,
-    MLflow: the observers ``fedpilot run``, ``fedpilot server`` and the Flower ServerApp
+    MLflow (with the model registry's callback when ``registry.model_name`` is set): the
+    observers ``fedpilot run``, ``fedpilot server`` and the Flower ServerApp
     give every run, before their own.
 
     Args:
