@@ -295,9 +295,15 @@ def test_no_store_exits_2(tmp_path: Any) -> None:
 
     from fedpilot.cli.models import models_app
 
-    result = CliRunner().invoke(models_app, ["list", "-o", str(tmp_path / "none")])
+    runner = CliRunner()
+    result = runner.invoke(models_app, ["list", "-o", str(tmp_path / "none")])
     assert result.exit_code == 2
     assert "no MLflow store at" in result.stderr
+    missing = f"sqlite:///{tmp_path / 'nothing.db'}"
+    result = runner.invoke(models_app, ["show", "digits", "--tracking-uri", missing])
+    assert result.exit_code == 2
+    assert "no MLflow store at" in result.stderr
+    assert not (tmp_path / "nothing.db").exists()
 
 
 def test_a_bad_model_name_in_the_spec_is_refused(federate: Any) -> None:

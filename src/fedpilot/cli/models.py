@@ -181,17 +181,22 @@ def _report(promotion: Promotion, as_json: bool) -> None:
 def _open(tracking_uri: str | None, output_dir: Path) -> ModelRegistry:
     from fedpilot.model_registry import ModelRegistry
 
-    uri = tracking_uri
-    if uri is None:
+    db: Path | None
+    if tracking_uri is None:
         db = mlflow_db(output_dir).resolve()
-        if not db.is_file():
-            _fail(
-                UserError(
-                    f"no MLflow store at {db} (--output-dir {output_dir}); give the runs' "
-                    "--output-dir or --tracking-uri"
-                )
-            )
+        where = f"--output-dir {output_dir}"
         uri = f"sqlite:///{db}"
+    else:
+        # A sqlite store that is not there would be created empty: refuse it instead.
+        path = tracking_uri.removeprefix("sqlite:///").partition("?")[0]
+        db = Path(path) if tracking_uri.startswith("sqlite:///") else None
+        where, uri = f"--tracking-uri {tracking_uri}", tracking_uri
+    if db is not None and not db.is_file():
+        _fail(
+            UserError(
+                f"no MLflow store at {db} ({where}); give the runs' --output-dir or --tracking-uri"
+            )
+        )
     registry: ModelRegistry = _call(lambda: ModelRegistry(uri))
     return registry
 

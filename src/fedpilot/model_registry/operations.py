@@ -54,6 +54,8 @@ class Promotion:
     champion_before: str | None
     decision: GateDecision
     events_written: bool
+    """Whether the gate decision reached the run's ``events.jsonl`` (its run directory is
+    on this machine); it is a tag on the version either way."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -68,6 +70,7 @@ class Promotion:
                 for f in self.decision.failures
             ],
             "decision": self.decision.summary(),
+            "event_logged": self.events_written,
         }
 
 
