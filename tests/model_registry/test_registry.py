@@ -103,6 +103,9 @@ def test_promote_then_rollback_moves_the_champion_and_records_each_step(
     assert shown["versions"][0]["aliases"] == ["champion"]
     assert shown["versions"][0]["tags"]["fedpilot.gate.decision"].endswith("passed (tolerance)")
 
+    table = models("show", "cycle").stdout
+    assert "champions so far: 1 → 2" in table and "passed" in table
+
     rolled = models("rollback", "cycle", "--json")
     assert rolled.exit_code == 0, rolled.output
     assert json.loads(rolled.stdout) == {"name": "cycle", "from": "2", "champion": "1"}

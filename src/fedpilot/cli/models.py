@@ -102,19 +102,24 @@ def show_command(
     console = Console()
     history = " → ".join(model.champion_history) or "none yet"
     console.print(f"[bold]{escape(model.name)}[/bold]  champions so far: {escape(history)}")
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False)
-    for column in ("Version", "Aliases", "Run", "Round", "Metric", "Worst learner", "Gate"):
-        table.add_column(column, overflow="fold")
+    metrics = {v.tags.get("fedpilot.gate.metric", "metric") for v in model.versions}
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True)
+    # The short columns never fold; the run id takes what is left.
+    for column in ("Version", "Aliases", "Round", " / ".join(sorted(metrics)), "Worst", "Gate"):
+        table.add_column(escape(column), no_wrap=True)
+    table.add_column("Run", overflow="fold", min_width=12)
     for v in model.versions:
         tags = v.tags
+        # The tag is "<time>: passed (...)" or "<time>: failed: ..."; --json has it whole.
+        decision = tags.get("fedpilot.gate.decision", "").partition(": ")[2]
         table.add_row(
             v.version,
             ", ".join(v.aliases) or "-",
-            escape(tags.get("fedpilot.run_id", "-")),
             tags.get("fedpilot.model_round", "-"),
-            escape(_metric(tags)),
-            escape(_number(tags.get("fedpilot.metric.worst_learner"))),
-            escape(tags.get("fedpilot.gate.decision", "-")),
+            _number(tags.get("fedpilot.metric.central")),
+            _number(tags.get("fedpilot.metric.worst_learner")),
+            decision.split(" ", 1)[0].rstrip(":") or "-",
+            escape(tags.get("fedpilot.run_id", "-")),
         )
     console.print(table)
 
