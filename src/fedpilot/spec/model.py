@@ -14,6 +14,7 @@ from fedpilot.rundir import mlflow_db
 from fedpilot.spec.aggregation import AggregationSpec
 from fedpilot.spec.compression import CompressionSpec
 from fedpilot.spec.privacy import PrivacySpec
+from fedpilot.spec.registry import RegistrySpec
 from fedpilot.spec.runtime import LocalRuntime, Runtime
 from fedpilot.spec.sections import (
     DataSpec,
@@ -66,6 +67,7 @@ class FederationSpec(Section):
         default=None, description="SecAgg+: the server learns only the sum of the updates."
     )
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    registry: RegistrySpec = Field(default_factory=RegistrySpec)
     runtime: Runtime = Field(default_factory=LocalRuntime)
     output_dir: Path = Field(default_factory=default_output_dir)
     base_dir: Path | None = Field(

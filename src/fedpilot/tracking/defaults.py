@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+
 from fedpilot.orchestrator.events import Callback
 from fedpilot.spec import FederationSpec
 from fedpilot.tracking.event_log import EventLogCallback
 from fedpilot.tracking.status_file import StatusFileCallback
 
+_logger = logging.getLogger(__name__)
+
 
 def default_callbacks(spec: FederationSpec, *, tracking_uri: str | None = None) -> list[Callback]:
     """The audit trail (``events.jsonl``), ``status.json`` and, if the spec enables it,
-    MLflow: the observers ``fedpilot run``, ``fedpilot server`` and the Flower ServerApp
+    MLflow (with the model registry's callback when ``registry.model_name`` is set): the
+    observers ``fedpilot run``, ``fedpilot server`` and the Flower ServerApp
     give every run, before their own.
 
     Args:
@@ -25,7 +30,18 @@ def default_callbacks(spec: FederationSpec, *, tracking_uri: str | None = None) 
         # Imported only then: the MLflow callback is the heavy one.
         from fedpilot.tracking.mlflow_callback import MLflowCallback
 
-        callbacks.append(MLflowCallback(tracking_uri=tracking_uri))
+        mlflow = MLflowCallback(tracking_uri=tracking_uri)
+        callbacks.append(mlflow)
+        if spec.registry.model_name is not None:
+            # After MLflow: it registers the model MLflow's callback logged at the run's end.
+            from fedpilot.model_registry.callback import RegistryCallback
+
+            callbacks.append(RegistryCallback(mlflow))
+    elif spec.registry.model_name is not None:
+        _logger.warning(
+            "registry.model_name=%r is set but tracking is off: the run registers no model",
+            spec.registry.model_name,
+        )
     # The status file after MLflow: its last write has the run's result with whatever
     # became of its tracking.
     callbacks.append(StatusFileCallback())

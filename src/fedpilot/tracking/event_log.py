@@ -280,6 +280,21 @@ class EventLogCallback(Callback):
             _logger.warning("writing %s to the event log failed: %s", what, exc)
 
 
+def append_event(path: Path, event: EventType, **fields: Any) -> bool:
+    """Appends one event to the log at ``path`` from outside a run (the model registry's,
+    after the run ended); False, with a warning, when it cannot be written."""
+    line = _line(event, None, fields)
+    try:
+        with path.open("ab") as handle:
+            if not _ends_a_line(path):
+                handle.write(b"\n")
+            handle.write(line)
+    except OSError as exc:
+        _logger.warning("cannot append %s to the event log %s (%s)", event, path, exc)
+        return False
+    return True
+
+
 def _ends_a_line(path: Path) -> bool:
     """True if ``path`` is empty or its last byte ends a line."""
     with path.open("rb") as handle:

@@ -120,6 +120,18 @@ class MLflowCallback(Callback):
         self._params: dict[str, str] = {}
         self._logged_rounds: set[int] = set()
         self._failure: str | None = None
+        self._logged_model: tuple[str, str] | None = None
+
+    @property
+    def logged_model(self) -> tuple[str, str] | None:
+        """(MLflow run id, LoggedModel id) of the model the last run end logged in its
+        flavor, or None (not logged, or only as raw weights): what the registry registers."""
+        return self._logged_model
+
+    @property
+    def tracking_uri(self) -> str:
+        """The store the run logs to (empty before a run starts)."""
+        return self._uri
 
     @property
     def mlflow_run_id(self) -> str | None:
@@ -142,6 +154,7 @@ class MLflowCallback(Callback):
         """Creates (or, on resume, reopens) the MLflow run and logs the spec."""
         self._run_id = None
         self._failure = None
+        self._logged_model = None
         spec = run.spec
         if not spec.tracking.enabled:
             return
@@ -382,6 +395,7 @@ class MLflowCallback(Callback):
                 mu.quiet_log("mlflow.pytorch", "Saving pytorch model by Pickle"),
             ):
                 log(name=MODEL_ARTIFACT_PATH, model_id=model.model_id, run_id=run_id, step=step)
+            self._logged_model = (run_id, model.model_id)
         except Exception:
             self._attempt(
                 "the failed model's status",
