@@ -9,6 +9,7 @@ import typer
 
 from fedpilot.cli.deploy import deploy_app
 from fedpilot.cli.learner import learner_command
+from fedpilot.cli.monitoring import monitoring_app
 from fedpilot.cli.run import run_command
 from fedpilot.cli.runs import runs_app
 from fedpilot.cli.security import certs_app, learners_app
@@ -31,6 +32,7 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(certs_app, name="certs")
 app.add_typer(learners_app, name="learners")
 app.add_typer(deploy_app, name="deploy")
+app.add_typer(monitoring_app, name="monitoring")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -226,6 +226,13 @@ def open_federation(
             run_lock = _lock(run_dir, undo) if lock else None
         tracking = default_callbacks(spec, tracking_uri=run_tracking_uri(run_dir, spec))
         events = CallbackList([*tracking, *callbacks] if default_tracking else list(callbacks))
+        # First: the metrics a round changed are set before the alerts read them, and the
+        # alerts stop before the event log closes.
+        watching = _monitoring(spec, events)
+        for observer in watching:
+            if (close := getattr(observer, "close", None)) is not None:
+                undo.callback(close)
+        events.callbacks[:0] = watching
         if notes:
             events.callbacks.append(_StartNotes(events, notes))
         dp = learner_dp(parts.transforms)
@@ -252,6 +259,15 @@ def open_federation(
             federation.stop(spent)
         undo.pop_all()  # the federation closes its fleet and releases its lock
         return federation
+
+
+def _monitoring(spec: FederationSpec, events: Callback) -> list[Callback]:
+    """The metrics endpoint and in-process alerts the spec asks for (none by default)."""
+    if spec.runtime.metrics_port is None and spec.monitoring is None:
+        return []
+    from fedpilot.monitoring import observers  # prometheus-client, for runs that ask
+
+    return observers(spec, events)
 
 
 def _lock(run_dir: Path, undo: contextlib.ExitStack) -> RunLock:

@@ -47,6 +47,10 @@ class EventType(StrEnum):
     threshold) and revealed nothing: ``on_secure_aggregation_failed``; the round fails."""
     WARNING = "Warning"
     """Something the run worked around and a person should know: ``on_warning``."""
+    ALERT_FIRING = "AlertFiring"
+    """An alert rule began firing: ``on_alert`` (``state: firing``)."""
+    ALERT_RESOLVED = "AlertResolved"
+    """A firing alert rule stopped firing: ``on_alert`` (``state: resolved``)."""
     RUN_FINISHED = "RunFinished"
     """The run ended (completed, stopped, interrupted or failed): ``on_run_end``."""
 
