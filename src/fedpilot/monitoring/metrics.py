@@ -52,12 +52,12 @@ REJECTION_REASONS = (
 
 _REASON_PATTERNS = (
     ("undecodable", re.compile(r"^undecodable")),
+    ("secure_aggregation", re.compile(r"^secure aggregation")),
     ("num_examples", re.compile(r"num-examples")),
     ("non_finite", re.compile(r"not finite|non-finite")),
     ("norm_outlier", re.compile(r"norm")),
     ("shape", re.compile(r"\barrays?\b.*\b(shape|dtype|has \d+ arrays)|update has \d+ arrays")),
     ("missing_metric", re.compile(r"needs a positive metric")),
-    ("secure_aggregation", re.compile(r"secure aggregation|sealed|mask", re.IGNORECASE)),
 )
 
 
