@@ -17,7 +17,8 @@ from fedpilot.errors import SpecError
 from fedpilot.launch import run_federation
 from fedpilot.monitoring import FederationMetrics
 from fedpilot.monitoring.expr import collect
-from fedpilot.monitoring.metrics import GLOBAL, REJECTION_REASONS, rejection_reason
+from fedpilot.monitoring.metrics import GLOBAL
+from fedpilot.monitoring.reasons import REJECTION_REASONS, rejection_reason
 from fedpilot.orchestrator.events import (
     Callback,
     PrivacyLoss,

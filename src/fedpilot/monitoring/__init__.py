@@ -8,7 +8,9 @@ alerts are posted to, and a Grafana dashboard over the metrics.
 from __future__ import annotations
 
 from fedpilot.monitoring.alerts import AlertEvaluator
-from fedpilot.monitoring.metrics import FederationMetrics, MetricsEndpoint, rejection_reason
+from fedpilot.monitoring.endpoint import MetricsEndpoint
+from fedpilot.monitoring.metrics import FederationMetrics
+from fedpilot.monitoring.reasons import rejection_reason
 from fedpilot.monitoring.rules import AlertRule, alert_rules, rules_yaml
 from fedpilot.orchestrator.events import Callback, RunInfo, RunResult
 from fedpilot.rundir import RunDir

@@ -1,19 +1,17 @@
-"""A run's Prometheus metrics: a Callback that keeps them in its own registry, and the
-HTTP endpoint that serves them.
+"""A run's Prometheus metrics: a Callback that keeps them in its own registry (served by
+:class:`~fedpilot.monitoring.endpoint.MetricsEndpoint`).
 
 Each run has its own :class:`~prometheus_client.CollectorRegistry` (never the process's
 global one), so several runs in one process, and tests, do not share series. Per-learner
 series are bounded (``runtime.metrics_learner_labels``): a federation of 10,000 learners
 makes at most that many series per metric. Rejection reasons are sorted into a fixed set
-(:func:`rejection_reason`).
+(:func:`~fedpilot.monitoring.reasons.rejection_reason`).
 """
 
 from __future__ import annotations
 
 import heapq
 import math
-import re
-import socket
 import threading
 import time
 from collections import OrderedDict
@@ -21,11 +19,11 @@ from collections.abc import Callable, Iterator
 from typing import Literal, Protocol
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from fedpilot.errors import SpecError
+from fedpilot.monitoring.reasons import REJECTION_REASONS, rejection_reason
 from fedpilot.orchestrator.events import (
     Callback,
     PrivacyLoss,
@@ -37,38 +35,6 @@ from fedpilot.types import FleetNotice, LearnerId, Metrics, RoundContext
 
 GLOBAL = "(global)"
 """The ``learner`` label of a drift finding about the global model."""
-
-REJECTION_REASONS = (
-    "num_examples",
-    "non_finite",
-    "shape",
-    "norm_outlier",
-    "missing_metric",
-    "undecodable",
-    "secure_aggregation",
-    "other",
-)
-"""The values of ``fedpilot_updates_rejected_total``'s ``reason``."""
-
-_REASON_PATTERNS = (
-    ("undecodable", re.compile(r"^undecodable")),
-    ("secure_aggregation", re.compile(r"^secure aggregation")),
-    ("num_examples", re.compile(r"num-examples")),
-    ("non_finite", re.compile(r"not finite|non-finite")),
-    ("norm_outlier", re.compile(r"norm")),
-    ("shape", re.compile(r"\barrays?\b.*\b(shape|dtype|has \d+ arrays)|update has \d+ arrays")),
-    ("missing_metric", re.compile(r"needs a positive metric")),
-)
-
-
-def rejection_reason(reason: str | None) -> str:
-    """The fixed category of a validator's reason (a label must not carry free text: one
-    series per distinct message would grow without bound)."""
-    text = reason or ""
-    for label, pattern in _REASON_PATTERNS:
-        if pattern.search(text):
-            return label
-    return "other"
 
 
 class DriftReport(Protocol):
@@ -339,40 +305,8 @@ class _LastSeen(Collector):
         )
 
 
-class MetricsEndpoint:
-    """Serves ``registry`` over HTTP (``/metrics``) from a daemon thread until closed.
-
-    Raises:
-        SpecError: it cannot listen on ``host:port`` (in use, not an address here).
-    """
-
-    def __init__(self, registry: CollectorRegistry, *, host: str, port: int) -> None:
-        try:
-            self._server, self._thread = start_http_server(port, addr=host, registry=registry)
-        except OSError as exc:
-            raise SpecError(
-                f"`runtime.metrics_port`: cannot serve metrics on {host}:{port}: "
-                f"{exc.strerror or exc}",
-                field="runtime.metrics_port",
-            ) from None
-        self.port = int(self._server.server_port)
-        shown = socket.gethostname() if host in ("0.0.0.0", "::", "") else host
-        shown = f"[{shown}]" if ":" in shown else shown
-        self.url = f"http://{shown}:{self.port}/metrics"
-
-    def close(self) -> None:
-        """Stops serving and releases the port (once; later calls do nothing)."""
-        if self._thread.is_alive():
-            self._server.shutdown()
-            self._thread.join()
-        self._server.server_close()
-
-
 __all__ = [
     "GLOBAL",
-    "REJECTION_REASONS",
     "DriftReport",
     "FederationMetrics",
-    "MetricsEndpoint",
-    "rejection_reason",
 ]

@@ -42,9 +42,9 @@ class _RuntimeBase(Section):
         default=100,
         ge=0,
         le=100_000,
-        description="Most learners with their own series per metric (the least recently "
-        "seen are shown first; the rest are left out), so 10,000 learners make no "
-        "10,000 series.",
+        description="Most learners with a series of their own per metric (last-seen shows "
+        "those seen longest ago, drift scores the latest findings), so 10,000 learners "
+        "make no 10,000 series.",
     )
 
 
