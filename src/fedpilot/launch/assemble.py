@@ -223,12 +223,21 @@ def open_federation(
         fleet = fleet if fleet is not None else build_fleet(spec)
         undo.callback(fleet.close)
         parts, registry = build_parts(spec, task, fleet, run_dir)
+        # The metrics endpoint takes its port now: one it cannot have leaves no run directory.
+        events = CallbackList([])  # filled below; the alerts tell it what fires
+        watching = _monitoring(spec, events)
+        for observer in watching:
+            if (close := getattr(observer, "close", None)) is not None:
+                undo.callback(close)
         # Made only now: a spec naming code, data or files that fail to load leaves none.
         if new_dir is not None:
             _make_run_dir(spec, new_dir)
             run_lock = _lock(run_dir, undo) if lock else None
         tracking = default_callbacks(spec, tracking_uri=run_tracking_uri(run_dir, spec))
-        events = CallbackList([*tracking, *callbacks] if default_tracking else list(callbacks))
+        # Monitoring first: the metrics a round changed are set before the alerts read
+        # them, and the alerts stop before the event log closes.
+        observers = [*tracking, *callbacks] if default_tracking else list(callbacks)
+        events.callbacks = [*watching, *observers]
         if notes:
             events.callbacks.append(_StartNotes(events, notes))
         dp = learner_dp(parts.transforms)
@@ -255,6 +264,15 @@ def open_federation(
             federation.stop(spent)
         undo.pop_all()  # the federation closes its fleet and releases its lock
         return federation
+
+
+def _monitoring(spec: FederationSpec, events: Callback) -> list[Callback]:
+    """The metrics endpoint and in-process alerts the spec asks for (none by default)."""
+    if spec.runtime.metrics_port is None and spec.monitoring is None:
+        return []
+    from fedpilot.monitoring import observers  # prometheus-client, for runs that ask
+
+    return observers(spec, events)
 
 
 def _lock(run_dir: Path, undo: contextlib.ExitStack) -> RunLock:

@@ -13,6 +13,7 @@ from pydantic import Field, field_validator, model_validator
 from fedpilot.rundir import mlflow_db
 from fedpilot.spec.aggregation import AggregationSpec
 from fedpilot.spec.compression import CompressionSpec
+from fedpilot.spec.monitoring import MonitoringSpec
 from fedpilot.spec.privacy import PrivacySpec
 from fedpilot.spec.registry import RegistrySpec
 from fedpilot.spec.runtime import LocalRuntime, Runtime
@@ -68,6 +69,9 @@ class FederationSpec(Section):
     )
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     registry: RegistrySpec = Field(default_factory=RegistrySpec)
+    monitoring: MonitoringSpec | None = Field(
+        default=None, description="Alert rules evaluated in the run's process, and a webhook."
+    )
     runtime: Runtime = Field(default_factory=LocalRuntime)
     output_dir: Path = Field(default_factory=default_output_dir)
     base_dir: Path | None = Field(

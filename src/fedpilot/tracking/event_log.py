@@ -32,6 +32,7 @@ import numpy as np
 import orjson
 
 from fedpilot.orchestrator.events import (
+    Alert,
     Callback,
     PrivacyLoss,
     RoundSummary,
@@ -222,6 +223,11 @@ class EventLogCallback(Callback):
     def on_warning(self, *, round: int, code: str, message: str) -> None:
         """Writes ``Warning`` with its code and message."""
         self._write(EventType.WARNING, None, round=round, code=code, message=message)
+
+    def on_alert(self, *, round: int, alert: Alert) -> None:
+        """Writes ``AlertFiring`` or ``AlertResolved`` with the alert's fields."""
+        event = EventType.ALERT_FIRING if alert.state == "firing" else EventType.ALERT_RESOLVED
+        self._write(event, alert, round=round)
 
     def on_run_end(self, *, run: RunInfo, result: RunResult) -> None:
         """Writes ``RunFinished`` (with ``error``: why it failed, was stopped or
