@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from fedpilot.orchestrator.events import Callback
 from fedpilot.spec import FederationSpec
 from fedpilot.tracking.event_log import EventLogCallback
 from fedpilot.tracking.status_file import StatusFileCallback
 
 
-def default_callbacks(spec: FederationSpec, *, tracking_uri: str | None = None) -> list[Callback]:
+def default_callbacks(
+    spec: FederationSpec,
+    *,
+    tracking_uri: str | None = None,
+    mlflow_tags: Mapping[str, str] | None = None,
+) -> list[Callback]:
     """The audit trail (``events.jsonl``), ``status.json`` and, if the spec enables it,
     MLflow: the observers ``fedpilot run``, ``fedpilot server`` and the Flower ServerApp
     give every run, before their own.
@@ -16,6 +23,7 @@ def default_callbacks(spec: FederationSpec, *, tracking_uri: str | None = None) 
     Args:
         spec: The run's spec (``tracking.enabled`` decides MLflow).
         tracking_uri: The MLflow store, if not the spec's (a resumed run's own store).
+        mlflow_tags: Tags a new MLflow run starts with (a tuning trial's parent run).
 
     Returns:
         New callbacks, in the order they should be called.
@@ -25,7 +33,7 @@ def default_callbacks(spec: FederationSpec, *, tracking_uri: str | None = None) 
         # Imported only then: the MLflow callback is the heavy one.
         from fedpilot.tracking.mlflow_callback import MLflowCallback
 
-        callbacks.append(MLflowCallback(tracking_uri=tracking_uri))
+        callbacks.append(MLflowCallback(tracking_uri=tracking_uri, run_tags=mlflow_tags))
     # The status file after MLflow: its last write has the run's result with whatever
     # became of its tracking.
     callbacks.append(StatusFileCallback())
