@@ -15,7 +15,7 @@ import yaml
 
 from clitools import fedpilot
 from federations import digits_spec
-from fedpilot.hpo import best_spec_path, default_storage, tune
+from fedpilot.hpo.study import best_spec_path, default_storage, tune
 from fedpilot.hpo.trial import PARENT_TAG
 from fedpilot.spec import FederationSpec, load_spec
 from fedpilot.tracking.store import list_runs

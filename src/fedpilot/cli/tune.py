@@ -35,7 +35,7 @@ def tune_command(
 ) -> None:
     """Tune a federation: each trial runs the spec with sampled values; hopeless trials
     are stopped after a round; the best trial's spec is written as YAML."""
-    from fedpilot.hpo import best_trials, default_storage, tune
+    from fedpilot.hpo.study import best_trials, default_storage, tune
 
     spec = load_spec(spec_file, overrides)
     view = TuneView(Console(stderr=True))
@@ -99,7 +99,7 @@ class TuneView:
         self._draw()
 
     def trial_done(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        from fedpilot.hpo import best_trials
+        from fedpilot.hpo.study import best_trials
 
         for t in study.get_trials(deepcopy=False):
             self._rows[t.number] = {

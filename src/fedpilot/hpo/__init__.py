@@ -1,7 +1,7 @@
 """Hyperparameter tuning with Optuna: studies whose trials are federations
-(``fedpilot tune``), pruned after any round, and learners that tune their local
-settings on their own data."""
+(``fedpilot tune``, :mod:`.study`), pruned after any round, and learners that tune their
+local settings on their own data (:mod:`.learner`).
 
-from fedpilot.hpo.study import TuneResult, best_spec_path, best_trials, default_storage, tune
-
-__all__ = ["TuneResult", "best_spec_path", "best_trials", "default_storage", "tune"]
+Nothing is imported here: a learner's chain imports :mod:`.learner` alone, and Optuna
+only when it tunes.
+"""
