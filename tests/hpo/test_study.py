@@ -148,3 +148,35 @@ def test_two_processes_fill_one_study_without_duplicates(tmp_path: Path) -> None
     done = fedpilot("run", best, "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["status"] == "completed"
+
+
+def test_optuna_dashboard_reads_the_study(tmp_path: Path) -> None:
+    from wsgiref.util import setup_testing_defaults
+
+    from optuna_dashboard import wsgi
+
+    spec = _spec(tmp_path, {"space": {"local.lr": {"low": 0.01, "high": 0.5}}}, rounds=1)
+    tune(spec, trials=1, study_name="seen")
+    app = wsgi(default_storage(spec))
+    environ: dict[str, Any] = {}
+    setup_testing_defaults(environ)
+    environ["PATH_INFO"] = "/api/studies"
+    answered: list[str] = []
+    body = b"".join(app(environ, lambda status, headers, exc_info=None: answered.append(status)))
+    assert answered == ["200 OK"]
+    (summary,) = json.loads(body)["study_summaries"]
+    assert summary["study_name"] == "seen" and summary["directions"] == ["maximize"]
+
+
+def test_a_multi_objective_study_keeps_its_pareto_front(tmp_path: Path) -> None:
+    objectives = [
+        {"metric": "accuracy", "direction": "maximize"},
+        {"metric": "bytes", "direction": "minimize"},
+    ]
+    space = {"local.lr": {"low": 0.01, "high": 0.5}, "sampling.fraction": {"choices": [0.5, 1.0]}}
+    spec = _spec(tmp_path, {"space": space, "objectives": objectives}, rounds=2)
+    result = tune(spec, trials=3, study_name="front")
+    trials = _finished(result.study)
+    assert len(trials) == 3 and all(t.state.name == "COMPLETE" for t in trials)
+    assert all(len(t.values) == 2 and t.values[1] > 0 for t in trials)
+    assert result.best_spec is not None and result.best_spec.is_file()
