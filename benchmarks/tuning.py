@@ -110,7 +110,7 @@ def main() -> None:
     plain, pruned = studies["none"], studies["median"]
     best = pruned if pruned["best_value"] >= plain["best_value"] else plain
     tuned_raw = applied(best["spec"], best["best_params"]).model_dump(mode="json")
-    tuned_raw.pop("tune")
+    tuned_raw.pop("tune", None)
     tuned_raw.pop("output_dir")
     default = [final_accuracy(raw, seed) for seed in RESERVE_SEEDS]
     tuned = [final_accuracy(tuned_raw, seed) for seed in RESERVE_SEEDS]

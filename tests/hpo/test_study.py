@@ -86,9 +86,9 @@ def test_a_trial_in_a_bad_region_is_pruned_after_fewer_rounds(tmp_path: Path) ->
     assert result.best_spec == best_spec_path(spec, "s")
     best = load_spec(result.best_spec)
     assert best.local.lr == GOOD_LR
-    assert best.model_dump(exclude={"local", "base_dir"}) == spec.model_dump(
-        exclude={"local", "base_dir"}
-    )
+    assert best.tune is None  # the study's space stays with the study
+    unchanged = {"local", "base_dir", "tune"}
+    assert best.model_dump(exclude=unchanged) == spec.model_dump(exclude=unchanged)
 
 
 def test_a_resumed_study_continues_with_the_next_trial_and_samples_as_one_run(
@@ -180,3 +180,22 @@ def test_a_multi_objective_study_keeps_its_pareto_front(tmp_path: Path) -> None:
     assert len(trials) == 3 and all(t.state.name == "COMPLETE" for t in trials)
     assert all(len(t.values) == 2 and t.values[1] > 0 for t in trials)
     assert result.best_spec is not None and result.best_spec.is_file()
+
+
+def test_values_that_break_a_check_across_fields_fail_that_trial_only(tmp_path: Path) -> None:
+    # Each edge is valid alone; together 1 learner sampled of 6 is fewer than min 3.
+    space = {
+        "sampling.fraction": {"choices": [0.2, 1.0]},
+        "sampling.min_learners": {"choices": [1, 3]},
+    }
+    spec = _spec(tmp_path, {"space": space}, rounds=1)
+    spec.output_dir.mkdir(parents=True)
+    made = optuna.create_study(study_name="s", storage=default_storage(spec), direction="maximize")
+    made.enqueue_trial({"sampling.fraction": 0.2, "sampling.min_learners": 3})
+    made.enqueue_trial({"sampling.fraction": 1.0, "sampling.min_learners": 3})
+
+    result = tune(spec, trials=1, study_name="s")
+
+    failed, complete = sorted(result.study.trials, key=lambda t: t.number)
+    assert failed.state.name == "FAIL" and "sampling.min_learners" in failed.user_attrs["error"]
+    assert complete.state.name == "COMPLETE"

@@ -34,7 +34,8 @@ def tune_command(
     as_json: bool = typer.Option(False, "--json", help="Print the best trial as JSON at the end."),
 ) -> None:
     """Tune a federation: each trial runs the spec with sampled values; hopeless trials
-    are stopped after a round; the best trial's spec is written as YAML."""
+    are stopped after a round; the best trial's spec is written as YAML. Exits 1 when
+    no trial of the study completed."""
     from fedpilot.hpo.study import best_trials, default_storage, tune
 
     spec = load_spec(spec_file, overrides)
@@ -64,6 +65,9 @@ def tune_command(
         sys.stdout.flush()
     elif result.best_spec is not None:
         view.console.print(f"best spec: {result.best_spec}  (fedpilot run {result.best_spec})")
+    if not best:  # every trial failed (or none ran): nothing was tuned
+        view.console.print("fedpilot: no trial of the study completed")
+        raise typer.Exit(1)
 
 
 def _trial_json(trial: FrozenTrial) -> dict[str, Any]:

@@ -40,12 +40,18 @@ def overrides(values: Mapping[str, Any]) -> list[str]:
 
 
 def applied(spec: FederationSpec, values: Mapping[str, Any]) -> FederationSpec:
-    """``spec`` with ``values`` set at their paths, validated.
+    """``spec`` with ``values`` set at their paths, validated: a trial's spec, without
+    the study's ``tune`` section (a learner's ``tune.learner`` stays).
 
     Raises:
         SpecError: a value the field refuses (the space's edges were checked with the spec).
     """
-    return validate_spec(apply_overrides(spec.model_dump(mode="json"), overrides(values)))
+    raw = spec.model_dump(mode="json", exclude={"tune"})
+    # The study's space stays behind (its edges are checked against the spec it came
+    # with, not one of its points); what a learner tunes is part of the run.
+    if spec.tune is not None and spec.tune.learner is not None:
+        raw["tune"] = {"learner": spec.tune.learner.model_dump(mode="json")}
+    return validate_spec(apply_overrides(raw, overrides(values)))
 
 
 __all__ = ["applied", "overrides", "suggest", "suggest_one"]

@@ -93,7 +93,8 @@ def tune(
             load_if_exists=True,
             **_directions(spec),
         )
-    parent = _parent_run(spec, study)
+        # Under the same lock: two processes starting a study make one parent run.
+        parent = _parent_run(spec, study)
     result = TuneResult(study, None)
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     taken = (*finished, optuna.trial.TrialState.RUNNING)

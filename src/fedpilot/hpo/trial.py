@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from fedpilot.errors import SpecError
 from fedpilot.hpo.space import applied, suggest
 from fedpilot.orchestrator.events import Callback, PrivacyLoss, RoundSummary, RunInfo, Stop
 from fedpilot.spec import FederationSpec
@@ -91,7 +92,8 @@ def run_trial(
 
     Raises:
         optuna.TrialPruned: the pruner stopped it (its user attrs say after which round).
-        TrialFailed: the run ended without the metric to score it.
+        TrialFailed: the values make an invalid spec, or the run ended without the
+            metric to score it.
         KeyboardInterrupt: the run was interrupted (Ctrl-C): the study stops too.
     """
     import optuna
@@ -101,7 +103,11 @@ def run_trial(
 
     assert spec.tune is not None
     values = suggest(trial, spec.tune.space)
-    trial_spec = applied(spec, values)
+    try:
+        trial_spec = applied(spec, values)
+    except SpecError as exc:  # a check across fields that only some values fail
+        trial.set_user_attr("error", str(exc)[:500])
+        raise TrialFailed(f"trial {trial.number}'s values make an invalid spec: {exc}") from None
     tags = {"fedpilot.trial": str(trial.number), "fedpilot.study": trial.study.study_name}
     if parent_run_id is not None:
         tags[PARENT_TAG] = parent_run_id

@@ -171,6 +171,9 @@ def tune_refusal(spec: FederationSpec) -> str | None:
     if tune.objectives is not None:
         if len(tune.objectives) < 2:
             return "`tune.objectives` needs two or more objectives (or use `tune.metric`)"
+        dp = spec.privacy.mode != "none" or spec.privacy.dpsgd.enabled
+        if not dp and any(o.metric == "epsilon" for o in tune.objectives):
+            return "`tune.objectives`: the objective epsilon needs privacy (privacy.mode or dpsgd)"
         if tune.pruner is not None and tune.pruner.name != "none":
             return (
                 "`tune.pruner` cannot prune a multi-objective study (Optuna reports one "
