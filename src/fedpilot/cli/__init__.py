@@ -16,6 +16,7 @@ from fedpilot.cli.runs import runs_app
 from fedpilot.cli.security import certs_app, learners_app
 from fedpilot.cli.server import server_command
 from fedpilot.cli.spec import spec_app
+from fedpilot.cli.tune import tune_command
 from fedpilot.errors import UserError
 
 app = typer.Typer(
@@ -28,6 +29,7 @@ app = typer.Typer(
 app.command("run")(run_command)
 app.command("server")(server_command)
 app.command("learner")(learner_command)
+app.command("tune")(tune_command)
 app.add_typer(spec_app, name="spec")
 app.add_typer(runs_app, name="runs")
 app.add_typer(certs_app, name="certs")

@@ -36,6 +36,7 @@ from fedpilot.spec.secure_aggregation import SecureAggregationSpec, secure_aggre
 from fedpilot.spec.selection import RandomSelection, SelectionSpec
 from fedpilot.spec.simulation import SimulationSpec
 from fedpilot.spec.transforms import TransformEntry
+from fedpilot.spec.tune import TuneSpec, tune_refusal
 
 
 class FederationSpec(Section):
@@ -67,6 +68,7 @@ class FederationSpec(Section):
     secure_aggregation: SecureAggregationSpec | None = Field(
         default=None, description="SecAgg+: the server learns only the sum of the updates."
     )
+    tune: TuneSpec | None = Field(default=None, description="What `fedpilot tune` searches.")
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     registry: RegistrySpec = Field(default_factory=RegistrySpec)
     monitoring: MonitoringSpec | None = Field(
@@ -124,7 +126,7 @@ class FederationSpec(Section):
             refusal = dpsgd_refusal(self.task, self.base_dir)
             if refusal is not None:
                 raise ValueError(refusal)
-        refusal = secure_aggregation_refusal(self)
+        refusal = secure_aggregation_refusal(self) or tune_refusal(self)
         if refusal is not None:
             raise ValueError(refusal)
         return self

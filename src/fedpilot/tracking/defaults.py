@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from fedpilot.orchestrator.events import Callback
 from fedpilot.spec import FederationSpec
@@ -12,7 +13,12 @@ from fedpilot.tracking.status_file import StatusFileCallback
 _logger = logging.getLogger(__name__)
 
 
-def default_callbacks(spec: FederationSpec, *, tracking_uri: str | None = None) -> list[Callback]:
+def default_callbacks(
+    spec: FederationSpec,
+    *,
+    tracking_uri: str | None = None,
+    mlflow_tags: Mapping[str, str] | None = None,
+) -> list[Callback]:
     """The audit trail (``events.jsonl``), ``status.json`` and, if the spec enables it,
     MLflow (with the model registry's callback when ``registry.model_name`` is set): the
     observers ``fedpilot run``, ``fedpilot server`` and the Flower ServerApp
@@ -21,6 +27,7 @@ def default_callbacks(spec: FederationSpec, *, tracking_uri: str | None = None) 
     Args:
         spec: The run's spec (``tracking.enabled`` decides MLflow).
         tracking_uri: The MLflow store, if not the spec's (a resumed run's own store).
+        mlflow_tags: Tags a new MLflow run starts with (a tuning trial's parent run).
 
     Returns:
         New callbacks, in the order they should be called.
@@ -30,7 +37,7 @@ def default_callbacks(spec: FederationSpec, *, tracking_uri: str | None = None) 
         # Imported only then: the MLflow callback is the heavy one.
         from fedpilot.tracking.mlflow_callback import MLflowCallback
 
-        mlflow = MLflowCallback(tracking_uri=tracking_uri)
+        mlflow = MLflowCallback(tracking_uri=tracking_uri, run_tags=mlflow_tags)
         callbacks.append(mlflow)
         if spec.registry.model_name is not None:
             # After MLflow: it registers the model MLflow's callback logged at the run's end.

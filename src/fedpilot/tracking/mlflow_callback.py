@@ -108,10 +108,19 @@ class MLflowCallback(Callback):
     Args:
         tracking_uri: Overrides ``spec.mlflow_uri()``.
         experiment: Overrides ``spec.tracking.experiment or spec.name``.
+        run_tags: Tags a new MLflow run is created with (``fedpilot tune``'s trials:
+            ``mlflow.parentRunId``, which nests them under the study's run).
     """
 
-    def __init__(self, *, tracking_uri: str | None = None, experiment: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        tracking_uri: str | None = None,
+        experiment: str | None = None,
+        run_tags: Mapping[str, str] | None = None,
+    ) -> None:
         self._uri_override = tracking_uri
+        self._run_tags = dict(run_tags or {})
         self._experiment_override = experiment
         self._client: MlflowClient | None = None
         self._uri = ""
@@ -285,7 +294,9 @@ class MLflowCallback(Callback):
                 if existing.info.status != "RUNNING":
                     client.update_run(stored, status="RUNNING")
                 return stored, dict(existing.data.params)
-        created = client.create_run(self._experiment_id, run_name=run.run_id)
+        created = client.create_run(
+            self._experiment_id, run_name=run.run_id, tags=self._run_tags or None
+        )
         new_id: str = created.info.run_id
         run.run_dir.mkdir(parents=True, exist_ok=True)
         id_file.write_text(new_id + "\n", encoding="utf-8")
