@@ -5,7 +5,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SPEC ?= examples/digits.yaml
 
-.PHONY: run test lint typecheck pytest bench clean
+.PHONY: run test lint typecheck pytest services bench clean
+
+# System tools tests drive for real: Prometheus (+ promtool) scrapes a federation and
+# checks the alert rules; Chromium renders what a person looks at. Installed from Debian
+# when missing (root, or passwordless sudo); PostgreSQL 15 is in the image already.
+SERVICES_BIN := /usr/bin/prometheus /usr/bin/promtool /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,7 +29,16 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+services:
+	@missing=""; for b in $(SERVICES_BIN); do [ -x $$b ] || missing="$$missing $$b"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing from Debian:$$missing"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
+			prometheus chromium >/dev/null; \
+	fi
+
+pytest: $(STAMP) services
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 test: lint typecheck pytest

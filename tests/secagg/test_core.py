@@ -44,16 +44,31 @@ def test_the_graph_is_symmetric_and_sparse() -> None:
         assert all(u in graph[v] for v in vs)
 
 
-@pytest.mark.parametrize("size", [16, 32])
-def test_a_secret_rebuilds_from_the_threshold_of_shares_and_not_from_fewer(size: int) -> None:
-    secret = bytes(range(size))
+def test_a_secret_rebuilds_from_the_threshold_of_shares_and_not_from_fewer() -> None:
+    secret = bytes(range(16))
     shares = crypto.split(secret, 4, 7)
     assert crypto.combine(shares[3:7], 4) == secret
     assert crypto.combine([shares[0], shares[2], shares[4], shares[6]], 4) == secret
     with pytest.raises(ValueError, match="need 4 shares"):
         crypto.combine(shares[:3], 4)
-    # Three shares interpolate to something, but not to the secret.
-    assert crypto.combine(shares[:3], 3) != secret
+    # Three shares interpolate to some field element, but not to the secret (most such
+    # elements are past 2^128: no 16-byte secret at all).
+    try:
+        assert crypto.combine(shares[:3], 3) != secret
+    except ValueError as exc:
+        assert "no 16-byte secret" in str(exc)
+    assert crypto.combine(crypto.split(secret, 1, 1), 1) == secret
+    with pytest.raises(ValueError, match="16 bytes"):
+        crypto.split(bytes(32), 4, 7)
+
+
+def test_the_shamir_field_is_prime_and_holds_every_secret() -> None:
+    p = crypto.FIELD_PRIME
+    assert p > 2**128  # every 16-byte secret is a field element
+    # Fermat and Miller-Rabin witnesses: a composite p fails most bases.
+    assert all(pow(a, p - 1, p) == 1 for a in (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37))
+    top = bytes([255] * 16)
+    assert crypto.combine(crypto.split(top, 3, 5)[1:4], 3) == top
 
 
 def test_a_share_opens_only_with_its_key_and_context() -> None:

@@ -17,6 +17,7 @@ from federations import digits_spec
 from fedpilot.fleet import Fleet, LocalFleet
 from fedpilot.fleet.simulation._wrapper import FleetWrapper, failed
 from fedpilot.launch import initial_weights, run_federation, server_task
+from fedpilot.secagg.graph import pack, unpack
 from fedpilot.spec import FederationSpec
 from fedpilot.types import Instruction, LearnerId, Reply
 
@@ -152,6 +153,40 @@ def test_below_the_threshold_the_round_fails_and_keeps_the_model(tmp_path: Path)
     assert failed["round"] == 1 and failed["reason"] == end["reason"]
 
 
+class AlteredShares(Wire):
+    """The fleet with hostile neighbours: every unmasking answer's share of ``target``'s
+    mask-key seed has its last byte flipped."""
+
+    def __init__(self, inner: Fleet, target: str) -> None:
+        super().__init__(inner, frozenset({target}), at="train")
+        self.target = target
+
+    def dispatch(
+        self, instructions: Mapping[LearnerId, Instruction], *, deadline: float
+    ) -> Iterator[Reply]:
+        for reply in super().dispatch(instructions, deadline=deadline):
+            if reply.kind == UNMASK and reply.ok:
+                answer = unpack(reply.extras["answer"][0])
+                share = answer["s"].get(self.target)  # [index, value in hex]
+                if share:
+                    value = bytes.fromhex(share[1])
+                    share[1] = (value[:-1] + bytes([value[-1] ^ 1])).hex()
+                reply.extras["answer"] = [pack(answer)]
+            yield reply
+
+
+def test_altered_shares_of_a_dropped_learner_fail_the_round_and_keep_the_model(
+    tmp_path: Path,
+) -> None:
+    s = spec(tmp_path, "secure", secure=True)
+    wire = AlteredShares(LocalFleet(s, workers=0), target="5")
+    result = run_federation(s, fleet=wire)
+    assert result.history[0].status == "failed"
+    assert np.array_equal(flat(result.weights), initial(s))
+    (failed,) = [e for e in events(s) if e["event"] == "SecureAggregationFailed"]
+    assert "5" in failed["reason"]
+
+
 @pytest.mark.parametrize("workers", [0, 2], ids=["in-process", "pool"])
 def test_a_secure_federation_trains_like_plain_fedavg(tmp_path: Path, workers: int) -> None:
     setup: dict[str, Any] = {
@@ -211,3 +246,18 @@ def test_distributed_dp_composes_with_secure_aggregation_and_dropouts(tmp_path: 
     spent = [e for e in events(secure_spec) if e["event"] == "PrivacySpent"]
     assert [e["round"] for e in spent] == [1, 2]
     assert 0 < spent[0]["epsilon"] < spent[1]["epsilon"]
+
+
+def test_data_size_weighting_is_said_not_to_apply(tmp_path: Path) -> None:
+    s = digits_spec(
+        tmp_path,
+        "secure",
+        data={"num_learners": 4},
+        sampling={"fraction": 1.0, "min_learners": 1},
+        rounds=1,
+        secure_aggregation={"clip": 1.0},
+    )
+    assert s.weighting.scheme == "data_size"  # the default
+    assert run_federation(s).status == "completed"
+    (note,) = [e for e in events(s) if e["event"] == "Warning" and e["code"] == "weighting"]
+    assert "unweighted mean" in note["message"]

@@ -156,7 +156,9 @@ class Server:
 
 
 def serve_command(uri: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", "fedpilot", "serve", *args, "--tracking-uri", uri]
+    """`fedpilot serve ARGS --tracking-uri URI` (no URI: the default store)."""
+    store = ["--tracking-uri", uri] if uri else []
+    return [sys.executable, "-m", "fedpilot", "serve", *args, *store]
 
 
 @pytest.fixture
@@ -211,7 +213,7 @@ def serve_once(digits_registry: DigitsRegistry, tmp_path: Path) -> Callable[...,
 
     def run(*args: str, uri: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            serve_command(uri or digits_registry.uri, *args),
+            serve_command(digits_registry.uri if uri is None else uri, *args),
             capture_output=True,
             text=True,
             timeout=300,

@@ -50,6 +50,9 @@ def test_a_missing_store_is_refused_and_not_created(serve_once: Any, tmp_path: P
     message = _refused(serve_once, "digits", uri=f"sqlite:///{store}")
     assert f"no MLflow store at {store}" in message
     assert not store.parent.exists()
+    # Without --tracking-uri, the store of the runs directory (as `fedpilot models`).
+    message = _refused(serve_once, "digits", "-o", str(tmp_path / "runs"), uri="")
+    assert f"no MLflow store at {tmp_path / 'runs' / 'mlflow.db'} (--output-dir" in message
 
 
 def test_a_taken_port_is_refused(serve_once: Any) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import socket
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -17,13 +17,6 @@ from fedpilot.spec.sections import default_output_dir
 
 if TYPE_CHECKING:
     from fedpilot.serving import Canary, Limits, ModelRef
-
-
-def default_tracking_uri() -> str:
-    """``MLFLOW_TRACKING_URI`` if set, else the store ``fedpilot run`` writes by default."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or (
-        f"sqlite:///{mlflow_db(default_output_dir()).resolve()}"
-    )
 
 
 def serve_command(
@@ -38,11 +31,17 @@ def serve_command(
     port: Annotated[int, typer.Option(help="Port to listen on (0: any free one).")] = 8080,
     tracking_uri: Annotated[
         str | None,
-        typer.Option(
-            help="The MLflow store holding the registry (default: $MLFLOW_TRACKING_URI, "
-            "else fedpilot-runs/mlflow.db)."
-        ),
+        typer.Option(help="The MLflow store; default: the mlflow.db of --output-dir."),
     ] = None,
+    output_dir: Annotated[
+        Path,
+        typer.Option(
+            "--output-dir",
+            "-o",
+            help="The runs directory (the spec's output_dir).",
+            file_okay=False,
+        ),
+    ] = default_output_dir(),
     canary: Annotated[
         str | None,
         typer.Option(
@@ -80,8 +79,16 @@ def serve_command(
     if not 0.05 <= poll_interval <= 3600:
         raise UserError(f"--poll-interval must be 0.05 to 3600 seconds, got {poll_interval}")
     limits = Limits(max_body_bytes=max_body_bytes, max_rows=max_rows, key_header=key_header)
-    _serve(ref, canary_share, host, port, tracking_uri or default_tracking_uri(), limits,
-           poll_interval)  # fmt: skip
+    if tracking_uri is None:
+        # The store `fedpilot run` and `fedpilot models` use for these runs.
+        db = mlflow_db(output_dir).resolve()
+        if not db.is_file():
+            raise UserError(
+                f"no MLflow store at {db} (--output-dir {output_dir}); give the runs' "
+                "--output-dir or --tracking-uri"
+            )
+        tracking_uri = f"sqlite:///{db}"
+    _serve(ref, canary_share, host, port, tracking_uri, limits, poll_interval)
 
 
 def _serve(
@@ -152,4 +159,4 @@ def _log_to_stderr() -> None:
         logger.setLevel(logging.INFO)
 
 
-__all__ = ["default_tracking_uri", "serve_command"]
+__all__ = ["serve_command"]

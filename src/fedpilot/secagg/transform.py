@@ -206,6 +206,11 @@ class SecureAggregation(UpdateTransform):
             np.subtract(total, self_mask(self._rebuild(r, "b", u), size, self.bits), out=total)
         for v in sorted(r.holders - set(survivors)):
             s_key = mask_key(self._rebuild(r, "s", v))
+            if crypto.public_bytes(s_key) != r.s_public[v]:  # an altered share was among them
+                raise AggregationFailed(
+                    f"secure aggregation: the rebuilt mask key of {v} is not the one it "
+                    "advertised (a share was altered); the round reveals nothing more"
+                )
             for u in r.mask_neighbours(v):
                 if u not in r.masked:
                     continue
@@ -236,4 +241,7 @@ class SecureAggregation(UpdateTransform):
                 f"secure aggregation: {len(shares)} shares of the {what} {learner}, "
                 f"fewer than the threshold {need}; the round reveals nothing and keeps its model"
             )
-        return crypto.combine(shares, need)
+        try:
+            return crypto.combine(shares, need)
+        except ValueError as exc:  # a share altered by a hostile learner: fail, reveal nothing
+            raise AggregationFailed(f"secure aggregation: {exc} ({learner})") from exc

@@ -69,7 +69,7 @@ class ModelStore:
         path = mu.sqlite_path(uri)
         if path is not None and not path.is_file():
             # MlflowClient would create an empty store there and report "no such model".
-            raise ModelUnavailable(f"no MLflow store at {path} (--tracking-uri {uri})")
+            raise ModelUnavailable(f"no MLflow store at {path} (tracking URI {uri})")
         from mlflow import MlflowClient
 
         self.uri = uri

@@ -8,7 +8,8 @@ What the server is handed is kept by the spec's own transform ``wiretap:Wiretap`
 (tests/_apps/wiretap.py): the round gives it every training reply as the fleet yields it,
 before anything reads it. Over Flower that runs in the ServerApp process, so it records
 the reply Messages the ServerApp pulled from the SuperLink (every array record, the
-metrics and the learner state, as a fedpilot Reply)."""
+metrics and the learner state, as a fedpilot Reply); there it also keeps every Message of
+every exchange (keys, shares, unmasking) as the Grid hands it over."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import numpy as np
 import pytest
 import yaml
 
-from _apps.wiretap import tapped
+from _apps.wiretap import tapped, wire
 from conftest import APPS_DIR
 from fedpilot.launch import initial_weights, run_federation, server_task
 from fedpilot.orchestrator.checkpoint import load_checkpoint
@@ -171,6 +172,24 @@ def test_secure_aggregation_with_distributed_dp_over_a_tls_deployment(
         for (round_, learner), record in taps.items():
             true = true_updates[partition_of[learner]] if round_ == 1 else None
             _assert_sealed(record, start.size, true)
+    # Every Message of every exchange the ServerApp pulled off the wire: a training reply
+    # carries one update-sized array, the masked words; the keys, shares and unmasking
+    # replies carry only byte strings far smaller than an update.
+    pulled = wire(deployment.root / "tap")
+    assert {kind for kind, _ in pulled} >= {
+        "train",
+        "query.secagg_keys",
+        "query.secagg_shares",
+        "query.secagg_unmask",
+    }
+    for kind, arrays in pulled:
+        large = [a for a in arrays.values() if a.size >= start.size // 10]
+        if kind == "train":
+            (masked,) = large
+            assert masked.dtype == np.uint32 and masked.shape == (start.size,)
+        else:
+            assert not large, kind
+            assert all(a.dtype == np.uint8 for a in arrays.values()), kind
 
 
 def test_int8_updates_with_dpsgd_over_a_deployment_shrink_the_bytes_on_the_wire(
