@@ -165,13 +165,15 @@ def serve_command(uri: str, *args: str) -> list[str]:
 def start_server(
     digits_registry: DigitsRegistry, tmp_path: Path
 ) -> Iterator[Callable[..., Server]]:
-    """Start `fedpilot serve ARGS --port 0` on loopback; stopped at the test's end."""
+    """Start `fedpilot serve ARGS --port 0` on loopback (against the digits store, or
+    ``uri``; "" for none); stopped at the test's end."""
     numbers = itertools.count()
     with contextlib.ExitStack() as stack:
 
-        def start(*args: str) -> Server:
+        def start(*args: str, uri: str | None = None) -> Server:
             log = tmp_path / f"serve-{next(numbers)}.log"
-            return stack.enter_context(_running(digits_registry.uri, args, log))
+            store = digits_registry.uri if uri is None else uri
+            return stack.enter_context(_running(store, args, log))
 
         yield start
 
