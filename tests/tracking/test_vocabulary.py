@@ -14,7 +14,13 @@ from typer.testing import CliRunner
 from fedpilot.cli.live import LiveView
 from fedpilot.cli.run import EXIT_CODES
 from fedpilot.cli.runs import runs_app
-from fedpilot.orchestrator.events import CallbackList, PrivacyLoss, RunStatus, UpdateVerdict
+from fedpilot.orchestrator.events import (
+    CallbackList,
+    DriftFinding,
+    PrivacyLoss,
+    RunStatus,
+    UpdateVerdict,
+)
 from fedpilot.orchestrator.vocabulary import EventType
 from fedpilot.rundir import RunDir
 from fedpilot.tracking import default_callbacks, list_runs, show_run
@@ -46,6 +52,8 @@ def drive_every_hook(build: Any, root: Path, run_id: str = "20260105-all") -> Ru
         )
         if status == "rolled_back":
             observers.on_model_rolled_back(ctx=ctx, reason="worse", candidate={}, stable={})
+            finding = DriftFinding("data", "l0", "label", 0.5, 0.1, "jensen-shannon", "own")
+            observers.on_drift(round=number, finding=finding)
         if status == "failed":
             observers.on_secure_aggregation_failed(round=number, reason="too few shares")
         summary = build.summary(number, status)

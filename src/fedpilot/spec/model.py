@@ -13,6 +13,7 @@ from pydantic import Field, field_validator, model_validator
 from fedpilot.rundir import mlflow_db
 from fedpilot.spec.aggregation import AggregationSpec
 from fedpilot.spec.compression import CompressionSpec
+from fedpilot.spec.drift import DriftSpec
 from fedpilot.spec.privacy import PrivacySpec
 from fedpilot.spec.runtime import LocalRuntime, Runtime
 from fedpilot.spec.sections import (
@@ -65,6 +66,7 @@ class FederationSpec(Section):
     secure_aggregation: SecureAggregationSpec | None = Field(
         default=None, description="SecAgg+: the server learns only the sum of the updates."
     )
+    drift: DriftSpec = Field(default_factory=DriftSpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     runtime: Runtime = Field(default_factory=LocalRuntime)
     output_dir: Path = Field(default_factory=default_output_dir)
