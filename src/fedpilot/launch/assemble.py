@@ -234,8 +234,9 @@ def open_federation(
         if dp is not None:
             events.callbacks.append(PrivacyBudget(dp, events))
         monitor = drift_monitor(parts.transforms)
-        if monitor is not None:
-            events.callbacks.append(DriftWatch(spec.drift, monitor, events))
+        if monitor is not None:  # before the caller's observers: one may end the process
+            watch = DriftWatch(spec.drift, monitor, events)
+            events.callbacks.insert(len(tracking) if default_tracking else 0, watch)
         run = RunInfo(
             run_id=run_dir.name, run_dir=run_dir, spec=spec, start_round=state.round + 1, task=task
         )
