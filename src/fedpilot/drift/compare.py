@@ -47,78 +47,82 @@ def feature_shift(
         return None
     if not np.array_equal(reference.levels, current.levels):
         return None
-    score = psi if test == "psi" else ks
-    scores = [score(reference, current, i) for i in range(len(reference.features))]
+    scores = (psi if test == "psi" else ks)(reference, current)
     worst = int(np.argmax(scores))
     return float(scores[worst]), reference.features[worst]
 
 
-def knots(s: DataSummary, i: int) -> tuple[Floats, Floats]:
-    """Feature ``i``'s CDF knots from its sketch: values and cumulative shares. Each tail
-    beyond the outer quantiles spreads over the width of the next quantile gap (the
-    sketch says nothing more of it): a point mass where the data pile up at their edge
-    (a pixel that is mostly 0), a continuation where they thin out."""
-    q = s.quantiles[i]
-    lo = q[0] - (q[1] - q[0])
+def knots(s: DataSummary) -> tuple[Floats, Floats]:
+    """Every feature's CDF knots from its sketch (one row each): values and cumulative
+    shares. Each tail beyond the outer quantiles spreads over the width of the next
+    quantile gap (the sketch says nothing more of it): a point mass where the data pile
+    up at their edge (a pixel that is mostly 0), a continuation where they thin out."""
+    q = s.quantiles
+    lo = q[:, :1] - (q[:, 1:2] - q[:, :1])
     # The upper tail starts just above the last quantile: (q_k, q_k+1] holds its share.
-    top = q[-1] + max(q[-1] - q[-2], max(abs(q[-1]), 1.0) * 1e-9)
-    return np.concatenate([[lo], q, [top]]), np.concatenate([[0.0], s.levels, [1.0]])
+    tiny = np.maximum(np.abs(q[:, -1:]), 1.0) * 1e-9
+    top = q[:, -1:] + np.maximum(q[:, -1:] - q[:, -2:-1], tiny)
+    shares = np.concatenate([[0.0], s.levels, [1.0]])
+    return np.hstack([lo, q, top]), np.broadcast_to(shares, (q.shape[0], shares.size))
 
 
 def cdf(xs: Floats, ps: Floats, at: Floats, *, left: bool = False) -> Floats:
-    """The piecewise-linear CDF through knots ``(xs, ps)`` at ``at``: right-continuous
-    (``F(x)``), or its left limits (``F(x-)``) with ``left``."""
-    i = np.searchsorted(xs, at, side="left" if left else "right")
-    inside = (i > 0) & (i < xs.size)
-    j = np.clip(i, 1, xs.size - 1)
-    x0, x1, p0, p1 = xs[j - 1], xs[j], ps[j - 1], ps[j]
+    """Row by row, the piecewise-linear CDF through knots ``(xs, ps)`` at ``at``:
+    right-continuous (``F(x)``), or its left limits (``F(x-)``) with ``left``."""
+    below = xs[:, None, :] < at[:, :, None] if left else xs[:, None, :] <= at[:, :, None]
+    i = below.sum(axis=2)
+    size = xs.shape[1]
+    j = np.clip(i, 1, size - 1)
+    x0, x1 = np.take_along_axis(xs, j - 1, 1), np.take_along_axis(xs, j, 1)
+    p0, p1 = np.take_along_axis(ps, j - 1, 1), np.take_along_axis(ps, j, 1)
     width = np.where(x1 > x0, x1 - x0, 1.0)
     linear = np.where(x1 > x0, p0 + (p1 - p0) * np.clip((at - x0) / width, 0.0, 1.0), p1)
-    return np.where(inside, linear, np.where(i >= xs.size, 1.0, 0.0))
+    inside = (i > 0) & (i < size)
+    out: Floats = np.where(inside, linear, np.where(i >= size, 1.0, 0.0))
+    return out
 
 
-def psi(reference: DataSummary, current: DataSummary, i: int) -> float:
-    """Population stability index of feature ``i`` over the reference's quantile bins."""
-    ref_x, ref_p = knots(reference, i)
-    cur_x, cur_p = knots(current, i)
-    edges = _coarse(np.unique(reference.quantiles[i]), _MIN_BIN * reference.stds[i])
-    expected = np.diff(np.concatenate([[0.0], cdf(ref_x, ref_p, edges), [1.0]]))
-    actual = np.diff(np.concatenate([[0.0], cdf(cur_x, cur_p, edges), [1.0]]))
-    expected, actual = _smoothed(expected, reference.count), _smoothed(actual, current.count)
-    return float(np.sum((actual - expected) * np.log(actual / expected)))
+def psi(reference: DataSummary, current: DataSummary) -> Floats:
+    """Each feature's population stability index over the reference's quantile bins,
+    a bin narrower than ``_MIN_BIN`` reference stds merged with the next: such a bin
+    is the sketch's rounding (a quantile just off a point mass), not a place."""
+    edges = reference.quantiles
+    kept = np.ones(edges.shape, dtype=bool)
+    last = edges[:, 0].copy()
+    for c in range(1, edges.shape[1]):
+        kept[:, c] = (edges[:, c] > last) & (edges[:, c] - last >= _MIN_BIN * reference.stds)
+        last = np.where(kept[:, c], edges[:, c], last)
+    bins = np.hstack([np.ones((edges.shape[0], 1), bool), kept[:, 1:], np.ones_like(kept[:, :1])])
+
+    def shares(summary: DataSummary) -> Floats:
+        at = cdf(*knots(summary), edges)
+        for c in range(1, at.shape[1]):  # a merged edge adds its bin to the next one
+            at[:, c] = np.where(kept[:, c], at[:, c], at[:, c - 1])
+        cumulative = np.hstack([np.zeros_like(at[:, :1]), at, np.ones_like(at[:, :1])])
+        mass = np.clip(np.diff(cumulative, axis=1), 0.0, None)
+        # Half an example more in each bin: an empty bin of a small sample is no
+        # evidence of an impossible value (and would make the PSI infinite).
+        n = max(summary.count, 1.0)
+        smoothed: Floats = (mass * n + 0.5) / (n + 0.5 * bins.sum(axis=1, keepdims=True))
+        return smoothed
+
+    expected, actual = shares(reference), shares(current)
+    terms = (actual - expected) * np.log(actual / expected)
+    out: Floats = np.where(bins, terms, 0.0).sum(axis=1)
+    return out
 
 
-def _smoothed(shares: Floats, count: float) -> Floats:
-    """Bin shares of ``count`` examples with half an example added to each bin: an empty
-    bin of a small sample is no evidence of an impossible value (and would make the PSI
-    infinite)."""
-    shares = np.clip(shares, 0.0, None)
-    smoothed: Floats = (shares * count + 0.5) / (shares.sum() * count + 0.5 * shares.size)
-    return smoothed
-
-
-def _coarse(edges: Floats, width: float) -> Floats:
-    """``edges`` without those closer than ``width`` to the last one kept: a bin much
-    narrower than the spread is the sketch's rounding (a quantile just off a point mass),
-    and the PSI would read it as a shift."""
-    kept = [edges[0]]
-    for edge in edges[1:]:
-        if edge - kept[-1] >= width:
-            kept.append(edge)
-    return np.asarray(kept)
-
-
-def ks(reference: DataSummary, current: DataSummary, i: int) -> float:
-    """The largest gap between the two sketches' CDFs (Kolmogorov–Smirnov statistic)."""
-    ref_x, ref_p = knots(reference, i)
-    cur_x, cur_p = knots(current, i)
-    grid = np.unique(np.concatenate([ref_x, cur_x]))
-    # Both sides of every knot: the CDFs are linear between knots and may step on one.
+def ks(reference: DataSummary, current: DataSummary) -> Floats:
+    """Each feature's largest gap between the two sketches' CDFs (the Kolmogorov–Smirnov
+    statistic), looked at on both sides of every knot: the CDFs are linear between knots
+    and may step on one."""
+    ref, cur = knots(reference), knots(current)
+    grid = np.hstack([ref[0], cur[0]])
     gaps = [
-        np.abs(cdf(ref_x, ref_p, grid, left=side) - cdf(cur_x, cur_p, grid, left=side))
-        for side in (False, True)
+        np.abs(cdf(*ref, grid, left=side) - cdf(*cur, grid, left=side)) for side in (False, True)
     ]
-    return float(np.max(gaps))
+    out: Floats = np.max(np.hstack(gaps), axis=1)
+    return out
 
 
 def pooled(members: Sequence[DataSummary]) -> DataSummary | None:
