@@ -19,9 +19,16 @@ from fedpilot.fleet import LocalFleet
 from fedpilot.fleet.simulation import build_simulated_fleet
 from fedpilot.fleet.simulation.drift import DriftFleet
 from fedpilot.launch import run_federation
-from fedpilot.orchestrator.events import Callback, DriftFinding, RoundRecord, RunInfo
+from fedpilot.orchestrator.events import (
+    Callback,
+    DriftFinding,
+    RoundRecord,
+    RoundSummary,
+    RunInfo,
+)
 from fedpilot.orchestrator.vocabulary import EventType
 from fedpilot.spec.drift import DriftSpec
+from fedpilot.types import RoundContext
 
 ONSET = 4
 
@@ -112,12 +119,18 @@ def test_the_same_spec_raises_the_same_events_also_after_a_resume(tmp_path: Path
 class _Told(Callback):
     def __init__(self) -> None:
         self.findings: list[tuple[int, DriftFinding]] = []
+        self.warnings: list[str] = []
+
+    def on_warning(self, *, round: int, code: str, message: str) -> None:
+        self.warnings.append(f"{code}: {message}")
 
     def on_drift(self, *, round: int, finding: DriftFinding) -> None:
         self.findings.append((round, finding))
 
 
-def _watch(global_metric: list[float], local: dict[str, list[float]]) -> tuple[DriftWatch, _Told]:
+def _watch(
+    global_metric: list[float], local: dict[str, list[float]], **model: Any
+) -> tuple[DriftWatch, _Told]:
     """A watch whose run has ``global_metric`` after rounds 1, 2, ... and whose learners
     evaluated the model they received at rounds 2, 3, ... as ``local`` says."""
     monitor = DriftMonitor()
@@ -126,7 +139,7 @@ def _watch(global_metric: list[float], local: dict[str, list[float]]) -> tuple[D
         for round_, value in enumerate(values, start=2):
             state.take_local(learner, round_, value)
     told = _Told()
-    watch = DriftWatch(DriftSpec(enabled=True), monitor, told)
+    watch = DriftWatch(DriftSpec(enabled=True, model=model), monitor, told)
     history = tuple(
         RoundRecord(r, "completed", 1, 1, 0, 0, None, 0.0, 0, 0, {"accuracy": v})
         for r, v in enumerate(global_metric, start=1)
@@ -154,6 +167,19 @@ def test_a_steadily_falling_global_metric_is_a_trend() -> None:
     assert finding.reference == "trend" and finding.score > finding.threshold
     watch, _ = _watch([0.7, 0.75, 0.78, 0.8, 0.81, 0.83, 0.82, 0.84], {})
     assert watch.findings(8) == []
+
+
+def test_a_global_metric_nobody_reports_is_told_once() -> None:
+    watch, told = _watch([], {}, metric="f1")
+    for round_ in (1, 2):
+        summary = RoundSummary(
+            round_, "completed", (), (), {}, {}, None, {}, {"accuracy": 0.5}, {}, 0.0, 0, 0
+        )
+        watch.on_round_end(ctx=RoundContext("r", round_, 5, 0), summary=summary)
+    assert told.warnings == [
+        "drift: drift.model.metric 'f1' is not among the global metrics (accuracy): "
+        "no model drift test on it"
+    ]
 
 
 def test_the_live_view_shows_a_drift_event() -> None:

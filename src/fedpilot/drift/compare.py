@@ -7,7 +7,7 @@
   ``psi``: the population stability index over the reference's quantile bins; ``ks``:
   the Kolmogorov–Smirnov statistic, the largest gap between the two CDFs. A summary's
   score is its most shifted feature's (PSI bins narrower than 0.1 std are merged).
-- The federation: the other learners' latest summaries pooled into a robust consensus
+- The federation: the learners' latest summaries pooled into a robust consensus
   (medians per class share, per feature statistic and quantile level).
 - Model trend: Mann–Kendall (Kendall's tau of the metric against time, one-sided) with
   the Theil–Sen slope for the size of the decline (scipy).

@@ -1,5 +1,6 @@
 """The drift tests as a run observer: after every round, each learner that sent a summary
-is compared with its own first summary and with the other learners' pooled latest ones,
+is compared with its own first summary and with the federation's consensus of everyone's
+latest ones,
 each learner's own evaluation is checked against its recent best while the global metric
 holds, and the global metric is tested for a worsening trend. Each test over its
 threshold is told to ``events`` as ``on_drift`` (the ``DriftDetected`` event).
@@ -28,6 +29,7 @@ class DriftWatch(Callback):
         self.state = monitor.state
         self.events = events
         self.global_metric: dict[int, float] = {}
+        self._told_metric = False
 
     def on_run_start(self, *, run: RunInfo) -> None:
         metric = self.spec.model.metric
@@ -37,9 +39,18 @@ class DriftWatch(Callback):
 
     def on_round_end(self, *, ctx: RoundContext, summary: RoundSummary) -> None:
         round_ = summary.round
-        value = summary.global_metrics.get(self.spec.model.metric)
+        metric = self.spec.model.metric
+        value = summary.global_metrics.get(metric)
         if value is not None:
             self.global_metric[round_] = float(value)
+        elif self.spec.model.enabled and summary.global_metrics and not self._told_metric:
+            self._told_metric = True
+            self.events.on_warning(
+                round=round_,
+                code="drift",
+                message=f"drift.model.metric {metric!r} is not among the global metrics "
+                f"({', '.join(sorted(summary.global_metrics))}): no model drift test on it",
+            )
         for told, problem in self.state.problems:
             self.events.on_warning(round=told, code="drift", message=problem)
         self.state.problems = []
@@ -50,13 +61,16 @@ class DriftWatch(Callback):
         """Every test of ``round_`` over its threshold, learner by learner."""
         found: list[DriftFinding] = []
         latest = self.state.latest
-        for learner in sorted(k for k, (r, _) in latest.items() if r == round_):
+        reporting = sorted(k for k, (r, _) in latest.items() if r == round_)
+        # One consensus a round, of every learner's latest summary: a median, so the
+        # learner compared with it moves it no more than any other (no leave-one-out
+        # pool per learner, which would cost a pass over the federation each).
+        pool = pooled([s for _, (_, s) in sorted(latest.items())]) if len(latest) > 2 else None
+        for learner in reporting:
             current = latest[learner][1]
             since, reference = self.state.references[learner]
             if since < round_:
                 found += self._compare(learner, reference, current, self.spec.reference, "own")
-            others = [s for k, (_, s) in sorted(latest.items()) if k != learner]
-            pool = pooled(others)
             if self.spec.federation is not None and pool is not None:
                 found += self._compare(learner, pool, current, self.spec.federation, "federation")
         if self.spec.model.enabled:

@@ -77,7 +77,7 @@ class DriftSpec(Section):
     histogram; per-feature mean, standard deviation and quantile sketch, over at most
     ``max_features`` features) at their first round and every ``every`` rounds after, with
     their training reply. Each is compared with the learner's own first summary and with
-    the other learners' pooled latest summaries."""
+    the federation's consensus of every learner's latest summary."""
 
     enabled: bool = False
     every: int = Field(
@@ -115,8 +115,9 @@ class DriftSpec(Section):
     )
     federation: DriftThresholds | None = Field(
         default_factory=lambda: DriftThresholds(labels=0.3, features=1.0),
-        description="Thresholds against the other learners' pooled summaries (raise them "
-        "for a non-IID federation); null: no comparison with the federation.",
+        description="Thresholds against the federation's consensus (the median of every "
+        "learner's latest summary, from three learners on; raise them for a non-IID "
+        "federation); null: no comparison with the federation.",
     )
     model: ModelDriftSpec = Field(default_factory=ModelDriftSpec)
 
