@@ -5,9 +5,13 @@ files gets the file's path from :class:`RunDir`, so a file is named once::
 
     <output_dir>/
         mlflow.db              MLflow's store when the spec names no tracking URI
+        audit-key.pem          the Ed25519 key that signs the runs' audit logs (0600)
         <run-id>/
             spec.yaml          the resolved spec the run started with
             events.jsonl       every event of the run, one JSON object a line
+            audit.jsonl        the hash-chained, signed audit log
+            audit.pub          the public half of the key that signs it
+            report.html        ``fedpilot report``'s page
             status.json        where the run stands, rewritten as it goes
             checkpoints/       the global model and the run's state after each round
             mlflow_run_id      the MLflow run this run logs to
@@ -38,6 +42,12 @@ def mlflow_db(output_dir: Path) -> Path:
     return output_dir / "mlflow.db"
 
 
+def audit_key(output_dir: Path) -> Path:
+    """Where the Ed25519 key that signs the audit logs of ``output_dir``'s runs is kept
+    by default: beside the run directories, not in one (``FEDPILOT_AUDIT_KEY`` moves it)."""
+    return output_dir / "audit-key.pem"
+
+
 @dataclass(frozen=True)
 class RunDir:
     """The files of one run directory (none of them need exist).
@@ -62,6 +72,21 @@ class RunDir:
     def events(self) -> Path:
         """The event log."""
         return self.path / "events.jsonl"
+
+    @property
+    def audit(self) -> Path:
+        """The audit log: hash-chained, signed JSON lines (:mod:`fedpilot.audit`)."""
+        return self.path / "audit.jsonl"
+
+    @property
+    def audit_public_key(self) -> Path:
+        """The public key that verifies the audit log's signatures (PEM)."""
+        return self.path / "audit.pub"
+
+    @property
+    def report(self) -> Path:
+        """The run's HTML report (``fedpilot report``)."""
+        return self.path / "report.html"
 
     @property
     def status(self) -> Path:
@@ -244,4 +269,4 @@ def _close_held_in_child() -> None:
 
 os.register_at_fork(after_in_child=_close_held_in_child)
 
-__all__ = ["LockHolder", "RunDir", "RunLock", "lock_holder", "mlflow_db"]
+__all__ = ["LockHolder", "RunDir", "RunLock", "audit_key", "lock_holder", "mlflow_db"]

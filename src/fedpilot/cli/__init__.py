@@ -7,6 +7,7 @@ import sys
 import click
 import typer
 
+from fedpilot.cli.audit import audit_app
 from fedpilot.cli.deploy import deploy_app
 from fedpilot.cli.learner import learner_command
 from fedpilot.cli.run import run_command
@@ -31,6 +32,7 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(certs_app, name="certs")
 app.add_typer(learners_app, name="learners")
 app.add_typer(deploy_app, name="deploy")
+app.add_typer(audit_app, name="audit")
 
 
 def main(argv: list[str] | None = None) -> int:

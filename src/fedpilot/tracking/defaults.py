@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fedpilot.audit import AuditLogCallback
 from fedpilot.orchestrator.events import Callback
 from fedpilot.spec import FederationSpec
 from fedpilot.tracking.event_log import EventLogCallback
@@ -9,7 +10,8 @@ from fedpilot.tracking.status_file import StatusFileCallback
 
 
 def default_callbacks(spec: FederationSpec, *, tracking_uri: str | None = None) -> list[Callback]:
-    """The audit trail (``events.jsonl``), ``status.json`` and, if the spec enables it,
+    """The event log (``events.jsonl``), the signed audit log (``audit.jsonl``),
+    ``status.json`` and, if the spec enables it,
     MLflow: the observers ``fedpilot run``, ``fedpilot server`` and the Flower ServerApp
     give every run, before their own.
 
@@ -20,7 +22,7 @@ def default_callbacks(spec: FederationSpec, *, tracking_uri: str | None = None) 
     Returns:
         New callbacks, in the order they should be called.
     """
-    callbacks: list[Callback] = [EventLogCallback()]
+    callbacks: list[Callback] = [EventLogCallback(), AuditLogCallback()]
     if spec.tracking.enabled:
         # Imported only then: the MLflow callback is the heavy one.
         from fedpilot.tracking.mlflow_callback import MLflowCallback
