@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,10 @@ from hypothesis import settings
 from fedpilot.spec import FederationSpec, validate_spec
 
 APPS_DIR = Path(__file__).parent / "_apps"
+
+# Audit logs are signed with the user's key (~/.config/fedpilot) unless FEDPILOT_AUDIT_KEY
+# names another: the tests' runs, and their subprocesses, use one of their own.
+os.environ["FEDPILOT_AUDIT_KEY"] = str(Path(tempfile.mkdtemp(prefix="fedpilot-tests-")) / "key.pem")
 
 # CI replays the same examples every run (a red build must be reproducible); local runs
 # keep exploring new ones.

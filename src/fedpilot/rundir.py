@@ -5,7 +5,6 @@ files gets the file's path from :class:`RunDir`, so a file is named once::
 
     <output_dir>/
         mlflow.db              MLflow's store when the spec names no tracking URI
-        audit-key.pem          the Ed25519 key that signs the runs' audit logs (0600)
         <run-id>/
             spec.yaml          the resolved spec the run started with
             events.jsonl       every event of the run, one JSON object a line
@@ -40,12 +39,6 @@ from fedpilot.errors import RunDirInUse, UserError
 def mlflow_db(output_dir: Path) -> Path:
     """Where MLflow's SQLite store is kept for the runs of ``output_dir`` by default."""
     return output_dir / "mlflow.db"
-
-
-def audit_key(output_dir: Path) -> Path:
-    """Where the Ed25519 key that signs the audit logs of ``output_dir``'s runs is kept
-    by default: beside the run directories, not in one (``FEDPILOT_AUDIT_KEY`` moves it)."""
-    return output_dir / "audit-key.pem"
 
 
 @dataclass(frozen=True)
@@ -269,4 +262,4 @@ def _close_held_in_child() -> None:
 
 os.register_at_fork(after_in_child=_close_held_in_child)
 
-__all__ = ["LockHolder", "RunDir", "RunLock", "audit_key", "lock_holder", "mlflow_db"]
+__all__ = ["LockHolder", "RunDir", "RunLock", "lock_holder", "mlflow_db"]

@@ -4,6 +4,7 @@ each way the log must catch, and torn by a killed writer (which is not tampering
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from clitools import fedpilot
 from conftest import app_spec
 from fedpilot.audit.chain import GENESIS, line_hash, signed_message
-from fedpilot.audit.keys import key_id, public_hex, write_public_key
+from fedpilot.audit.keys import KEY_ENV, key_id, public_hex, write_public_key
 from fedpilot.launch import run_federation
 
 
@@ -33,11 +34,12 @@ def audited(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def run_copy(audited: Path, tmp_path: Path) -> Path:
-    """The run and its output directory's signing key, copied (a test may tamper)."""
-    runs = tmp_path / "runs"
-    runs.mkdir()
-    shutil.copy2(audited.parent / "audit-key.pem", runs / "audit-key.pem")
-    return Path(shutil.copytree(audited, runs / audited.name))
+    """The run, copied (a test may tamper)."""
+    return Path(shutil.copytree(audited, tmp_path / "runs" / audited.name))
+
+
+def _signing_key() -> Path:
+    return Path(os.environ[KEY_ENV])  # the tests' own (tests/conftest.py)
 
 
 def _lines(run_dir: Path) -> list[bytes]:
@@ -88,7 +90,7 @@ def test_untouched_run_verifies_and_records_every_outcome(run_copy: Path) -> Non
     ends = [i for i, r in enumerate(records) if r["kind"] in ("round_ended", "run_finished")]
     assert all(records[i + 1]["kind"] == "signature" for i in ends)
     assert (run_copy / "audit.pub").is_file()
-    assert (run_copy.parent / "audit-key.pem").stat().st_mode & 0o777 == 0o600
+    assert _signing_key().stat().st_mode & 0o777 == 0o600
 
 
 def test_edited_line_is_named(run_copy: Path) -> None:
@@ -154,7 +156,9 @@ def test_rewritten_chain_fails_its_signatures(run_copy: Path) -> None:
     assert f"line {first_signature + 1}:" in out and "signature does not verify" in out
 
 
-def test_rewritten_chain_resigned_with_another_key_is_caught(run_copy: Path) -> None:
+def test_rewritten_chain_resigned_with_another_key_is_caught(
+    run_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     lines = _lines(run_copy)
     i = _index(lines, "update", outcome="rejected")
     forger = Ed25519PrivateKey.generate()
@@ -166,12 +170,10 @@ def test_rewritten_chain_resigned_with_another_key_is_caught(run_copy: Path) -> 
     assert "line 1:" in out and "re-signed with another key" in out
     # An auditor elsewhere, with a copy of the run's original public key, sees the same.
     pinned = run_copy.parent.parent / "original.pub"
-    original = serialization.load_pem_private_key(
-        (run_copy.parent / "audit-key.pem").read_bytes(), password=None
-    )
+    original = serialization.load_pem_private_key(_signing_key().read_bytes(), password=None)
     assert isinstance(original, Ed25519PrivateKey)
     write_public_key(pinned, original.public_key())
-    (run_copy.parent / "audit-key.pem").unlink()
+    monkeypatch.setenv(KEY_ENV, str(run_copy.parent / "no-key-on-this-machine.pem"))
     code, out = _verify(run_copy, "--public-key", str(pinned))
     assert code == 1 and "line 1:" in out, out
     # Without any trusted key, the forgery passes, and verify says why it cannot tell.

@@ -87,7 +87,7 @@ class AuditLog:
 
     def __init__(self, run_dir: Path, key: Ed25519PrivateKey | None = None) -> None:
         self.run_dir = RunDir(run_dir)
-        self.key = key if key is not None else load_or_make_signing_key(signing_key_path(run_dir))
+        self.key = key if key is not None else load_or_make_signing_key(signing_key_path())
         self.public = public_hex(self.key.public_key())
 
     @property

@@ -1,10 +1,12 @@
 """The Ed25519 key that signs audit logs: where it lives, how it is made, how it is named.
 
-The private key is kept *outside* the run directories: ``FEDPILOT_AUDIT_KEY`` names its
-file, and by default it is ``<output_dir>/audit-key.pem``, beside the runs it signs. It is
-made on first use (PKCS#8 PEM, mode 0600, written atomically). A run directory holds only
-the public half (``audit.pub``, and the log's first line), so a copy of a run directory
-carries no means to re-sign its log.
+The private key is kept *outside* the runs: ``FEDPILOT_AUDIT_KEY`` names its file, by
+default ``$XDG_CONFIG_HOME/fedpilot/audit-key.pem`` (``~/.config/fedpilot/...``), the
+user's like an SSH key. It is made on first use (PKCS#8 PEM, mode 0600). A run directory
+holds only the public half (``audit.pub``, and the log's first line), so whoever can read
+or copy the runs folder (a shared volume, a backup, another container) cannot re-sign a
+log. A deployment whose home folder does not persist sets ``FEDPILOT_AUDIT_KEY`` to a file
+on a volume that does: a resumed run must sign with the key its log began with.
 """
 
 from __future__ import annotations
@@ -18,19 +20,19 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from fedpilot.errors import UserError
-from fedpilot.rundir import audit_key
 from fedpilot.security._files import PRIVATE, PUBLIC, write_atomic
 
 KEY_ENV = "FEDPILOT_AUDIT_KEY"
 """The environment variable naming the signing key's file (made there if missing)."""
 
 
-def signing_key_path(run_dir: Path) -> Path:
-    """The private key file that signs ``run_dir``'s audit log (it need not exist yet)."""
+def signing_key_path() -> Path:
+    """The private key file that signs audit logs here (it need not exist yet)."""
     configured = os.environ.get(KEY_ENV)
     if configured:
         return Path(configured).expanduser()
-    return audit_key(run_dir.parent)
+    config = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return Path(config) / "fedpilot" / "audit-key.pem"
 
 
 def load_or_make_signing_key(path: Path) -> Ed25519PrivateKey:
@@ -49,8 +51,8 @@ def load_or_make_signing_key(path: Path) -> Ed25519PrivateKey:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             # Exclusive: two runs starting at once must not each write their own key.
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE)
         except FileExistsError:

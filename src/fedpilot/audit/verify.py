@@ -62,13 +62,13 @@ class Verification:
         return self.lines - self.signed_through if self.ok else 0
 
 
-def trusted_key(run_dir: Path, public_key: Path | None) -> tuple[str | None, str]:
+def trusted_key(public_key: Path | None) -> tuple[str | None, str]:
     """The public key (hex) signatures must verify against, and where it came from."""
     if public_key is not None:
         return read_public_key(public_key), f"--public-key {public_key}"
-    local = signing_key_path(run_dir)
+    local = signing_key_path()
     if local.is_file():
-        origin = f"${KEY_ENV}" if os.environ.get(KEY_ENV) else "the runs' signing key"
+        origin = f"${KEY_ENV}" if os.environ.get(KEY_ENV) else "the local signing key"
         return read_public_key(local), f"{origin} {local}"
     return None, ""
 
@@ -85,7 +85,7 @@ def verify_log(run_dir: Path, *, public_key: Path | None = None) -> Verification
         UserError: ``public_key`` cannot be read.
     """
     path = RunDir(run_dir).audit
-    trusted, source = trusted_key(run_dir, public_key)
+    trusted, source = trusted_key(public_key)
     try:
         data = path.read_bytes()
     except FileNotFoundError:

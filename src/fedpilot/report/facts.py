@@ -3,6 +3,7 @@ the run store's readers), the status and the resolved spec."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,11 +143,15 @@ def read_run(run_dir: Path) -> RunFacts:
 
 def reason_category(reason: str) -> str:
     """A reason without its particulars: the part before the first ``:`` (``timeout``,
-    ``undecodable update``), or its first words."""
-    head = reason.split(":", 1)[0].strip()
-    if len(head) > 48:
-        head = " ".join(head[:48].split()[:-1]) + " …"
+    ``undecodable update``) with its numbers as ``N`` (``update norm N is an outlier in
+    its cohort``), shortened to its first words."""
+    head = _NUMBER.sub("N", reason.split(":", 1)[0].strip())
+    if len(head) > 60:
+        head = " ".join(head[:60].split()[:-1]) + " …"
     return head or "no reason given"
+
+
+_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
 
 
 def _round(number: int, event: dict[str, Any]) -> RoundFacts:
