@@ -18,6 +18,7 @@ are chained but unsigned (the run is going on, or was cut mid-round); a torn las
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,22 +88,25 @@ def verify_log(run_dir: Path, *, public_key: Path | None = None) -> Verification
     path = RunDir(run_dir).audit
     trusted, source = trusted_key(public_key)
     try:
-        data = path.read_bytes()
+        handle = path.open("rb")
     except FileNotFoundError:
         return Verification(path, 0, 1, "no audit log (audit.jsonl is missing)")
     except OSError as exc:
         return Verification(path, 0, 1, f"cannot read the audit log: {exc.strerror}")
-    lines = data.split(b"\n")
-    torn = lines.pop()  # b"" when the file ends with a newline, as a whole log does
     check = _Checker(trusted, source)
-    for number, line in enumerate(lines, start=1):
-        problem = check.line(number, line, lines[number:])
-        if problem is not None:
-            return check.result(path, number - 1, bad=(problem[0], problem[1]))
-    result = check.result(path, len(lines), torn=len(torn))
+    lines = torn = 0
+    with handle:  # line by line: a long run's log need not fit in memory
+        for number, raw in enumerate(handle, start=1):
+            if not raw.endswith(b"\n"):
+                torn = len(raw)  # the last line, cut short
+                break
+            problem = check.line(number, raw[:-1], handle)
+            if problem is not None:
+                return check.result(path, number - 1, bad=problem)
+            lines = number
     if not lines and not torn:
         return Verification(path, 0, 1, "the audit log is empty")
-    return result
+    return check.result(path, lines, torn=torn)
 
 
 class _Checker:
@@ -114,7 +118,7 @@ class _Checker:
         self.signed_through = 0
         self.signatures = 0
 
-    def line(self, number: int, line: bytes, later: list[bytes]) -> tuple[int, str] | None:
+    def line(self, number: int, line: bytes, later: Iterable[bytes]) -> tuple[int, str] | None:
         """The first bad line and why, or None if ``line`` holds."""
         try:
             record: Any = orjson.loads(line)
@@ -198,7 +202,7 @@ class _Checker:
         )
 
 
-def _moved(number: int, later: list[bytes]) -> str:
+def _moved(number: int, later: Iterable[bytes]) -> str:
     """Why entry ``number`` is not in its place: further down (reordered) or gone."""
     marker = b'{"seq":%d,' % number
     for offset, line in enumerate(later, start=1):

@@ -45,6 +45,8 @@ def _audit(run_dir: Path) -> str:
     """The audit log's verdict, as a line of the page."""
     from fedpilot.audit import verify_log
 
+    if not RunDir(run_dir).audit.is_file():
+        return '<span class="warn">none (the run directory has no audit.jsonl)</span>'
     try:
         result = verify_log(run_dir)
     except UserError as exc:
