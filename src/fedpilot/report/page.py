@@ -122,9 +122,11 @@ def _summary(facts: RunFacts, audit: str | None) -> str:
         rows.append(
             ("Event log", f'<span class="warn">{facts.unreadable_lines} unreadable lines</span>')
         )
-    for warning in detail.warnings[:10]:
+    for number, warning in enumerate(detail.warnings[:10]):
         text = f"round {warning.round}: {warning.message} [{warning.code}]"
-        rows.append(("Warning", f'<span class="warn">{escape(text)}</span>'))
+        rows.append(
+            ("Warnings" if number == 0 else "", f'<span class="warn">{escape(text)}</span>')
+        )
     body = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
     return f'<table class="summary">{body}</table>'
 
