@@ -134,3 +134,45 @@ def test_update_digest_covers_bytes_shape_dtype_and_extras() -> None:
     }
     assert base not in others and len(others) == 4
     assert update_digest(Reply("a", "train", weights=[np.asfortranarray(w[0]), w[1]])) == base
+
+
+def test_learners_joining_leaving_and_refused_are_recorded(tmp_path: Path) -> None:
+    from conftest import app_spec
+    from fedpilot.audit import AuditLogCallback
+    from fedpilot.orchestrator.events import RunInfo, RunResult
+    from fedpilot.types import FleetNotice
+
+    run_dir = tmp_path / "runs" / "fleet"
+    run_dir.mkdir(parents=True)
+    run = RunInfo(run_id="fleet", run_dir=run_dir, spec=app_spec(tmp_path))
+    audit = AuditLogCallback()
+    audit.on_run_start(run=run)
+    audit.on_fleet_notice(round=1, notice=FleetNotice("joined", "hospital-a"))
+    audit.on_fleet_notice(round=2, notice=FleetNotice("refused", "SHA256:abc", "key not allowed"))
+    audit.on_fleet_notice(round=3, notice=FleetNotice("left", "hospital-a"))
+    audit.on_run_end(
+        run=run,
+        result=RunResult("completed", 3, {}, 0, [], ()),
+    )
+    assert audit.failure is None
+    notices = [r for r in _records(run_dir) if r["kind"].startswith("learner_")]
+    assert [(r["kind"], r["round"], r["learner"]) for r in notices] == [
+        ("learner_joined", 1, "hospital-a"),
+        ("learner_refused", 2, "SHA256:abc"),
+        ("learner_left", 3, "hospital-a"),
+    ]
+    assert notices[1]["detail"] == "key not allowed"
+    assert verify_log(run_dir).ok and verify_log(run_dir).unsigned == 0
+
+
+def test_an_unusable_signing_key_is_reported_not_fatal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a key")
+    monkeypatch.setenv("FEDPILOT_AUDIT_KEY", str(bad))
+    spec = digits_spec(tmp_path, "badkey", rounds=1)
+    result = run_federation(spec)
+    assert result.status == "completed"
+    assert result.tracking_error is not None and "audit log" in result.tracking_error
+    assert "not an unencrypted PEM private key" in result.tracking_error
