@@ -19,6 +19,7 @@ files gets the file's path from :class:`RunDir`, so a file is named once::
             server-error.txt   why a Flower ServerApp stopped, when it stopped on an error
             flower/            ``fedpilot server``'s SuperLink state, logs and app bundle
             stop-request.json  another process asks the run to stop (``fedpilot runs stop``)
+            metrics.url        where the run's Prometheus metrics are served, while it runs
 """
 
 from __future__ import annotations
@@ -121,6 +122,11 @@ class RunDir:
     def stop_request(self) -> Path:
         """Another process's request that the run stop after its round, with the reason."""
         return self.path / "stop-request.json"
+
+    @property
+    def metrics_url(self) -> Path:
+        """Where the running process serves the run's metrics (``runtime.metrics_port``)."""
+        return self.path / "metrics.url"
 
     @property
     def markers(self) -> tuple[Path, ...]:

@@ -246,3 +246,18 @@ def test_distributed_dp_composes_with_secure_aggregation_and_dropouts(tmp_path: 
     spent = [e for e in events(secure_spec) if e["event"] == "PrivacySpent"]
     assert [e["round"] for e in spent] == [1, 2]
     assert 0 < spent[0]["epsilon"] < spent[1]["epsilon"]
+
+
+def test_data_size_weighting_is_said_not_to_apply(tmp_path: Path) -> None:
+    s = digits_spec(
+        tmp_path,
+        "secure",
+        data={"num_learners": 4},
+        sampling={"fraction": 1.0, "min_learners": 1},
+        rounds=1,
+        secure_aggregation={"clip": 1.0},
+    )
+    assert s.weighting.scheme == "data_size"  # the default
+    assert run_federation(s).status == "completed"
+    (note,) = [e for e in events(s) if e["event"] == "Warning" and e["code"] == "weighting"]
+    assert "unweighted mean" in note["message"]

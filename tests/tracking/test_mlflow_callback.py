@@ -387,3 +387,11 @@ def test_a_tracking_failure_is_the_callbacks_failure(build: Any, tmp_path: Path)
     callback.on_run_start(run=build.run(spec))
     assert callback.failure is not None
     assert "on_run_start" in callback.failure and "/proc/nope" in callback.failure
+
+
+def test_a_task_giving_no_input_example_is_logged_without_a_signature(logged: Logged) -> None:
+    # TinyTorchTask's model_artifact names no example: the model logs, unsigned.
+    with use_tracking_uri(logged.client.tracking_uri):
+        info = mlflow.models.get_model_info(f"runs:/{logged.run.info.run_id}/model")
+    assert info.signature is None
+    assert info.saved_input_example_info is None

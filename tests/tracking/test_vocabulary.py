@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, get_args
 
@@ -14,10 +15,17 @@ from typer.testing import CliRunner
 from fedpilot.cli.live import LiveView
 from fedpilot.cli.run import EXIT_CODES
 from fedpilot.cli.runs import runs_app
-from fedpilot.orchestrator.events import CallbackList, PrivacyLoss, RunStatus, UpdateVerdict
-from fedpilot.orchestrator.vocabulary import EventType
+from fedpilot.orchestrator.events import (
+    Alert,
+    CallbackList,
+    PrivacyLoss,
+    RunStatus,
+    UpdateVerdict,
+)
+from fedpilot.orchestrator.vocabulary import MODEL_REGISTRY_EVENTS, EventType
 from fedpilot.rundir import RunDir
 from fedpilot.tracking import default_callbacks, list_runs, show_run
+from fedpilot.tracking.event_log import append_event
 from fedpilot.types import FleetNotice
 
 runner = CliRunner()
@@ -61,8 +69,14 @@ def drive_every_hook(build: Any, root: Path, run_id: str = "20260105-all") -> Ru
         )
         observers.on_privacy_spent(round=number, spent=spent)
     observers.on_warning(round=3, code="guard.metric", message="still no accuracy")
+    stalled = Alert("FedpilotRoundStalled", "firing", "critical", "no round ended", 1300.0)
+    observers.on_alert(round=3, alert=stalled)
+    observers.on_alert(round=3, alert=replace(stalled, state="resolved", value=None))
     result = build.result(summaries, "stopped", error=REASON)
     observers.on_run_end(run=info, result=result)
+    # The model registry's events come after a run's end, appended by fedpilot.model_registry.
+    for event in sorted(MODEL_REGISTRY_EVENTS):
+        assert append_event(RunDir(info.run_dir).events, event, model="vocab", version="1")
     return RunDir(info.run_dir)
 
 

@@ -10,12 +10,15 @@ import typer
 from fedpilot.cli.audit import audit_app
 from fedpilot.cli.deploy import deploy_app
 from fedpilot.cli.learner import learner_command
+from fedpilot.cli.models import models_app
+from fedpilot.cli.monitoring import monitoring_app
 from fedpilot.cli.report import report_command
 from fedpilot.cli.run import run_command
 from fedpilot.cli.runs import runs_app
 from fedpilot.cli.security import certs_app, learners_app
 from fedpilot.cli.server import server_command
 from fedpilot.cli.spec import spec_app
+from fedpilot.cli.tune import tune_command
 from fedpilot.errors import UserError
 
 app = typer.Typer(
@@ -28,11 +31,14 @@ app = typer.Typer(
 app.command("run")(run_command)
 app.command("server")(server_command)
 app.command("learner")(learner_command)
+app.command("tune")(tune_command)
 app.add_typer(spec_app, name="spec")
 app.add_typer(runs_app, name="runs")
 app.add_typer(certs_app, name="certs")
 app.add_typer(learners_app, name="learners")
 app.add_typer(deploy_app, name="deploy")
+app.add_typer(models_app, name="models")
+app.add_typer(monitoring_app, name="monitoring")
 app.add_typer(audit_app, name="audit")
 app.command("report")(report_command)
 

@@ -3,6 +3,8 @@ round when stderr is not a terminal; a summary table at the end."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -15,8 +17,16 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from fedpilot.orchestrator.events import Callback, PrivacyLoss, RoundSummary, RunInfo, RunResult
+from fedpilot.orchestrator.events import (
+    Alert,
+    Callback,
+    PrivacyLoss,
+    RoundSummary,
+    RunInfo,
+    RunResult,
+)
 from fedpilot.privacy.dpsgd import EPSILON as SAMPLE_EPSILON
+from fedpilot.rundir import RunDir
 from fedpilot.types import LearnerId, Metrics, RoundContext
 
 
@@ -61,6 +71,21 @@ def warning_line(*, round_: int, code: str, message: str) -> str:
     return f"[yellow]{escape(f'warning ({where}): {message} [{code}]')}[/]"
 
 
+def alert_line(*, round_: int, name: str, state: str, summary: str) -> str:
+    """An alert that began firing (red) or resolved (green), as the terminal shows it."""
+    colour = "red" if state == "firing" else "green"
+    return f"[{colour}]{escape(f'alert {name} {state} (round {round_}): {summary}')}[/]"
+
+
+def metrics_line(run_dir: Path) -> str | None:
+    """Where the run's metrics are served, if they are."""
+    try:
+        url = RunDir(run_dir).metrics_url.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return f"Prometheus metrics at [cyan]{escape(url)}[/]" if url else None
+
+
 def end_line(status: str, reason: str) -> str:
     """Why a run ended as it did: red for a failure, yellow for a stop or interruption."""
     colour = "red" if status == "failed" else "yellow"
@@ -81,6 +106,9 @@ class LiveView(Callback):
             f"{run.spec.data.num_learners} learners · {run.spec.rounds} rounds"
             + (f" · resuming at round {run.start_round}" if run.start_round > 1 else "")
         )
+        served = metrics_line(run.run_dir) if run.spec.runtime.metrics_port is not None else None
+        if served is not None:
+            self.console.print(served, soft_wrap=True)
         if self.console.is_terminal:
             self._progress = Progress(
                 TextColumn("round"),
@@ -132,6 +160,11 @@ class LiveView(Callback):
 
     def on_warning(self, *, round: int, code: str, message: str) -> None:
         line = warning_line(round_=round, code=code, message=message)
+        console = self._progress.console if self._progress is not None else self.console
+        console.print(line, soft_wrap=True)
+
+    def on_alert(self, *, round: int, alert: Alert) -> None:
+        line = alert_line(round_=round, name=alert.name, state=alert.state, summary=alert.summary)
         console = self._progress.console if self._progress is not None else self.console
         console.print(line, soft_wrap=True)
 

@@ -117,11 +117,31 @@ class EventPrinter:
         self.spec = spec
 
     def print(self, event: dict[str, Any]) -> None:
-        from fedpilot.cli.live import format_metrics, privacy_line, round_line, warning_line
+        from fedpilot.cli.live import (
+            alert_line,
+            format_metrics,
+            metrics_line,
+            privacy_line,
+            round_line,
+            warning_line,
+        )
 
         kind = event.get("event")
         if kind == EventType.RUN_STARTED:
             self.console.print(f"run started at round {event.get('start_round', 1)}")
+            run_dir = event.get("run_dir")
+            if run_dir and self.spec.runtime.metrics_port is not None:
+                served = metrics_line(Path(str(run_dir)))
+                if served is not None:
+                    self.console.print(served, soft_wrap=True)
+        elif kind in (EventType.ALERT_FIRING, EventType.ALERT_RESOLVED):
+            line = alert_line(
+                round_=int(event.get("round") or 0),
+                name=str(event.get("name", "")),
+                state=str(event.get("state", "")),
+                summary=str(event.get("summary", "")),
+            )
+            self.console.print(line, soft_wrap=True)
         elif kind in (EventType.LEARNER_JOINED, EventType.LEARNER_LEFT):
             verb = "joined" if kind == EventType.LEARNER_JOINED else "left"
             self.console.print(f"learner [cyan]{event.get('learner')}[/] {verb}")

@@ -207,25 +207,37 @@ def open_federation(
     with contextlib.ExitStack() as undo:  # on an error: what was taken so far, given back
         # A run directory that exists is locked before anything reads its checkpoints.
         run_lock = _lock(run_dir, undo) if lock and new_dir is None else None
-        notes: list[str] = []
+        notes = _spec_notes(spec)
         if resume_dir is not None:
             restored = restore_checkpoint(run_dir)
             state = restored.state
-            notes = [
-                f"checkpoint {path.name} skipped: {why}; resumed from {restored.path.name}"
-                for path, why in restored.skipped
+            notes += [
+                (
+                    "checkpoint",
+                    f"checkpoint {p.name} skipped: {why}; resumed from {restored.path.name}",
+                )
+                for p, why in restored.skipped
             ]
         else:
             state = RunState(round=0, weights=initial_weights(spec, task), metrics={})
         fleet = fleet if fleet is not None else build_fleet(spec)
         undo.callback(fleet.close)
         parts, registry = build_parts(spec, task, fleet, run_dir)
+        # The metrics endpoint takes its port now: one it cannot have leaves no run directory.
+        events = CallbackList([])  # filled below; the alerts tell it what fires
+        watching = _monitoring(spec, events)
+        for observer in watching:
+            if (close := getattr(observer, "close", None)) is not None:
+                undo.callback(close)
         # Made only now: a spec naming code, data or files that fail to load leaves none.
         if new_dir is not None:
             _make_run_dir(spec, new_dir)
             run_lock = _lock(run_dir, undo) if lock else None
         tracking = default_callbacks(spec, tracking_uri=run_tracking_uri(run_dir, spec))
-        events = CallbackList([*tracking, *callbacks] if default_tracking else list(callbacks))
+        # Monitoring first: the metrics a round changed are set before the alerts read
+        # them, and the alerts stop before the event log closes.
+        observers = [*tracking, *callbacks] if default_tracking else list(callbacks)
+        events.callbacks = [*watching, *observers]
         if notes:
             events.callbacks.append(_StartNotes(events, notes))
         dp = learner_dp(parts.transforms)
@@ -254,23 +266,47 @@ def open_federation(
         return federation
 
 
+def _monitoring(spec: FederationSpec, events: Callback) -> list[Callback]:
+    """The metrics endpoint and in-process alerts the spec asks for (none by default)."""
+    if spec.runtime.metrics_port is None and spec.monitoring is None:
+        return []
+    from fedpilot.monitoring import observers  # prometheus-client, for runs that ask
+
+    return observers(spec, events)
+
+
 def _lock(run_dir: Path, undo: contextlib.ExitStack) -> RunLock:
     run_lock = RunLock.acquire(run_dir)
     undo.callback(run_lock.release)
     return run_lock
 
 
+def _spec_notes(spec: FederationSpec) -> list[tuple[str, str]]:
+    """(code, message) of what the spec asks that the run does otherwise."""
+    if spec.secure_aggregation is not None and spec.weighting.scheme == "data_size":
+        return [
+            (
+                "weighting",
+                "weighting.scheme=data_size does not apply under secure_aggregation: the "
+                "server learns only the sum, so the aggregate is the survivors' unweighted "
+                "mean (set weighting.scheme=uniform to say so)",
+            )
+        ]
+    return []
+
+
 class _StartNotes(Callback):
     """Tells every other callback, as warnings, what a person should know about how the
-    run started (a damaged checkpoint skipped on resume): once they have all started."""
+    run started (a damaged checkpoint skipped on resume, a spec setting that does not
+    apply): once they have all started."""
 
-    def __init__(self, events: CallbackList, notes: list[str]) -> None:
+    def __init__(self, events: CallbackList, notes: list[tuple[str, str]]) -> None:
         self._events = events
         self._notes = notes
 
     def on_run_start(self, *, run: RunInfo) -> None:
-        for note in self._notes:
-            self._events.on_warning(round=run.start_round, code="checkpoint", message=note)
+        for code, note in self._notes:
+            self._events.on_warning(round=run.start_round, code=code, message=note)
         self._notes = []
 
 

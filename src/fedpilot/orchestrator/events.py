@@ -164,6 +164,21 @@ Decision = Stop
 
 
 @dataclass(frozen=True)
+class Alert:
+    """An alert rule (:mod:`fedpilot.monitoring`) that began or stopped firing."""
+
+    name: str
+    """The rule's name (``FedpilotRoundStalled``), as in the shipped Prometheus rules."""
+    state: Literal["firing", "resolved"]
+    severity: str
+    """``warning`` or ``critical``."""
+    summary: str
+    """What is wrong, for a person: the rule's summary with the offending values."""
+    value: float | None
+    """The value that crossed the rule's threshold (None once resolved)."""
+
+
+@dataclass(frozen=True)
 class RunResult:
     status: RunStatus
     rounds_completed: int
@@ -211,6 +226,10 @@ class Callback:
     def on_warning(self, *, round: int, code: str, message: str) -> None:
         """Something the run worked around (say, a guard metric nobody reports) and
         a person should know: ``code`` is a stable identifier, ``message`` says what."""
+
+    def on_alert(self, *, round: int, alert: Alert) -> None:
+        """An alert rule began firing or resolved (possibly while ``round`` is in
+        progress, from another thread: a stalled round sends no other event)."""
 
     def on_run_end(self, *, run: RunInfo, result: RunResult) -> None:
         """Once, when the run completes, fails or is interrupted."""
@@ -270,6 +289,10 @@ class CallbackList(Callback):
     def on_warning(self, *, round: int, code: str, message: str) -> None:
         for cb in self.callbacks:
             cb.on_warning(round=round, code=code, message=message)
+
+    def on_alert(self, *, round: int, alert: Alert) -> None:
+        for cb in self.callbacks:
+            cb.on_alert(round=round, alert=alert)
 
     def on_run_end(self, *, run: RunInfo, result: RunResult) -> None:
         for cb in self.callbacks:

@@ -47,8 +47,23 @@ class EventType(StrEnum):
     threshold) and revealed nothing: ``on_secure_aggregation_failed``; the round fails."""
     WARNING = "Warning"
     """Something the run worked around and a person should know: ``on_warning``."""
+    ALERT_FIRING = "AlertFiring"
+    """An alert rule began firing: ``on_alert`` (``state: firing``)."""
+    ALERT_RESOLVED = "AlertResolved"
+    """A firing alert rule stopped firing: ``on_alert`` (``state: resolved``)."""
     RUN_FINISHED = "RunFinished"
     """The run ended (completed, stopped, interrupted or failed): ``on_run_end``."""
+    MODEL_REGISTERED = "ModelRegistered"
+    """The completed run's model became a version of its registered model (alias
+    ``challenger``); written after ``RunFinished`` by ``fedpilot.model_registry``."""
+    GATE_DECIDED = "GateDecided"
+    """``fedpilot models promote`` checked this run's model version against the gate rules
+    (``passed``, and each failed rule with both values)."""
+    MODEL_PROMOTED = "ModelPromoted"
+    """This run's model version became the ``champion``."""
+    CHAMPION_ROLLED_BACK = "ChampionRolledBack"
+    """``fedpilot models rollback`` took ``champion`` from this run's model version back to
+    the previous champion."""
 
     @classmethod
     def of_update(cls, *, accepted: bool, failed: bool) -> EventType:
@@ -77,4 +92,14 @@ _NOTICES = {
 ROUND_ENDS = frozenset({EventType.ROUND_COMPLETED, EventType.ROUND_FAILED})
 """The events that close a round (one per round; a re-run round writes it again)."""
 
-__all__ = ["ROUND_ENDS", "EventType"]
+MODEL_REGISTRY_EVENTS = frozenset(
+    {
+        EventType.MODEL_REGISTERED,
+        EventType.GATE_DECIDED,
+        EventType.MODEL_PROMOTED,
+        EventType.CHAMPION_ROLLED_BACK,
+    }
+)
+"""What the model registry appends to a run's log: after the run's end, never by a hook."""
+
+__all__ = ["MODEL_REGISTRY_EVENTS", "ROUND_ENDS", "EventType"]

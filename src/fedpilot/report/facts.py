@@ -22,11 +22,8 @@ from fedpilot.tracking._lenient import (
 from fedpilot.tracking.event_log import EventLogReader
 from fedpilot.tracking.store import RunDetail, show_run
 
-# The events of the drift and alert parts (orchestrator/vocabulary.py names them once
-# they are merged); read by name so that a log without them reads as well.
+# The drift part's event (EventType.DRIFT_DETECTED once it is merged: then use that).
 DRIFT_DETECTED = "DriftDetected"
-ALERT_FIRING = "AlertFiring"
-ALERT_RESOLVED = "AlertResolved"
 SYS_PREFIX = "sys."
 
 
@@ -117,7 +114,7 @@ def read_run(run_dir: Path) -> RunFacts:
             delta = as_number(event.get("delta"))
         elif name == DRIFT_DETECTED:
             drift.append(event)
-        elif name in (ALERT_FIRING, ALERT_RESOLVED):
+        elif name in (EventType.ALERT_FIRING, EventType.ALERT_RESOLVED):
             alerts.append(event)
     guard = _guard_metric(read_yaml(files.spec))
     ordered = [rounds[r] for r in sorted(rounds)]

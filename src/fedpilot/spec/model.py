@@ -13,7 +13,9 @@ from pydantic import Field, field_validator, model_validator
 from fedpilot.rundir import mlflow_db
 from fedpilot.spec.aggregation import AggregationSpec
 from fedpilot.spec.compression import CompressionSpec
+from fedpilot.spec.monitoring import MonitoringSpec
 from fedpilot.spec.privacy import PrivacySpec
+from fedpilot.spec.registry import RegistrySpec
 from fedpilot.spec.runtime import LocalRuntime, Runtime
 from fedpilot.spec.sections import (
     DataSpec,
@@ -34,6 +36,7 @@ from fedpilot.spec.secure_aggregation import SecureAggregationSpec, secure_aggre
 from fedpilot.spec.selection import RandomSelection, SelectionSpec
 from fedpilot.spec.simulation import SimulationSpec
 from fedpilot.spec.transforms import TransformEntry
+from fedpilot.spec.tune import TuneSpec, tune_refusal
 
 
 class FederationSpec(Section):
@@ -65,7 +68,12 @@ class FederationSpec(Section):
     secure_aggregation: SecureAggregationSpec | None = Field(
         default=None, description="SecAgg+: the server learns only the sum of the updates."
     )
+    tune: TuneSpec | None = Field(default=None, description="What `fedpilot tune` searches.")
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    registry: RegistrySpec = Field(default_factory=RegistrySpec)
+    monitoring: MonitoringSpec | None = Field(
+        default=None, description="Alert rules evaluated in the run's process, and a webhook."
+    )
     runtime: Runtime = Field(default_factory=LocalRuntime)
     output_dir: Path = Field(default_factory=default_output_dir)
     base_dir: Path | None = Field(
@@ -118,7 +126,7 @@ class FederationSpec(Section):
             refusal = dpsgd_refusal(self.task, self.base_dir)
             if refusal is not None:
                 raise ValueError(refusal)
-        refusal = secure_aggregation_refusal(self)
+        refusal = secure_aggregation_refusal(self) or tune_refusal(self)
         if refusal is not None:
             raise ValueError(refusal)
         return self

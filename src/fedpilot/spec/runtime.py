@@ -27,6 +27,25 @@ class _RuntimeBase(Section):
     torch_threads: int = Field(
         default=1, ge=1, le=256, description="torch threads per process (server and learners)."
     )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Serve Prometheus metrics on this port during the run (0: any free "
+        "port, written to the run directory's metrics.url); unset: no endpoint.",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Address the metrics endpoint listens on (0.0.0.0: every interface).",
+    )
+    metrics_learner_labels: int = Field(
+        default=100,
+        ge=0,
+        le=100_000,
+        description="Most learners with a series of their own per metric (last-seen shows "
+        "those seen longest ago, drift scores the latest findings), so 10,000 learners "
+        "make no 10,000 series.",
+    )
 
 
 class LocalRuntime(_RuntimeBase):

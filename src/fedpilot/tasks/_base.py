@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from fedpilot.types import Metrics, Weights, derive_rng
 
 if TYPE_CHECKING:
     from fedpilot.transforms._base import GradientTerm
+
+_logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,13 @@ class ModelArtifact:
     options: Mapping[str, Any] = field(default_factory=dict)
     """More keyword arguments of the flavor's ``log_model`` (``signature``,
     ``pip_requirements``, ...); they win over fedpilot's defaults for the flavor."""
+    input_example: Any | None = None
+    """A few rows the model takes (a numpy array), logged as its input example."""
+    output_example: Any | None = None
+    """What the model's pyfunc ``predict`` gives for :attr:`input_example`. With both, the
+    model is logged with the signature MLflow infers from them (a tensor spec naming
+    dtype and shape), which ``mlflow models serve`` and ``fedpilot serve`` check
+    requests against; without, it has no signature."""
 
 
 class Task(ABC):
@@ -123,6 +133,20 @@ class Task(ABC):
         raise NotImplementedError(
             f"{type(self).__name__} implements neither model_artifact() nor log_model()"
         )
+
+    def input_example(self, rows: int = 5) -> Any | None:
+        """A few rows of the server-held validation (else test) features, to log with the
+        model as its input example and signature; None when the task has none.
+
+        Only the built-in data's :class:`~fedpilot.data.ArrayDataset` gives rows; a task
+        reading other data overrides this (or logs its model without a signature).
+        """
+        held = self.validation_data()
+        if held is None:
+            held = self.central_test_data()
+        if not isinstance(held, ArrayDataset) or len(held) == 0:
+            return None
+        return held.x[:rows]
 
     def log_model(self, *, name: str, model_id: str, run_id: str, step: int) -> None:
         """Optional hook: override to log the current model to MLflow your own way;
@@ -195,6 +219,16 @@ class Task(ABC):
     def pooled_train_data(self) -> Any:
         """Every learner's training data in one set (the centralized baseline's)."""
         return self.federated_data().pooled_train()
+
+
+def example_rows(task: Task) -> Any | None:
+    """``task.input_example()``, or None when the task cannot give one here: the example
+    is optional, and a task whose data the server cannot read is logged without it."""
+    try:
+        return task.input_example()
+    except Exception as exc:  # any failure of the task's data code: log without an example
+        _logger.info("no input example for %s's model: %s", type(task).__name__, exc)
+        return None
 
 
 def _builtin_federated_data(

@@ -29,7 +29,7 @@ from sklearn.metrics import log_loss
 from fedpilot.data._base import ArrayDataset
 from fedpilot.errors import TaskError
 from fedpilot.spec.sections import DataSpec
-from fedpilot.tasks._base import ModelArtifact, Task, TrainSettings
+from fedpilot.tasks._base import ModelArtifact, Task, TrainSettings, example_rows
 from fedpilot.types import Metrics, Weights
 
 if TYPE_CHECKING:
@@ -231,8 +231,16 @@ class SklearnLinearTask(Task):
         return {"loss": loss, "accuracy": accuracy}
 
     def model_artifact(self) -> ModelArtifact:
-        """The estimator, for MLflow's sklearn flavor."""
-        return ModelArtifact("sklearn", self.estimator)
+        """The estimator, for MLflow's sklearn flavor, with a few float64 rows of the
+        server-held data as its input example and their predicted labels as its output."""
+        rows = example_rows(self)
+        if rows is None:
+            return ModelArtifact("sklearn", self.estimator)
+        example = np.asarray(rows, dtype=np.float64)
+        labels = self.estimator.predict(example)
+        return ModelArtifact(
+            "sklearn", self.estimator, input_example=example, output_example=labels
+        )
 
 
 def _epoch_orders(n: int, epochs: float, rng: np.random.Generator) -> list[npt.NDArray[np.int64]]:

@@ -22,7 +22,7 @@ from fedpilot._threads import THREADS_ENV
 from fedpilot.data._base import ArrayDataset
 from fedpilot.errors import TaskError
 from fedpilot.spec.sections import DataSpec
-from fedpilot.tasks._base import ModelArtifact, Task, TrainSettings
+from fedpilot.tasks._base import ModelArtifact, Task, TrainSettings, example_rows
 from fedpilot.types import Metrics, Weights
 
 if TYPE_CHECKING:
@@ -233,8 +233,18 @@ class TorchTask(Task):
         return metrics
 
     def model_artifact(self) -> ModelArtifact:
-        """The module itself, for MLflow's pytorch flavor."""
-        return ModelArtifact("pytorch", self.model)
+        """The module itself, for MLflow's pytorch flavor, with a few float32 rows of the
+        server-held data as its input example and the model's outputs for them (a
+        classifier's class scores, shape (-1, n_classes)) as its output example."""
+        rows = example_rows(self)
+        if rows is None:
+            return ModelArtifact("pytorch", self.model)
+        example = np.ascontiguousarray(rows, dtype=np.float32)
+        model = self.model
+        model.eval()
+        with torch.no_grad():
+            scores = model(torch.from_numpy(example).to(self.device)).cpu().numpy()
+        return ModelArtifact("pytorch", model, input_example=example, output_example=scores)
 
 
 def add_gradient_terms(

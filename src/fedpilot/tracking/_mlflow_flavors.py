@@ -28,6 +28,16 @@ def _flavor_defaults(flavor: str) -> dict[str, Any]:
     return {}
 
 
+def _signature(artifact: ModelArtifact) -> dict[str, Any]:
+    """``signature`` and ``input_example`` from the artifact's examples, when it has both."""
+    if artifact.input_example is None or artifact.output_example is None:
+        return {}
+    from mlflow.models import infer_signature
+
+    signature = infer_signature(artifact.input_example, artifact.output_example)
+    return {"signature": signature, "input_example": artifact.input_example}
+
+
 def flavor_logger(artifact: ModelArtifact) -> Callable[..., None]:
     """A function logging ``artifact`` as ``mlflow.<flavor>.log_model(model, **where,
     **options)``; it takes the LoggedModel's ``name``, ``model_id``, ``run_id``, ``step``.
@@ -53,7 +63,7 @@ def flavor_logger(artifact: ModelArtifact) -> Callable[..., None]:
             f"unknown MLflow flavor {flavor!r} (ModelArtifact.flavor): mlflow.{flavor} "
             "must be a module with a log_model function, e.g. pytorch, sklearn, onnx, pyfunc"
         )
-    options = {**_flavor_defaults(flavor), **artifact.options}
+    options = {**_flavor_defaults(flavor), **_signature(artifact), **artifact.options}
     params = inspect.signature(log).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 

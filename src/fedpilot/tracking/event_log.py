@@ -32,6 +32,7 @@ import numpy as np
 import orjson
 
 from fedpilot.orchestrator.events import (
+    Alert,
     Callback,
     PrivacyLoss,
     RoundSummary,
@@ -223,6 +224,11 @@ class EventLogCallback(Callback):
         """Writes ``Warning`` with its code and message."""
         self._write(EventType.WARNING, None, round=round, code=code, message=message)
 
+    def on_alert(self, *, round: int, alert: Alert) -> None:
+        """Writes ``AlertFiring`` or ``AlertResolved`` with the alert's fields."""
+        event = EventType.ALERT_FIRING if alert.state == "firing" else EventType.ALERT_RESOLVED
+        self._write(event, alert, round=round)
+
     def on_run_end(self, *, run: RunInfo, result: RunResult) -> None:
         """Writes ``RunFinished`` (with ``error``: why it failed, was stopped or
         interrupted) and closes the log."""
@@ -278,6 +284,21 @@ class EventLogCallback(Callback):
             self._file.flush()
         except OSError as exc:
             _logger.warning("writing %s to the event log failed: %s", what, exc)
+
+
+def append_event(path: Path, event: EventType, **fields: Any) -> bool:
+    """Appends one event to the log at ``path`` from outside a run (the model registry's,
+    after the run ended); False, with a warning, when it cannot be written."""
+    line = _line(event, None, fields)
+    try:
+        with path.open("ab") as handle:
+            if not _ends_a_line(path):
+                handle.write(b"\n")
+            handle.write(line)
+    except OSError as exc:
+        _logger.warning("cannot append %s to the event log %s (%s)", event, path, exc)
+        return False
+    return True
 
 
 def _ends_a_line(path: Path) -> bool:

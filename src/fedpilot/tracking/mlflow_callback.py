@@ -108,10 +108,19 @@ class MLflowCallback(Callback):
     Args:
         tracking_uri: Overrides ``spec.mlflow_uri()``.
         experiment: Overrides ``spec.tracking.experiment or spec.name``.
+        run_tags: Tags a new MLflow run is created with (``fedpilot tune``'s trials:
+            ``mlflow.parentRunId``, which nests them under the study's run).
     """
 
-    def __init__(self, *, tracking_uri: str | None = None, experiment: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        tracking_uri: str | None = None,
+        experiment: str | None = None,
+        run_tags: Mapping[str, str] | None = None,
+    ) -> None:
         self._uri_override = tracking_uri
+        self._run_tags = dict(run_tags or {})
         self._experiment_override = experiment
         self._client: MlflowClient | None = None
         self._uri = ""
@@ -120,6 +129,18 @@ class MLflowCallback(Callback):
         self._params: dict[str, str] = {}
         self._logged_rounds: set[int] = set()
         self._failure: str | None = None
+        self._logged_model: tuple[str, str] | None = None
+
+    @property
+    def logged_model(self) -> tuple[str, str] | None:
+        """(MLflow run id, LoggedModel id) of the model the last run end logged in its
+        flavor, or None (not logged, or only as raw weights): what the registry registers."""
+        return self._logged_model
+
+    @property
+    def tracking_uri(self) -> str:
+        """The store the run logs to (empty before a run starts)."""
+        return self._uri
 
     @property
     def mlflow_run_id(self) -> str | None:
@@ -142,6 +163,7 @@ class MLflowCallback(Callback):
         """Creates (or, on resume, reopens) the MLflow run and logs the spec."""
         self._run_id = None
         self._failure = None
+        self._logged_model = None
         spec = run.spec
         if not spec.tracking.enabled:
             return
@@ -272,7 +294,9 @@ class MLflowCallback(Callback):
                 if existing.info.status != "RUNNING":
                     client.update_run(stored, status="RUNNING")
                 return stored, dict(existing.data.params)
-        created = client.create_run(self._experiment_id, run_name=run.run_id)
+        created = client.create_run(
+            self._experiment_id, run_name=run.run_id, tags=self._run_tags or None
+        )
         new_id: str = created.info.run_id
         run.run_dir.mkdir(parents=True, exist_ok=True)
         id_file.write_text(new_id + "\n", encoding="utf-8")
@@ -382,6 +406,7 @@ class MLflowCallback(Callback):
                 mu.quiet_log("mlflow.pytorch", "Saving pytorch model by Pickle"),
             ):
                 log(name=MODEL_ARTIFACT_PATH, model_id=model.model_id, run_id=run_id, step=step)
+            self._logged_model = (run_id, model.model_id)
         except Exception:
             self._attempt(
                 "the failed model's status",

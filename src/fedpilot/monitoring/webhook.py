@@ -1,0 +1,91 @@
+"""Alerts posted to a webhook (``monitoring.webhook_url``): one JSON object per alert,
+from a thread of its own so a slow receiver never holds a round up. A POST that fails
+becomes a ``Warning`` (code ``alert-webhook``); the run goes on."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from fedpilot.orchestrator.events import Alert, Callback, RunInfo, RunResult
+
+_DONE = object()
+
+
+class AlertWebhook(Callback):
+    """POSTs every alert of the run to ``url``.
+
+    Args:
+        url: where to POST.
+        events: the run's callbacks, told of a failed POST as a warning.
+        timeout: seconds one POST may take.
+    """
+
+    def __init__(self, url: str, events: Callback, *, timeout: float = 5.0) -> None:
+        self.url = url
+        parsed = httpx.URL(url)
+        # Where, without the path: a webhook's path often holds its secret token.
+        self._where = f"{parsed.scheme}://{parsed.host}" + (
+            f":{parsed.port}" if parsed.port else ""
+        )
+        self._events = events
+        self._timeout = timeout
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._run_id = ""
+
+    def on_run_start(self, *, run: RunInfo) -> None:
+        self._run_id = run.run_id
+        self._thread = threading.Thread(target=self._send, name="fedpilot-webhook", daemon=True)
+        self._thread.start()
+
+    def on_alert(self, *, round: int, alert: Alert) -> None:
+        self._queue.put(
+            {
+                "run_id": self._run_id,
+                "round": round,
+                "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                "alert": alert.name,
+                "state": alert.state,
+                "severity": alert.severity,
+                "summary": alert.summary,
+                "value": alert.value,
+            }
+        )
+
+    def on_run_end(self, *, run: RunInfo, result: RunResult) -> None:
+        """Sends what is queued (each POST within its timeout), then stops."""
+        self.close()
+
+    def close(self) -> None:
+        if self._thread is None:
+            return
+        self._queue.put(_DONE)
+        self._thread.join()
+        self._thread = None
+
+    def _send(self) -> None:
+        with httpx.Client(timeout=self._timeout) as client:
+            while (payload := self._queue.get()) is not _DONE:
+                try:
+                    response = client.post(self.url, json=payload)
+                    response.raise_for_status()
+                except httpx.HTTPError as exc:
+                    detail = (
+                        f"HTTP {exc.response.status_code}"
+                        if isinstance(exc, httpx.HTTPStatusError)
+                        else f"{type(exc).__name__}: {exc}"
+                    )
+                    self._events.on_warning(
+                        round=int(payload["round"]),
+                        code="alert-webhook",
+                        message=f"posting alert {payload['alert']} ({payload['state']}) to "
+                        f"{self._where} failed: {detail}",
+                    )
+
+
+__all__ = ["AlertWebhook"]

@@ -1,0 +1,153 @@
+"""In-process alerts: Prometheus's pending/firing/resolved semantics over the run's own
+metrics, and the webhook (a failed POST is a warning, never the run's end)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+from conftest import app_spec
+from fedpilot.launch import run_federation
+from fedpilot.monitoring import AlertEvaluator, FederationMetrics, alert_rules
+from fedpilot.orchestrator.events import Alert, Callback, RoundSummary
+from fedpilot.rundir import RunDir
+from fedpilot.spec.monitoring import MonitoringSpec
+from fedpilot.tracking.event_log import EventLogReader
+from fedpilot.types import RoundContext
+
+
+class _Told(Callback):
+    def __init__(self) -> None:
+        self.alerts: list[tuple[int, Alert]] = []
+
+    def on_alert(self, *, round: int, alert: Alert) -> None:
+        self.alerts.append((round, alert))
+
+
+def _round(round_: int, accepted: int) -> tuple[RoundContext, RoundSummary]:
+    ctx = RoundContext(run_id="r", round=round_, total_rounds=9, seed=0, num_learners=4)
+    summary = RoundSummary(
+        round=round_,
+        status="completed",
+        participants=("a", "b", "c", "d"),
+        accepted=("a", "b", "c", "d")[:accepted],
+        rejected={},
+        failed={},
+        train_loss=None,
+        candidate_metrics={},
+        global_metrics={},
+        learner_metrics={},
+        duration=0.1,
+        bytes_sent=0,
+        bytes_received=0,
+    )
+    return ctx, summary
+
+
+def test_an_alert_fires_after_its_for_and_resolves_once() -> None:
+    now = [1000.0]
+    metrics = FederationMetrics(cohort_size=lambda known: known)
+    told = _Told()
+    rules = alert_rules(MonitoringSpec(low_participation_for=60))
+    evaluator = AlertEvaluator(rules, metrics.registry, told, interval=3600, clock=lambda: now[0])
+    metrics.last_round_end.set(now[0])
+
+    def play(round_: int, accepted: int) -> None:
+        ctx, summary = _round(round_, accepted)
+        metrics.on_round_start(ctx=ctx, participants=summary.participants)
+        metrics.on_round_end(ctx=ctx, summary=summary)
+        evaluator.on_round_start(ctx=ctx, participants=summary.participants)
+
+    play(1, accepted=1)
+    assert evaluator.evaluate() == []  # pending: low for less than 60 s
+    now[0] += 61
+    metrics.last_round_end.set(now[0])
+    (fired,) = evaluator.evaluate()
+    assert (fired.name, fired.state, fired.severity) == (
+        "FedpilotLowParticipation",
+        "firing",
+        "warning",
+    )
+    assert fired.value == 0.25
+    assert fired.summary == (
+        "Low participation: 0.25 of the cohort had an update accepted in the latest round"
+    )
+    assert evaluator.evaluate() == []  # told once
+    play(2, accepted=4)
+    (resolved,) = evaluator.evaluate()
+    assert (resolved.name, resolved.state, resolved.value) == (
+        "FedpilotLowParticipation",
+        "resolved",
+        None,
+    )
+    assert [(r, a.state) for r, a in told.alerts] == [(1, "firing"), (2, "resolved")]
+    assert evaluator.firing == frozenset()
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    received: ClassVar[list[dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append(json.loads(body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _monitored(tmp_path: Path, webhook: str) -> Any:
+    # Learner 1 sends NaNs every round: 4 of 5 accepted, below a 0.9 participation bar.
+    return app_spec(
+        tmp_path,
+        task={
+            "flower_clientapp": "testapps:app",
+            "initial_weights": "testapps:initial_weights",
+            "run_config": {"nan-partition": 1},
+        },
+        monitoring={"low_participation": 0.9, "low_participation_for": 0, "webhook_url": webhook},
+    )
+
+
+def _events(run_dir: Path) -> list[dict[str, Any]]:
+    return list(EventLogReader(RunDir(run_dir).events))
+
+
+def test_alerts_reach_the_webhook_and_the_event_log(tmp_path: Path) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/hooks/secret-token"
+        result = run_federation(_monitored(tmp_path, url))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.status == "completed"
+    (run_dir,) = list((tmp_path / "runs").glob("testapp-*"))
+    firing = [e for e in _events(run_dir) if e["event"] == "AlertFiring"]
+    assert [e["name"] for e in firing] == ["FedpilotLowParticipation"]
+    assert firing[0]["round"] == 1 and firing[0]["value"] == 0.8
+    (posted,) = _Receiver.received
+    assert posted["alert"] == "FedpilotLowParticipation" and posted["state"] == "firing"
+    assert posted["run_id"] == run_dir.name and posted["round"] == 1
+    assert posted["summary"] == firing[0]["summary"]
+
+
+def test_a_webhook_that_fails_is_a_warning_and_the_run_goes_on(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    result = run_federation(_monitored(tmp_path, f"http://127.0.0.1:{port}/hooks/secret-token"))
+    assert result.status == "completed"
+    (run_dir,) = list((tmp_path / "runs").glob("testapp-*"))
+    warnings = [e for e in _events(run_dir) if e["event"] == "Warning"]
+    assert [w["code"] for w in warnings] == ["alert-webhook"]
+    assert "FedpilotLowParticipation" in warnings[0]["message"]
+    assert "secret-token" not in warnings[0]["message"]  # a webhook's path is its secret
