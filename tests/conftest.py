@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,9 @@ APPS_DIR = Path(__file__).parent / "_apps"
 
 # Audit logs are signed with the user's key (~/.config/fedpilot) unless FEDPILOT_AUDIT_KEY
 # names another: the tests' runs, and their subprocesses, use one of their own.
-os.environ["FEDPILOT_AUDIT_KEY"] = str(Path(tempfile.mkdtemp(prefix="fedpilot-tests-")) / "key.pem")
+_AUDIT_KEY_DIR = tempfile.mkdtemp(prefix="fedpilot-tests-")
+atexit.register(shutil.rmtree, _AUDIT_KEY_DIR, ignore_errors=True)
+os.environ["FEDPILOT_AUDIT_KEY"] = str(Path(_AUDIT_KEY_DIR) / "key.pem")
 
 # CI replays the same examples every run (a red build must be reproducible); local runs
 # keep exploring new ones.
