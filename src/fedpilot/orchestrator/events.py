@@ -55,6 +55,10 @@ class UpdateVerdict:
     duration: float = 0.0
     bytes_sent: int = 0
     bytes_received: int = 0
+    digest: str | None = None
+    """SHA-256 (hex) of the update's arrays as received, before any decoding (each
+    array's dtype, shape and bytes: the weights, then the extras by name); None when the
+    learner failed. What the audit log records of the update."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,10 @@ class PrivacyLoss:
     clip_norm: float
     """The clip the next round uses (it moves with adaptive clipping)."""
     target_epsilon: float | None = None
+
+
+PRIVACY_BUDGET_SPENT = "privacy-budget-spent"
+"""The ``on_warning`` code with which a run is told that its privacy budget stops it."""
 
 
 @dataclass(frozen=True)
