@@ -22,8 +22,6 @@ from fedpilot.tracking._lenient import (
 from fedpilot.tracking.event_log import EventLogReader
 from fedpilot.tracking.store import RunDetail, show_run
 
-# The drift part's event (EventType.DRIFT_DETECTED once it is merged: then use that).
-DRIFT_DETECTED = "DriftDetected"
 SYS_PREFIX = "sys."
 
 
@@ -112,7 +110,7 @@ def read_run(run_dir: Path) -> RunFacts:
                 epsilon[number] = spent
             target = as_number(event.get("target_epsilon"))
             delta = as_number(event.get("delta"))
-        elif name == DRIFT_DETECTED:
+        elif name == EventType.DRIFT_DETECTED:
             drift.append(event)
         elif name in (EventType.ALERT_FIRING, EventType.ALERT_RESOLVED):
             alerts.append(event)
