@@ -56,6 +56,9 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/compression.py --mnist1d-rounds 60 --digits-rounds 40
 	$(BIN)/python benchmarks/secagg.py
 	$(BIN)/python benchmarks/dp_utility.py
+	$(BIN)/python benchmarks/serving.py
+	$(BIN)/python benchmarks/drift.py
+	$(BIN)/python benchmarks/tuning.py
 
 clean:
 	rm -rf $(VENV) fedpilot-runs .pytest_cache .mypy_cache .ruff_cache
