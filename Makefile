@@ -57,6 +57,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/secagg.py
 	$(BIN)/python benchmarks/dp_utility.py
 	$(BIN)/python benchmarks/serving.py
+	$(BIN)/python benchmarks/drift.py
+	$(BIN)/python benchmarks/tuning.py
 
 clean:
 	rm -rf $(VENV) fedpilot-runs .pytest_cache .mypy_cache .ruff_cache

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +15,12 @@ from hypothesis import settings
 from fedpilot.spec import FederationSpec, validate_spec
 
 APPS_DIR = Path(__file__).parent / "_apps"
+
+# Audit logs are signed with the user's key (~/.config/fedpilot) unless FEDPILOT_AUDIT_KEY
+# names another: the tests' runs, and their subprocesses, use one of their own.
+_AUDIT_KEY_DIR = tempfile.mkdtemp(prefix="fedpilot-tests-")
+atexit.register(shutil.rmtree, _AUDIT_KEY_DIR, ignore_errors=True)
+os.environ["FEDPILOT_AUDIT_KEY"] = str(Path(_AUDIT_KEY_DIR) / "key.pem")
 
 # CI replays the same examples every run (a red build must be reproducible); local runs
 # keep exploring new ones.

@@ -8,6 +8,9 @@ files gets the file's path from :class:`RunDir`, so a file is named once::
         <run-id>/
             spec.yaml          the resolved spec the run started with
             events.jsonl       every event of the run, one JSON object a line
+            audit.jsonl        the hash-chained, signed audit log
+            audit.pub          the public half of the key that signs it
+            report.html        ``fedpilot report``'s page
             status.json        where the run stands, rewritten as it goes
             checkpoints/       the global model and the run's state after each round
             mlflow_run_id      the MLflow run this run logs to
@@ -63,6 +66,21 @@ class RunDir:
     def events(self) -> Path:
         """The event log."""
         return self.path / "events.jsonl"
+
+    @property
+    def audit(self) -> Path:
+        """The audit log: hash-chained, signed JSON lines (:mod:`fedpilot.audit`)."""
+        return self.path / "audit.jsonl"
+
+    @property
+    def audit_public_key(self) -> Path:
+        """The public key that verifies the audit log's signatures (PEM)."""
+        return self.path / "audit.pub"
+
+    @property
+    def report(self) -> Path:
+        """The run's HTML report (``fedpilot report``)."""
+        return self.path / "report.html"
 
     @property
     def status(self) -> Path:

@@ -45,6 +45,7 @@ def test_a_trial_in_a_bad_region_is_pruned_after_fewer_rounds(tmp_path: Path) ->
             "pruner": {"name": "median", "startup_trials": 2, "warmup_rounds": 1},
         },
         tracking={"enabled": True},
+        registry={"model_name": "tuned"},
     )
     # The first two trials are good, the third is in the bad region: the median of the
     # first two is what it is pruned against.
@@ -82,11 +83,15 @@ def test_a_trial_in_a_bad_region_is_pruned_after_fewer_rounds(tmp_path: Path) ->
         steps = client.get_metric_history(child.info.run_id, "global.accuracy")
         assert [m.step for m in steps] == list(range(1, trial.user_attrs["rounds_run"] + 1))
 
+    # Trials register no model; the best spec, run as-is, will (it keeps the registry).
+    assert client.search_registered_models() == []
+
     # The best trial's spec, written beside the runs, is the spec with its values.
     assert result.best_spec == best_spec_path(spec, "s")
     best = load_spec(result.best_spec)
     assert best.local.lr == GOOD_LR
     assert best.tune is None  # the study's space stays with the study
+    assert best.registry.model_name == "tuned"
     unchanged = {"local", "base_dir", "tune"}
     assert best.model_dump(exclude=unchanged) == spec.model_dump(exclude=unchanged)
 

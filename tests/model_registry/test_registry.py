@@ -13,6 +13,7 @@ import pytest
 from mlflow import MlflowClient
 
 import fedpilot
+from fedpilot.audit.verify import verify_log
 from fedpilot.errors import SpecError
 from fedpilot.launch import load_run_spec, run_federation
 from fedpilot.orchestrator.events import Callback, RoundSummary, Stop
@@ -134,6 +135,13 @@ def test_promote_then_rollback_moves_the_champion_and_records_each_step(
         EventType.CHAMPION_ROLLED_BACK,
     ]
     assert (second_events[-1]["version"], second_events[-1]["to"]) == ("2", "1")
+    # Each step is in the run's signed audit log too, which still verifies.
+    lines = [json.loads(x) for x in (second.run_dir / "audit.jsonl").read_text().splitlines()]
+    kinds = [x["kind"] for x in lines if x["kind"] != "signature"]
+    assert kinds[-4:] == ["model_registered", "gate_decided", "model_promoted",
+                          "champion_rolled_back"]  # fmt: skip
+    verified = verify_log(second.run_dir)
+    assert verified.bad_line is None and verified.signed_through == len(lines)
 
     listed = json.loads(models("list", "--json").stdout)
     assert {"name": "cycle", "versions": 2, "latest_version": "2",

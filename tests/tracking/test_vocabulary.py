@@ -18,6 +18,7 @@ from fedpilot.cli.runs import runs_app
 from fedpilot.orchestrator.events import (
     Alert,
     CallbackList,
+    DriftFinding,
     PrivacyLoss,
     RunStatus,
     UpdateVerdict,
@@ -54,6 +55,8 @@ def drive_every_hook(build: Any, root: Path, run_id: str = "20260105-all") -> Ru
         )
         if status == "rolled_back":
             observers.on_model_rolled_back(ctx=ctx, reason="worse", candidate={}, stable={})
+            finding = DriftFinding("data", "l0", "label", 0.5, 0.1, "jensen-shannon", "own")
+            observers.on_drift(round=number, finding=finding)
         if status == "failed":
             observers.on_secure_aggregation_failed(round=number, reason="too few shares")
         summary = build.summary(number, status)

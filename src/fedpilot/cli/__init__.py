@@ -7,10 +7,12 @@ import sys
 import click
 import typer
 
+from fedpilot.cli.audit import audit_app
 from fedpilot.cli.deploy import deploy_app
 from fedpilot.cli.learner import learner_command
 from fedpilot.cli.models import models_app
 from fedpilot.cli.monitoring import monitoring_app
+from fedpilot.cli.report import report_command
 from fedpilot.cli.run import run_command
 from fedpilot.cli.runs import runs_app
 from fedpilot.cli.security import certs_app, learners_app
@@ -39,6 +41,8 @@ app.add_typer(learners_app, name="learners")
 app.add_typer(deploy_app, name="deploy")
 app.add_typer(models_app, name="models")
 app.add_typer(monitoring_app, name="monitoring")
+app.add_typer(audit_app, name="audit")
+app.command("report")(report_command)
 
 
 def main(argv: list[str] | None = None) -> int:

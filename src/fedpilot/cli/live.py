@@ -20,6 +20,7 @@ from rich.table import Table
 from fedpilot.orchestrator.events import (
     Alert,
     Callback,
+    DriftFinding,
     PrivacyLoss,
     RoundSummary,
     RunInfo,
@@ -69,6 +70,15 @@ def warning_line(*, round_: int, code: str, message: str) -> str:
     """A warning, as the terminal shows it: one yellow line."""
     where = f"round {round_}" if round_ > 0 else "before round 1"
     return f"[yellow]{escape(f'warning ({where}): {message} [{code}]')}[/]"
+
+
+def drift_line(*, round_: int, finding: DriftFinding) -> str:
+    """A drift event, as the terminal shows it: one magenta line."""
+    who = f"learner {finding.learner}" if finding.learner is not None else "global model"
+    return (
+        f"[magenta]{escape(f'drift (round {round_}): {who} {finding.kind} {finding.feature}')}"
+        f"[/] {finding.test} {finding.score:.3g} > {finding.threshold:.3g} vs {finding.reference}"
+    )
 
 
 def alert_line(*, round_: int, name: str, state: str, summary: str) -> str:
@@ -157,6 +167,10 @@ class LiveView(Callback):
         )
         console = self._progress.console if self._progress is not None else self.console
         console.print(line, soft_wrap=True)
+
+    def on_drift(self, *, round: int, finding: DriftFinding) -> None:
+        console = self._progress.console if self._progress is not None else self.console
+        console.print(drift_line(round_=round, finding=finding), soft_wrap=True)
 
     def on_warning(self, *, round: int, code: str, message: str) -> None:
         line = warning_line(round_=round, code=code, message=message)

@@ -42,6 +42,9 @@ def run_command(
         False, "--json", help="Print one JSON object with the outcome on stdout."
     ),
     output_dir: Path | None = typer.Option(None, help="Where runs are written."),
+    report: bool = typer.Option(
+        False, "--report", help="Write the run's HTML report (RUN_DIR/report.html) at its end."
+    ),
 ) -> None:
     """Run a federation: rounds of local training, aggregation, evaluation and guard."""
     # Imported here so `fedpilot spec ...` and `--help` don't load torch and Flower.
@@ -68,9 +71,22 @@ def run_command(
         result = run_centralized(spec, callbacks=callbacks)
     else:
         result = run_federation(spec, callbacks=callbacks, resume_dir=resume)
+    if report and identity.run is not None:
+        _write_report(identity.run.run_dir, console)
     if as_json:
         _print_json(identity.run, result)
     raise typer.Exit(EXIT_CODES[result.status])
+
+
+def _write_report(run_dir: Path, console: Console) -> None:
+    """The run's report; a report that cannot be written is said, and the run's own exit
+    code stands."""
+    from fedpilot.report import write_report
+
+    try:
+        console.print(f"report: {write_report(run_dir)}")
+    except UserError as exc:
+        console.print(f"[yellow]report not written: {exc}[/yellow]")
 
 
 def _print_json(run: RunInfo | None, result: RunResult) -> None:

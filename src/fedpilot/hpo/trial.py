@@ -108,6 +108,11 @@ def run_trial(
     except SpecError as exc:  # a check across fields that only some values fail
         trial.set_user_attr("error", str(exc)[:500])
         raise TrialFailed(f"trial {trial.number}'s values make an invalid spec: {exc}") from None
+    # A trial is an experiment, not a model to ship: only the best spec, run as-is,
+    # registers its model under the spec's registry.model_name.
+    trial_spec = trial_spec.model_copy(
+        update={"registry": trial_spec.registry.model_copy(update={"model_name": None})}
+    )
     tags = {"fedpilot.trial": str(trial.number), "fedpilot.study": trial.study.study_name}
     if parent_run_id is not None:
         tags[PARENT_TAG] = parent_run_id

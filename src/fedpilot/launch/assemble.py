@@ -18,6 +18,8 @@ from fedpilot._imports import import_object
 from fedpilot._threads import limit_torch_threads
 from fedpilot.aggregation import build_aggregator
 from fedpilot.aggregation.weighting import UpdateWeighting, ValidationLoss
+from fedpilot.drift import drift_monitor
+from fedpilot.drift.watch import DriftWatch
 from fedpilot.errors import ResumeError, SpecError, UserError
 from fedpilot.fleet import Fleet, LocalFleet
 from fedpilot.fleet.simulation import build_simulated_fleet
@@ -243,6 +245,11 @@ def open_federation(
         dp = learner_dp(parts.transforms)
         if dp is not None:
             events.callbacks.append(PrivacyBudget(dp, events))
+        monitor = drift_monitor(parts.transforms)
+        if monitor is not None:
+            # First: the metrics and alerts see the round's drift at its end, and no other
+            # observer (the caller's may end the process) comes between it and the checkpoint.
+            events.callbacks.insert(0, DriftWatch(spec.drift, monitor, events))
         run = RunInfo(
             run_id=run_dir.name, run_dir=run_dir, spec=spec, start_round=state.round + 1, task=task
         )
@@ -442,6 +449,9 @@ def build_parts(
     dp = learner_dp(parts.transforms)
     if dp is not None:  # spent privacy stays spent: a rolled-back round's model was released
         registry.register("privacy", dp.accountant)
+    monitor = drift_monitor(parts.transforms)
+    if monitor is not None:  # observed data stays observed: not rolled back with a round
+        registry.register("drift", monitor.state)
     return parts, registry
 
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fedpilot import audit
 from fedpilot.errors import UserError
 from fedpilot.model_registry import lineage as lin
 from fedpilot.model_registry.gates import GateDecision, GateRules, Measured, judge
@@ -338,7 +340,14 @@ class ModelRegistry:
         if run_dir is None or not run_dir.path.is_dir():
             _logger.info("%s not written to a run's log: run directory %s not here", event, where)
             return False
-        return append_event(run_dir.events, event, run_id=tags.get(lin.RUN_ID), **fields)
+        written = append_event(run_dir.events, event, run_id=tags.get(lin.RUN_ID), **fields)
+        try:  # and to the run's signed audit log: ModelPromoted → model_promoted
+            kind = re.sub(r"(?<!^)(?=[A-Z])", "_", str(event)).lower()
+            audit.append(run_dir.path, kind, {"run_id": tags.get(lin.RUN_ID), **fields})
+        except UserError as exc:
+            _logger.warning("%s not written to the run's audit log: %s", event, exc)
+            return False
+        return written
 
 
 def _history(tags: Any) -> tuple[str, ...]:

@@ -55,6 +55,10 @@ class UpdateVerdict:
     duration: float = 0.0
     bytes_sent: int = 0
     bytes_received: int = 0
+    digest: str | None = None
+    """SHA-256 (hex) of the update's arrays as received, before any decoding (each
+    array's dtype, shape and bytes: the weights, then the extras by name); None when the
+    learner failed. What the audit log records of the update."""
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,28 @@ class PrivacyLoss:
     target_epsilon: float | None = None
 
 
+PRIVACY_BUDGET_SPENT = "privacy-budget-spent"
+"""The ``on_warning`` code with which a run is told that its privacy budget stops it."""
+
+
+@dataclass(frozen=True)
+class DriftFinding:
+    """A drift test that exceeded its threshold (:mod:`fedpilot.drift`)."""
+
+    kind: Literal["data", "model"]
+    learner: LearnerId | None
+    """The learner it concerns; None for the global model."""
+    feature: str
+    """What drifted: ``label``, a feature (``x[12]``) or a metric (``accuracy``)."""
+    score: float
+    threshold: float
+    test: str
+    """``jensen-shannon``, ``psi``, ``ks``, ``local-drop`` or ``mann-kendall``."""
+    reference: str
+    """What it was compared with: ``own`` (the learner's first summary, or its own
+    recent evaluations), ``federation`` (the others' pooled summaries) or ``trend``."""
+
+
 @dataclass(frozen=True)
 class Stop:
     """What a callback returns from ``on_round_end`` to end the run after this round."""
@@ -215,6 +241,9 @@ class Callback:
     def on_secure_aggregation_failed(self, *, round: int, reason: str) -> None:
         """The round's sealed updates could not be unmasked; it fails and keeps its model."""
 
+    def on_drift(self, *, round: int, finding: DriftFinding) -> None:
+        """A drift test exceeded its threshold after ``round``."""
+
     def on_warning(self, *, round: int, code: str, message: str) -> None:
         """Something the run worked around (say, a guard metric nobody reports) and
         a person should know: ``code`` is a stable identifier, ``message`` says what."""
@@ -277,6 +306,10 @@ class CallbackList(Callback):
     def on_secure_aggregation_failed(self, *, round: int, reason: str) -> None:
         for cb in self.callbacks:
             cb.on_secure_aggregation_failed(round=round, reason=reason)
+
+    def on_drift(self, *, round: int, finding: DriftFinding) -> None:
+        for cb in self.callbacks:
+            cb.on_drift(round=round, finding=finding)
 
     def on_warning(self, *, round: int, code: str, message: str) -> None:
         for cb in self.callbacks:

@@ -7,9 +7,12 @@ Split from :mod:`.round`, which runs the round's exchanges around it.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from fedpilot.aggregation.weighting import WeightFactors
 from fedpilot.orchestrator._tally import RoundTally
@@ -47,17 +50,20 @@ class UpdateIntake:
             verdict = UpdateVerdict(False, reply.error, failed=True, duration=reply.duration)
             self.events.on_update(ctx=ctx, learner=reply.learner, verdict=verdict)
             return
+        digest = update_digest(reply)
         try:
             for transform in self._decoding:
                 reply = transform.on_reply(reply, reference=reference, ctx=ctx)
         except ValueError as exc:
             reason = f"undecodable update: {exc}"
             tally.reject(reply, reason)
-            verdict = UpdateVerdict(False, reason, metrics=reply.metrics, duration=reply.duration)
+            verdict = UpdateVerdict(
+                False, reason, metrics=reply.metrics, duration=reply.duration, digest=digest
+            )
             self.events.on_update(ctx=ctx, learner=reply.learner, verdict=verdict)
             return
         if self.sealer is not None:
-            self._take_sealed(ctx, reply, reference, tally)
+            self._take_sealed(ctx, reply, reference, tally, digest)
             return
         check = parts.validator.check(reply, reference)
         verdict = UpdateVerdict(
@@ -68,6 +74,7 @@ class UpdateIntake:
             duration=reply.duration,
             bytes_sent=reply.bytes_sent,
             bytes_received=reply.bytes_received,
+            digest=digest,
         )
         if not check.ok:
             tally.reject(reply, check.reason or "rejected")
@@ -96,7 +103,7 @@ class UpdateIntake:
         self.events.on_update(ctx=ctx, learner=reply.learner, verdict=verdict)
 
     def _take_sealed(
-        self, ctx: RoundContext, reply: Reply, reference: Weights, tally: RoundTally
+        self, ctx: RoundContext, reply: Reply, reference: Weights, tally: RoundTally, digest: str
     ) -> None:
         """A sealed (masked) update: no per-update check can read it; the sealing
         transform keeps it for the sum. Counted equally (an unweighted mean)."""
@@ -112,6 +119,7 @@ class UpdateIntake:
             duration=reply.duration,
             bytes_sent=reply.bytes_sent,
             bytes_received=reply.bytes_received,
+            digest=digest,
         )
         if reason is not None:
             tally.reject(reply, reason)
@@ -140,6 +148,20 @@ class UpdateIntake:
             for transform in self._accepting:
                 transform.on_accepted(tally.pending[learner], ctx=ctx)
         tally.pending.clear()
+
+
+def update_digest(reply: Reply) -> str:
+    """SHA-256 (hex) of a reply's arrays as they arrived: the weights, then the extras by
+    name, each array's dtype and shape hashed with its bytes (two updates with the same
+    bytes in another shape differ)."""
+    digest = hashlib.sha256()
+    for name, arrays in (("weights", reply.weights), *sorted(reply.extras.items())):
+        digest.update(f"{name}:{len(arrays)};".encode())
+        for array in arrays:
+            array = np.ascontiguousarray(array)
+            digest.update(f"{array.dtype.str}{array.shape};".encode())
+            digest.update(array.data)
+    return digest.hexdigest()
 
 
 def overriding(transforms: Sequence[UpdateTransform], hook: str) -> list[UpdateTransform]:

@@ -45,6 +45,8 @@ class EventType(StrEnum):
     SECURE_AGGREGATION_FAILED = "SecureAggregationFailed"
     """Secure aggregation could not unmask the round's sum (fewer shares than its
     threshold) and revealed nothing: ``on_secure_aggregation_failed``; the round fails."""
+    DRIFT_DETECTED = "DriftDetected"
+    """A learner's data or the model drifted past a threshold: ``on_drift``."""
     WARNING = "Warning"
     """Something the run worked around and a person should know: ``on_warning``."""
     ALERT_FIRING = "AlertFiring"

@@ -3,7 +3,15 @@ round that would spend more than ``privacy.target_epsilon``."""
 
 from __future__ import annotations
 
-from fedpilot.orchestrator.events import Callback, Decision, PrivacyLoss, RoundSummary, Stop
+from fedpilot.orchestrator.events import (
+    PRIVACY_BUDGET_SPENT,
+    Callback,
+    Decision,
+    PrivacyLoss,
+    RoundSummary,
+    RunInfo,
+    Stop,
+)
 from fedpilot.privacy.learner_dp import LearnerDP
 from fedpilot.types import RoundContext
 
@@ -21,6 +29,15 @@ class PrivacyBudget(Callback):
         self._dp = dp
         self._events = events
 
+    def on_run_start(self, *, run: RunInfo) -> None:
+        # A resumed run whose budget is spent runs no round: say why (the audit log
+        # records budget stops from this warning).
+        reason = self._dp.accountant.exhausted()
+        if reason is not None:
+            self._events.on_warning(
+                round=run.start_round, code=PRIVACY_BUDGET_SPENT, message=reason
+            )
+
     def on_round_end(self, *, ctx: RoundContext, summary: RoundSummary) -> Decision | None:
         accountant = self._dp.accountant
         spent = PrivacyLoss(
@@ -34,5 +51,6 @@ class PrivacyBudget(Callback):
         self._events.on_privacy_spent(round=summary.round, spent=spent)
         reason = accountant.exhausted()
         if reason is not None and summary.round < ctx.total_rounds:
+            self._events.on_warning(round=summary.round, code=PRIVACY_BUDGET_SPENT, message=reason)
             return Stop(reason)
         return None

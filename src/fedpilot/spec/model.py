@@ -13,6 +13,7 @@ from pydantic import Field, field_validator, model_validator
 from fedpilot.rundir import mlflow_db
 from fedpilot.spec.aggregation import AggregationSpec
 from fedpilot.spec.compression import CompressionSpec
+from fedpilot.spec.drift import DriftSpec
 from fedpilot.spec.monitoring import MonitoringSpec
 from fedpilot.spec.privacy import PrivacySpec
 from fedpilot.spec.registry import RegistrySpec
@@ -69,6 +70,7 @@ class FederationSpec(Section):
         default=None, description="SecAgg+: the server learns only the sum of the updates."
     )
     tune: TuneSpec | None = Field(default=None, description="What `fedpilot tune` searches.")
+    drift: DriftSpec = Field(default_factory=DriftSpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     registry: RegistrySpec = Field(default_factory=RegistrySpec)
     monitoring: MonitoringSpec | None = Field(

@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from fedpilot.spec.drift import DriftInjectionSpec
 from fedpilot.spec.sections import Section
 
 # Shares are typed by people; a sum of 0.3 + 0.3 + 0.4 must not fail on rounding.
@@ -169,6 +170,7 @@ class SimulationSpec(Section):
         description="Simulated seconds a round may take; slower learners are dropped.",
     )
     attack: AttackSpec | None = Field(default=None, description="Attacker learners.")
+    drift: DriftInjectionSpec | None = Field(default=None, description="Injected data drift.")
 
     def heterogeneous(self) -> bool:
         """Whether anything besides attacks is configured."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
+from fedpilot.audit import AuditLogCallback
 from fedpilot.orchestrator.events import Callback
 from fedpilot.spec import FederationSpec
 from fedpilot.tracking.event_log import EventLogCallback
@@ -19,9 +20,10 @@ def default_callbacks(
     tracking_uri: str | None = None,
     mlflow_tags: Mapping[str, str] | None = None,
 ) -> list[Callback]:
-    """The audit trail (``events.jsonl``), ``status.json`` and, if the spec enables it,
-    MLflow (with the model registry's callback when ``registry.model_name`` is set): the
-    observers ``fedpilot run``, ``fedpilot server`` and the Flower ServerApp
+    """The event log (``events.jsonl``), the signed audit log (``audit.jsonl``),
+    ``status.json`` and, if the spec enables it, MLflow (with the model registry's
+    callback when ``registry.model_name`` is set): the observers ``fedpilot run``,
+    ``fedpilot server`` and the Flower ServerApp
     give every run, before their own.
 
     Args:
@@ -32,7 +34,7 @@ def default_callbacks(
     Returns:
         New callbacks, in the order they should be called.
     """
-    callbacks: list[Callback] = [EventLogCallback()]
+    callbacks: list[Callback] = [EventLogCallback(), AuditLogCallback()]
     if spec.tracking.enabled:
         # Imported only then: the MLflow callback is the heavy one.
         from fedpilot.tracking.mlflow_callback import MLflowCallback

@@ -34,6 +34,7 @@ import orjson
 from fedpilot.orchestrator.events import (
     Alert,
     Callback,
+    DriftFinding,
     PrivacyLoss,
     RoundSummary,
     RunInfo,
@@ -219,6 +220,10 @@ class EventLogCallback(Callback):
     def on_secure_aggregation_failed(self, *, round: int, reason: str) -> None:
         """Writes ``SecureAggregationFailed`` with why."""
         self._write(EventType.SECURE_AGGREGATION_FAILED, None, round=round, reason=reason)
+
+    def on_drift(self, *, round: int, finding: DriftFinding) -> None:
+        """Writes ``DriftDetected`` with the finding's fields."""
+        self._write(EventType.DRIFT_DETECTED, finding, round=round)
 
     def on_warning(self, *, round: int, code: str, message: str) -> None:
         """Writes ``Warning`` with its code and message."""

@@ -4,8 +4,9 @@ The chain for a spec is: ``sysmetrics`` (outermost, so it measures what really g
 the wire), ``secure_aggregation`` (masking is the last thing before the wire),
 ``compression`` (when the spec turns it on), ``learner_dp`` (when
 ``privacy.mode`` is set), the strategy's own transforms, ``label_flip`` (the
-simulated attack, idle unless an instruction asks for it), ``local_tuning`` (when
-``tune.learner`` is set), then the spec's
+simulated attack, idle unless an instruction asks for it), ``drift_injection`` and
+``drift`` (when ``simulation.drift`` and ``drift`` turn them on), ``local_tuning``
+(when ``tune.learner`` is set), then the spec's
 ``transforms`` (innermost last), then ``dpsgd`` when ``privacy.dpsgd.enabled`` (it
 replaces the task's training step); innermost of all is the task. The learner side
 (:class:`~fedpilot.learner.core.TaskLearner`) and the round's server stage build the
@@ -39,6 +40,7 @@ def transforms_for(spec: FederationSpec) -> list[TransformSpec]:
     # Imported here: the strategies build server optimizers and aggregators, which a
     # learner machine's light imports of this module do not need.
     from fedpilot.compression import compression_transforms
+    from fedpilot.drift import drift_transforms
     from fedpilot.hpo.learner import learner_tuning_transforms
     from fedpilot.privacy import privacy_transforms
     from fedpilot.privacy.dpsgd import dpsgd_transforms
@@ -56,6 +58,8 @@ def transforms_for(spec: FederationSpec) -> list[TransformSpec]:
         # Always there, idle unless an instruction says so: the attack simulation wraps
         # whatever fleet it is given and marks its attackers' instructions.
         TransformSpec(name="label_flip"),
+        # Simulated drift, then the data summaries (they describe the data trained on).
+        *drift_transforms(spec),
         # Local tuning's trials run through what is inside it: the user's transforms.
         *learner_tuning_transforms(spec),
         *spec.transforms,

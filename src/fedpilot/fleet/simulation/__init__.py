@@ -64,6 +64,10 @@ def build_simulated_fleet(inner: Fleet, spec: SimulationSpec | None, seed: int) 
     fleet = inner
     if spec.heterogeneous():
         fleet = HeterogeneousFleet(fleet, spec, seed)
+    if spec.drift is not None:
+        from fedpilot.fleet.simulation.drift import DriftFleet
+
+        fleet = DriftFleet(fleet, spec.drift, seed)
     if spec.attack is not None and spec.attack.fraction > 0:
         fleet = AttackFleet(fleet, spec.attack, seed)
     return fleet

@@ -1,0 +1,151 @@
+"""A learner's data summary: what it tells the server about its data instead of the data.
+
+A label histogram (integer labels), and per feature the example count, mean, standard
+deviation and a quantile sketch at fixed interior levels (no minimum or maximum: an
+extreme value is often one person's record). Wide inputs are summarized over at most
+``max_features`` derived features, so a summary stays a few kilobytes whatever the
+input: per channel for ``(N, C, ...)`` inputs with few channels, otherwise the means of
+contiguous blocks of the flattened input.
+
+On the wire a summary is three arrays (a UTF-8 JSON header, the label counts, the
+feature statistics); :func:`from_arrays` refuses anything that does not fit.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from fedpilot.types import Weights
+
+Floats = npt.NDArray[np.float64]
+
+MAX_CLASSES = 10_000
+"""Integer labels above this are summarized as a feature, not as a histogram."""
+
+
+@dataclass(frozen=True)
+class DataSummary:
+    """Label counts and per-feature statistics of one learner's data.
+
+    ``stats`` has one row per feature: mean, std, then the quantiles at ``levels``.
+    """
+
+    count: float
+    labels: Floats
+    """Examples per class (index = class); empty when the labels are not classes."""
+    features: tuple[str, ...]
+    levels: Floats
+    stats: Floats
+
+    @property
+    def means(self) -> Floats:
+        return self.stats[:, 0]
+
+    @property
+    def stds(self) -> Floats:
+        return self.stats[:, 1]
+
+    @property
+    def quantiles(self) -> Floats:
+        return self.stats[:, 2:]
+
+    def to_arrays(self) -> Weights:
+        header = {"count": self.count, "features": list(self.features)}
+        text = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+        # The first row carries the quantile levels (under two unused cells).
+        table = np.vstack([np.concatenate([[np.nan, np.nan], self.levels]), self.stats])
+        return [text.copy(), self.labels.astype(np.float32), table.astype(np.float32)]
+
+
+def levels_for(quantiles: int) -> Floats:
+    """``quantiles`` evenly spaced interior levels (9: the deciles 0.1 … 0.9)."""
+    return np.arange(1, quantiles + 1, dtype=np.float64) / (quantiles + 1)
+
+
+def summarize(
+    x: npt.NDArray[Any],
+    y: npt.NDArray[Any],
+    *,
+    max_features: int,
+    quantiles: int,
+    noise: float = 0.0,
+    rng: np.random.Generator | None = None,
+) -> DataSummary:
+    """The summary of features ``x`` (first axis: examples) and labels ``y``.
+
+    With ``noise`` > 0 (and ``rng``), each label count gets N(0, noise²) and each feature
+    statistic N(0, (noise·σ/√n)²), σ the feature's std: a blur, not formal DP.
+    """
+    matrix, names = feature_matrix(x, max_features)
+    labels = np.zeros(0)
+    y = np.asarray(y)
+    classes = y.ndim == 1 and np.issubdtype(y.dtype, np.integer)
+    if classes and (y.size == 0 or (y.min() >= 0 and y.max() < MAX_CLASSES)):
+        labels = np.bincount(y, minlength=1).astype(np.float64)
+    if labels.size == 0 and y.size and y.ndim == 1:  # regression targets: one more feature
+        matrix = np.column_stack([matrix, y.astype(np.float64)])
+        names = (*names, "label")
+    levels = levels_for(quantiles)
+    n = matrix.shape[0]
+    if n:
+        stats = np.column_stack(
+            [matrix.mean(axis=0), matrix.std(axis=0), np.quantile(matrix, levels, axis=0).T]
+        )
+    else:
+        stats = np.zeros((matrix.shape[1], 2 + levels.size))
+    if noise > 0 and rng is not None:
+        labels = np.clip(labels + rng.normal(0.0, noise, labels.shape), 0.0, None)
+        error = noise * stats[:, 1:2] / np.sqrt(max(n, 1))
+        stats = stats + rng.normal(0.0, 1.0, stats.shape) * error
+        stats[:, 1] = np.abs(stats[:, 1])
+        stats[:, 2:] = np.sort(stats[:, 2:], axis=1)
+    return DataSummary(float(n), labels, names, levels, stats)
+
+
+def feature_matrix(x: npt.NDArray[Any], max_features: int) -> tuple[Floats, tuple[str, ...]]:
+    """``x`` as an (examples × at most ``max_features``) float matrix, with names."""
+    x = np.asarray(x)
+    n = x.shape[0] if x.ndim else 0
+    flat = x.reshape(n, -1).astype(np.float64)
+    width = flat.shape[1]
+    if width <= max_features:
+        return flat, tuple(f"x[{i}]" for i in range(width))
+    if x.ndim >= 3 and 1 < x.shape[1] <= max_features:
+        channels = x.reshape(n, x.shape[1], -1).astype(np.float64).mean(axis=2)
+        return channels, tuple(f"channel {c}" for c in range(x.shape[1]))
+    bounds = np.linspace(0, width, max_features + 1).astype(int)
+    blocks = np.add.reduceat(flat, bounds[:-1], axis=1) / np.diff(bounds)
+    return blocks, tuple(f"x[{a}:{b}]" for a, b in pairwise(bounds))
+
+
+def from_arrays(arrays: Weights) -> DataSummary:
+    """The summary :meth:`DataSummary.to_arrays` sent.
+
+    Raises:
+        ValueError: the arrays are not a summary (wrong count, shapes, values).
+    """
+    if len(arrays) != 3:
+        raise ValueError(f"a data summary is 3 arrays, got {len(arrays)}")
+    text, labels, table = (np.asarray(a) for a in arrays)
+    try:
+        header = json.loads(text.astype(np.uint8).tobytes().decode())
+        count = float(header["count"])
+        names = tuple(str(f) for f in header["features"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"a data summary's header cannot be read: {exc}") from None
+    table64: Floats = table.astype(np.float64)
+    if table64.ndim != 2 or table64.shape[0] != len(names) + 1 or table64.shape[1] < 5:
+        raise ValueError(f"a data summary's table has shape {table64.shape}")
+    stats, levels = table64[1:], table64[0, 2:]
+    counts: Floats = labels.astype(np.float64).reshape(-1)
+    if not (np.isfinite(stats).all() and np.isfinite(counts).all() and count >= 0):
+        raise ValueError("a data summary holds a value that is no measurement")
+    if not (np.all(np.diff(levels) > 0) and levels[0] > 0 and levels[-1] < 1):
+        raise ValueError("a data summary's quantile levels are not increasing in (0, 1)")
+    return DataSummary(count, np.clip(counts, 0, None), names, levels, stats)
