@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import pytest
 
 
 def test_serving_predicts_the_task_labels_on_the_digits_test_set(
@@ -72,7 +73,8 @@ def test_health_ready_metadata_metrics_and_docs(start_server) -> None:
             'fedpilot_serving_model_version{alias="",model="digits",role="primary",version="2"} 1.0'
             in metrics
         )
-        assert client.get("/docs").status_code == 200
+        page = client.get("/docs").text
+        assert "swagger-ui-bundle.js" in page and "cdn" not in page.lower()
         schema = client.get("/openapi.json").json()
         body = schema["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
         assert body["schema"]["properties"]["inputs"]["items"]["maxItems"] == 64
@@ -129,3 +131,25 @@ def test_bad_requests_get_a_4xx_that_names_the_problem(start_server) -> None:
     assert 'outcome="server_error"' not in metrics
     assert 'fedpilot_serving_errors_total{model="digits",status="413",version="1"} 3.0' in metrics
     assert "Traceback" not in server.stderr()
+
+
+@pytest.mark.slow
+def test_the_docs_page_renders_offline_in_chromium(start_server) -> None:
+    from playwright.sync_api import sync_playwright
+
+    server = start_server("digits/2")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", args=["--no-sandbox"]
+        )
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        requested: list[str] = []
+        page.on("request", lambda r: requested.append(r.url))
+        page.goto(f"{server.url}/docs")
+        # Swagger UI drew the /predict operation from /openapi.json.
+        page.locator(".opblock-summary-path", has_text="/predict").wait_for(timeout=30_000)
+        browser.close()
+    assert errors == [] and requested
+    assert all(url.startswith(server.url) for url in requested), requested  # nothing fetched

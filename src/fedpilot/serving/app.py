@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request, Response
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from fedpilot import __version__
@@ -46,7 +47,9 @@ def create_app(
     router = Router()
     name = service.ref.name
     first = service.routes.primary.model.input
-    app = FastAPI(
+    # FastAPI's own /docs page fetches Swagger UI from a CDN; FastAPIOffline serves the
+    # same page with Swagger UI's files from its package, so /docs works offline.
+    app = FastAPIOffline(
         title=f"fedpilot serve: {name}",
         version=__version__,
         description=f"Predictions of the registered model {name} ({describe(service.routes)}).",
