@@ -24,6 +24,16 @@ class SpecError(UserError):
         self.field = field
 
 
+class DataFileError(UserError):
+    """A data file the user gave is malformed. ``path`` and ``line`` (1-based) name the spot."""
+
+    def __init__(self, message: str, *, path: str, line: int | None = None) -> None:
+        where = path if line is None else f"{path}:{line}"
+        super().__init__(f"{where}: {message}")
+        self.path = path
+        self.line = line
+
+
 class ResumeError(UserError):
     """A run directory cannot be resumed (missing or inconsistent checkpoint)."""
 

@@ -8,6 +8,7 @@ import click
 import typer
 
 from fedpilot.cli.audit import audit_app
+from fedpilot.cli.data import data_app
 from fedpilot.cli.deploy import deploy_app
 from fedpilot.cli.learner import learner_command
 from fedpilot.cli.models import models_app
@@ -42,6 +43,7 @@ app.add_typer(deploy_app, name="deploy")
 app.add_typer(models_app, name="models")
 app.add_typer(monitoring_app, name="monitoring")
 app.add_typer(audit_app, name="audit")
+app.add_typer(data_app, name="data")
 app.command("report")(report_command)
 
 
