@@ -5,7 +5,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SPEC ?= examples/digits.yaml
 
-.PHONY: run test lint typecheck pytest services bench clean
+DETECT_VENV := .venv-detect
+DETECT_STAMP := $(DETECT_VENV)/.installed
+
+.PHONY: run test lint typecheck pytest services bench clean $(DETECT_VENV)
 
 # System tools tests drive for real: Prometheus (+ promtool) scrapes a federation and
 # checks the alert rules; Chromium renders what a person looks at. Installed from Debian
@@ -13,11 +16,22 @@ SPEC ?= examples/digits.yaml
 SERVICES_BIN := /usr/bin/prometheus /usr/bin/promtool /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints/main.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,bench,ray]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench,ray]" -c constraints/main.txt
 	touch $(STAMP)
+
+# Object detection has its own virtualenv: Ultralytics needs torchvision, whose PyPI
+# release needs torch 2.14 (a CUDA build of about 6 GB; the main .venv keeps 2.13 CPU).
+$(DETECT_STAMP): pyproject.toml constraints/detection.txt
+	test -x $(DETECT_VENV)/bin/python || $(PYTHON) -m venv $(DETECT_VENV)
+	$(DETECT_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(DETECT_VENV)/bin/python -m pip install --quiet -e ".[detection,test]" \
+		-c constraints/detection.txt
+	touch $(DETECT_STAMP)
+
+$(DETECT_VENV): $(DETECT_STAMP)
 
 run: $(STAMP)
 	$(BIN)/fedpilot run $(SPEC)
@@ -61,4 +75,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/tuning.py
 
 clean:
-	rm -rf $(VENV) fedpilot-runs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DETECT_VENV) fedpilot-runs .pytest_cache .mypy_cache .ruff_cache
