@@ -10,15 +10,13 @@ from fedpilot.launch.assemble import (
     build_fleet,
     build_parts,
     initial_weights,
-    load_run_spec,
-    new_run_dir,
     open_federation,
     round_settings,
     run_federation,
-    run_tracking_uri,
     server_task,
 )
 from fedpilot.launch.centralized import run_centralized
+from fedpilot.launch.rundirs import load_run_spec, new_run_dir, run_tracking_uri
 
 __all__ = [
     "build_fleet",

@@ -5,14 +5,11 @@ stateful parts' registry and the default callbacks, assembled into a
 from __future__ import annotations
 
 import contextlib
-import secrets
 import zipfile
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from fedpilot._imports import import_object
 from fedpilot._threads import limit_torch_threads
@@ -20,10 +17,11 @@ from fedpilot.aggregation import build_aggregator
 from fedpilot.aggregation.weighting import UpdateWeighting, ValidationLoss
 from fedpilot.drift import drift_monitor
 from fedpilot.drift.watch import DriftWatch
-from fedpilot.errors import ResumeError, SpecError, UserError
+from fedpilot.errors import SpecError, UserError
 from fedpilot.fleet import Fleet, LocalFleet
 from fedpilot.fleet.simulation import build_simulated_fleet
 from fedpilot.guard import build_guard
+from fedpilot.launch.rundirs import make_run_dir, run_dir_name, run_tracking_uri
 from fedpilot.learner.protocol import train_config
 from fedpilot.ledger import ParticipationLog
 from fedpilot.orchestrator import (
@@ -42,9 +40,9 @@ from fedpilot.orchestrator import (
 )
 from fedpilot.orchestrator.checkpoint import restore_checkpoint
 from fedpilot.privacy import PrivacyBudget, learner_dp
-from fedpilot.rundir import RunDir, RunLock
+from fedpilot.rundir import RunLock
 from fedpilot.selection import LoggedSelector, build_selector
-from fedpilot.spec import FederationSpec, FlowerRuntime, RayRuntime, load_spec
+from fedpilot.spec import FederationSpec, FlowerRuntime, RayRuntime
 from fedpilot.strategy import build_strategy
 from fedpilot.tasks import build_task
 from fedpilot.tasks._base import Task, TrainSettings
@@ -52,81 +50,6 @@ from fedpilot.tracking import default_callbacks
 from fedpilot.transforms import build_transforms, state_key
 from fedpilot.types import Config, Weights
 from fedpilot.validation import UpdateValidator
-
-_YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-
-
-def new_run_dir(spec: FederationSpec, suffix: str = "") -> tuple[str, Path]:
-    """A fresh run directory under ``spec.output_dir`` holding the resolved spec.
-
-    Raises:
-        SpecError: ``output_dir`` cannot hold a run directory (not a folder, not
-            writable).
-    """
-    run_id, run_dir = _run_dir_name(spec, suffix)
-    _make_run_dir(spec, run_dir)
-    return run_id, run_dir
-
-
-def _run_dir_name(spec: FederationSpec, suffix: str = "") -> tuple[str, Path]:
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    run_id = f"{spec.name}{suffix}-{stamp}-{secrets.token_hex(2)}"
-    return run_id, spec.output_dir / run_id
-
-
-def _make_run_dir(spec: FederationSpec, run_dir: Path) -> None:
-    # libyaml's emitter: PyYAML's pure-Python one takes longer than a small model's round.
-    text = yaml.dump(spec.resolved(), Dumper=_YAML_DUMPER, sort_keys=False)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=False)
-        RunDir(run_dir).spec.write_text(text)
-        if spec.tracking.enabled:
-            # The spec's output_dir (and a sqlite URI) may be relative to where the run was
-            # started: a resume from elsewhere must log to the same store.
-            uri = absolute_tracking_uri(spec.mlflow_uri())
-            RunDir(run_dir).mlflow_uri.write_text(uri + "\n")
-    except OSError as exc:
-        raise SpecError(
-            f"`output_dir`: cannot write a run directory under {str(spec.output_dir)!r}: "
-            f"{exc.strerror or exc}",
-            field="output_dir",
-        ) from None
-
-
-def run_tracking_uri(run_dir: Path, spec: FederationSpec) -> str:
-    """The MLflow store of the run in ``run_dir``: the one recorded when it was made; for
-    a run directory made before stores were recorded, the spec's, with the default store
-    found beside the run directory (not under the current folder)."""
-    try:
-        recorded = RunDir(run_dir).mlflow_uri.read_text(encoding="utf-8").strip()
-    except (OSError, ValueError):
-        recorded = ""
-    if recorded:
-        return recorded
-    if spec.tracking.mlflow_uri:
-        return spec.tracking.mlflow_uri
-    return spec.model_copy(update={"output_dir": run_dir.resolve().parent}).mlflow_uri()
-
-
-def absolute_tracking_uri(uri: str) -> str:
-    """``uri`` with a relative local path (a ``sqlite:///`` file, a plain folder) made
-    absolute against the current folder, as MLflow would read it now."""
-    if uri.startswith("sqlite:///"):
-        path, sep, query = uri.removeprefix("sqlite:///").partition("?")
-        if path and path != ":memory:" and not Path(path).is_absolute():
-            return f"sqlite:///{Path(path).resolve()}{sep}{query}"
-        return uri
-    if "://" not in uri and not uri.startswith("databricks"):
-        return str(Path(uri).resolve())
-    return uri
-
-
-def load_run_spec(run_dir: Path) -> FederationSpec:
-    """The resolved spec a run was started with (what ``--resume`` continues)."""
-    path = RunDir(run_dir).spec
-    if not path.is_file():
-        raise ResumeError(f"{str(run_dir)!r} is not a run directory (no {path.name})")
-    return load_spec(path)
 
 
 def server_task(spec: FederationSpec) -> Task | None:
@@ -204,7 +127,7 @@ def open_federation(
     if resume_dir is not None:
         run_dir = resume_dir
     elif run_dir is None:
-        _, run_dir = _run_dir_name(spec)
+        _, run_dir = run_dir_name(spec)
         new_dir = run_dir
     with contextlib.ExitStack() as undo:  # on an error: what was taken so far, given back
         # A run directory that exists is locked before anything reads its checkpoints.
@@ -233,7 +156,7 @@ def open_federation(
                 undo.callback(close)
         # Made only now: a spec naming code, data or files that fail to load leaves none.
         if new_dir is not None:
-            _make_run_dir(spec, new_dir)
+            make_run_dir(spec, new_dir)
             run_lock = _lock(run_dir, undo) if lock else None
         tracking = default_callbacks(spec, tracking_uri=run_tracking_uri(run_dir, spec))
         # Monitoring first: the metrics a round changed are set before the alerts read

@@ -10,7 +10,8 @@ from typing import Any
 
 from fedpilot._threads import limit_torch_threads
 from fedpilot.errors import SpecError
-from fedpilot.launch.assemble import new_run_dir, server_task
+from fedpilot.launch.assemble import server_task
+from fedpilot.launch.rundirs import new_run_dir
 from fedpilot.orchestrator.events import (
     Callback,
     CallbackList,
