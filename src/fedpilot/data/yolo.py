@@ -26,7 +26,14 @@ import yaml
 
 from fedpilot.errors import DataFileError
 
-__all__ = ["IMAGE_SUFFIXES", "YoloDataset", "YoloImage", "read_yolo_dataset", "read_yolo_labels"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "DetectionImages",
+    "YoloDataset",
+    "YoloImage",
+    "read_yolo_dataset",
+    "read_yolo_labels",
+]
 
 IMAGE_SUFFIXES = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 """The image files a folder's listing counts (case-insensitive)."""
@@ -59,13 +66,39 @@ class YoloDataset:
         """The training images: what a learner reports as ``num-examples``."""
         return len(self.train)
 
+    def split(self, name: str) -> DetectionImages:
+        """The ``train`` or ``val`` images."""
+        return DetectionImages(self.train if name == "train" else self.val, self.names)
+
     def class_counts(self, split: str = "train") -> dict[str, int]:
         """Boxes per class name in ``split`` (``train`` or ``val``)."""
-        images = self.train if split == "train" else self.val
-        counts = np.zeros(len(self.names), dtype=np.int64)
-        for item in images:
-            counts += np.bincount(item.classes, minlength=len(self.names))
+        counts = self.split(split).class_counts()
         return dict(zip(self.names, counts.tolist(), strict=True))
+
+
+@dataclass(frozen=True)
+class DetectionImages:
+    """Labelled images of one split, as a detection task trains or evaluates on them.
+
+    ``len()`` is the number of images: what a learner reports as ``num-examples``.
+    """
+
+    images: tuple[YoloImage, ...]
+    names: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def subset(self, indices: Iterable[int]) -> DetectionImages:
+        """The images at ``indices`` (learner-level tuning splits a learner's data so)."""
+        return DetectionImages(tuple(self.images[int(i)] for i in indices), self.names)
+
+    def class_counts(self) -> npt.NDArray[np.int64]:
+        """Boxes per class id."""
+        counts = np.zeros(len(self.names), dtype=np.int64)
+        for item in self.images:
+            counts += np.bincount(item.classes, minlength=len(self.names))
+        return counts
 
 
 def read_yolo_dataset(path: Path) -> YoloDataset:

@@ -1,5 +1,5 @@
 """Learner-level tuning: a learner picks its own local settings (``local.lr``,
-``local.epochs``, ...) on its own data before it trains.
+``local.epochs``, ..., and numeric ``task.params.<name>``) on its own data before it trains.
 
 The ``local_tuning`` transform runs a small in-memory Optuna study on the learner: each
 local trial trains the received model on part of the learner's training data (through
@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from fedpilot.hpo.space import suggest
+from fedpilot.learner.protocol import TASK_PARAM_PREFIX
 from fedpilot.spec import FederationSpec
 from fedpilot.spec.transforms import TransformSpec
 from fedpilot.spec.tune import SearchParam
@@ -35,7 +36,8 @@ CONFIG_KEYS: dict[str, str] = {
     "local.momentum": "momentum",
     "local.weight_decay": "weight-decay",
 }
-"""Each tunable local setting's key in a train instruction's config."""
+"""Each tunable local setting's key in a train instruction's config; a task's own param
+``task.params.<name>`` goes as ``task.<name>``."""
 
 METRIC_PREFIX = "tune."
 
@@ -108,7 +110,8 @@ class LocalTuning(UpdateTransform):
         config: dict[str, Any] = {}
         for path, value in values.items():
             whole = path == "local.batch_size" or self.space[path].kind == "int"
-            config[CONFIG_KEYS[path]] = int(value) if whole else float(value)
+            key = CONFIG_KEYS.get(path) or TASK_PARAM_PREFIX + path.removeprefix("task.params.")
+            config[key] = int(value) if whole else float(value)
         return config
 
     def _tune(

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fedpilot.data._base import LearnerData
+from fedpilot.errors import TaskError
 from fedpilot.learner import sysmetrics
 from fedpilot.learner.data import DataSource, own_data
 from fedpilot.learner.protocol import SERVER_ROUND, settings_from_config
@@ -160,6 +161,13 @@ class TaskLearner:
         task.set_weights(work.weights)
         if work.kind == "train":
             settings = settings_from_config(work.config)
+            unknown = sorted(set(settings.task_params) - task.learner_tunable)
+            if unknown:
+                raise TaskError(
+                    f"task {type(task).__name__} takes no per-call value of {unknown} "
+                    f"(it takes {sorted(task.learner_tunable) or 'none'}): a learner cannot "
+                    "tune them"
+                )
             if work.gradient_terms:
                 metrics = task.train(work.data, settings, gradient_terms=work.gradient_terms)
             else:  # a user's task need not take gradient terms it is never given

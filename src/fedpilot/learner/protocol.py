@@ -10,6 +10,8 @@ from fedpilot.types import Config
 SERVER_ROUND = "server-round"
 # Set by the attack simulation: the learner's label_flip transform flips its labels.
 LABEL_FLIP = "label-flip"
+# `task.<name>`: a value of the task's own param `<name>` for this call (learner tuning).
+TASK_PARAM_PREFIX = "task."
 
 
 def train_config(settings: TrainSettings, server_round: int) -> Config:
@@ -42,4 +44,9 @@ def settings_from_config(config: Config) -> TrainSettings:
         momentum=float(config.get("momentum", _DEFAULTS.momentum)),
         weight_decay=float(config.get("weight-decay", _DEFAULTS.weight_decay)),
         seed=int(config.get("seed", _DEFAULTS.seed)),
+        task_params={
+            key.removeprefix(TASK_PARAM_PREFIX): float(value)
+            for key, value in config.items()
+            if key.startswith(TASK_PARAM_PREFIX)
+        },
     )

@@ -114,7 +114,8 @@ LEARNER_TUNABLE: tuple[str, ...] = (
     "local.momentum",
     "local.weight_decay",
 )
-"""What a learner may tune on its own data: its numeric local settings."""
+"""What a learner may tune on its own data: its numeric local settings, and any numeric
+``task.params.<name>`` the spec sets (the task reads it from ``TrainSettings.task_params``)."""
 
 
 class LearnerTuning(Section):
@@ -188,10 +189,10 @@ def tune_refusal(spec: FederationSpec) -> str | None:
                 "accounting; remove it or turn privacy off"
             )
         for path in tune.learner.space:
-            if path not in LEARNER_TUNABLE:
+            if path not in LEARNER_TUNABLE and not _is_task_param(path):
                 return (
                     f"`tune.learner.space.{path}`: a learner tunes only "
-                    f"{', '.join(LEARNER_TUNABLE)}"
+                    f"{', '.join(LEARNER_TUNABLE)} and task.params.<name>"
                 )
     for prefix, space in spaces:
         for path, param in space.items():
@@ -220,6 +221,11 @@ def _applied_refusal(spec: FederationSpec, path: str, param: SearchParam) -> str
 
 
 _MISSING = object()
+
+
+def _is_task_param(path: str) -> bool:
+    parts = path.split(".")
+    return len(parts) == 3 and parts[:2] == ["task", "params"] and parts[2].isidentifier()
 
 
 def _lookup(raw: dict[str, Any], path: str) -> Any:

@@ -16,6 +16,7 @@ from fedpilot.tasks._base import ModelArtifact, Task, TrainSettings
 from fedpilot.tasks.builtin import DigitsMLP, DigitsSGD, Mnist1dCNN, SyntheticLogReg
 from fedpilot.tasks.sklearn import SklearnLinearTask
 from fedpilot.tasks.torch import TorchTask
+from fedpilot.tasks.yolo import YoloTask
 
 __all__ = [
     "BUILTIN_TASKS",
@@ -29,6 +30,7 @@ __all__ = [
     "Task",
     "TorchTask",
     "TrainSettings",
+    "YoloTask",
     "build_task",
     "resolve_task_class",
 ]
@@ -40,6 +42,7 @@ for _name, _cls in (
     ("digits-sgd", DigitsSGD),
     ("mnist1d-cnn", Mnist1dCNN),
     ("synthetic-logreg", SyntheticLogReg),
+    ("yolo", YoloTask),
 ):
     TASKS.add(_name, _cls)
 

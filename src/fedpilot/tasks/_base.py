@@ -34,6 +34,10 @@ class TrainSettings:
     momentum: float = 0.0
     weight_decay: float = 0.0
     seed: int = 0
+    task_params: Mapping[str, float] = field(default_factory=dict)
+    """Values of the task's own numeric params that this call uses instead of the spec's
+    (learner-level tuning of ``task.params.<name>``; config keys ``task.<name>``). A task
+    that has no such param raises ``TaskError``."""
 
     @classmethod
     def from_local(cls, local: LocalSpec, *, seed: int) -> TrainSettings:
@@ -89,6 +93,8 @@ class Task(ABC):
     """
 
     default_dataset: ClassVar[str | None] = None
+    learner_tunable: ClassVar[frozenset[str]] = frozenset()
+    """The params a learner may set per training call (``TrainSettings.task_params``)."""
 
     def __init__(self, *, data: DataSpec | None = None, seed: int = 0, **params: Any) -> None:
         self.data_spec = data if data is not None else DataSpec()
