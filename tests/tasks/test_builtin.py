@@ -31,8 +31,12 @@ CASES: dict[str, tuple[DataSpec, TrainSettings]] = {
 }
 
 
+# Learns in tests/tasks/test_yolo.py, which runs in the detection virtualenv.
+DETECTION = {"yolo"}
+
+
 def test_every_builtin_is_covered() -> None:
-    assert set(CASES) == set(BUILTIN_TASKS)
+    assert set(CASES) == set(BUILTIN_TASKS) - DETECTION
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

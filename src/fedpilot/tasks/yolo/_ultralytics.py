@@ -126,6 +126,19 @@ def load_weights_file(model: DetectionModel, path: Path) -> None:
     model.load(weights, verbose=False)
 
 
+def save_checkpoint(model: DetectionModel, path: Path) -> None:
+    """``model`` as an Ultralytics checkpoint: ``YOLO(path)`` opens it, and the yolo
+    task's ``weights`` starts from it."""
+    import copy
+
+    from ultralytics import __version__
+
+    snapshot = copy.deepcopy(model).float().eval()
+    snapshot.args = dict(vars(model.args)) if hasattr(model.args, "__dict__") else {}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": snapshot, "train_args": snapshot.args, "version": __version__}, path)
+
+
 def _dataset_class() -> type:
     from ultralytics.data.dataset import YOLODataset
 

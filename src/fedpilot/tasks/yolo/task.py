@@ -156,6 +156,11 @@ class YoloTask(Task):
             loaded[name] = torch.as_tensor(np.asarray(array)).to(current.dtype)
         self.model.load_state_dict(loaded)
 
+    def save_checkpoint(self, path: Path) -> None:
+        """The current model as an Ultralytics checkpoint (``.pt``): ``YOLO(path)`` in
+        Ultralytics opens it, and ``task.params.weights`` starts a federation from it."""
+        _ultralytics.save_checkpoint(self.model, path)
+
     # -- training and evaluation -----------------------------------------------------
 
     def train(
