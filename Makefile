@@ -8,7 +8,10 @@ SPEC ?= examples/digits.yaml
 DETECT_VENV := .venv-detect
 DETECT_STAMP := $(DETECT_VENV)/.installed
 
-.PHONY: run test lint typecheck pytest services bench clean $(DETECT_VENV)
+DRIVING_DATA := data/driving
+
+.PHONY: run run-detection test lint typecheck pytest pytest-detect services bench clean \
+	$(DETECT_VENV)
 
 # System tools tests drive for real: Prometheus (+ promtool) scrapes a federation and
 # checks the alert rules; Chromium renders what a person looks at. Installed from Debian
@@ -36,6 +39,12 @@ $(DETECT_VENV): $(DETECT_STAMP)
 run: $(STAMP)
 	$(BIN)/fedpilot run $(SPEC)
 
+# Federated YOLO on the generated driving set: 3 learners (regions) × 5 rounds, on CPU.
+run-detection: $(DETECT_STAMP)
+	test -d $(DRIVING_DATA) || $(DETECT_VENV)/bin/fedpilot data make-driving $(DRIVING_DATA) \
+		--learners 3 --images-per-learner 100 --val-images 60
+	$(DETECT_VENV)/bin/fedpilot run examples/driving-yolo.yaml --report
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/ruff format --check src tests benchmarks examples
@@ -55,7 +64,11 @@ services:
 pytest: $(STAMP) services
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
-test: lint typecheck pytest
+# The tests marked `detection` (Ultralytics), in the detection virtualenv.
+pytest-detect: $(DETECT_STAMP)
+	$(DETECT_VENV)/bin/python -m pytest -m detection
+
+test: lint typecheck pytest pytest-detect
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/aggregation.py

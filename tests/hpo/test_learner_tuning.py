@@ -95,3 +95,16 @@ def _rounds_by_learner(updates: dict[tuple[int, str], Any]) -> dict[str, int]:
     for _, learner in updates:
         counts[learner] = counts.get(learner, 0) + 1
     return counts
+
+
+def test_a_task_param_the_task_cannot_take_per_call_fails_the_learner(tmp_path: Path) -> None:
+    raw = _spec(tmp_path, "hidden", None).model_dump(mode="json")
+    raw["rounds"] = 1
+    raw["task"]["params"] = {"hidden": 32}
+    raw["tune"] = {"learner": {"space": {"task.params.hidden": {"low": 16, "high": 64}}}}
+    spec = FederationSpec.model_validate(raw)
+    result = run_federation(spec)
+    assert result.status == "failed"
+    events = RunDir(_run_dir(spec)).events.read_text().splitlines()
+    (failed,) = [e for e in map(json.loads, events) if e["event"] == "RoundFailed"]
+    assert "cannot tune" in json.dumps(failed)

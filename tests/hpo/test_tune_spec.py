@@ -73,11 +73,23 @@ def test_a_bad_space_names_the_field(
     assert f"`{field}`" in str(caught.value) and says in str(caught.value)
 
 
-def test_learner_tuning_takes_local_settings_only(tmp_path: Path) -> None:
-    bad = {"space": {}, "learner": {"space": {"strategy.server_lr": {"choices": [1.0]}}}}
+@pytest.mark.parametrize("path", ["strategy.server_lr", "task.params.a.b", "task.name"])
+def test_learner_tuning_takes_local_settings_and_task_params_only(
+    tmp_path: Path, path: str
+) -> None:
+    bad = {"space": {}, "learner": {"space": {path: {"choices": [1.0]}}}}
     with pytest.raises(SpecError) as caught:
         validate_spec(_with_tune(tmp_path, bad))
-    assert caught.value.field == "tune.learner.space.strategy.server_lr"
+    assert caught.value.field == f"tune.learner.space.{path}"
+    assert "task.params.<name>" in str(caught.value)
+
+
+def test_a_learner_may_tune_a_task_param_the_spec_sets(tmp_path: Path) -> None:
+    raw = _with_tune(
+        tmp_path, {"learner": {"space": {"task.params.hidden": {"low": 16, "high": 64}}}}
+    )
+    raw["task"]["params"] = {"hidden": 32}
+    validate_spec(raw)
 
 
 def test_pruning_a_multi_objective_study_is_refused(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from fedpilot.aggregation import build_aggregator
 from fedpilot.aggregation.weighting import UpdateWeighting, ValidationLoss
 from fedpilot.drift import drift_monitor
 from fedpilot.drift.watch import DriftWatch
-from fedpilot.errors import SpecError, UserError
+from fedpilot.errors import SpecError, TaskError, UserError
 from fedpilot.fleet import Fleet, LocalFleet
 from fedpilot.fleet.simulation import build_simulated_fleet
 from fedpilot.guard import build_guard
@@ -61,7 +61,10 @@ def server_task(spec: FederationSpec) -> Task | None:
 
 def initial_weights(spec: FederationSpec, task: Task | None) -> Weights:
     if task is not None:
-        return task.get_weights()
+        try:
+            return task.get_weights()
+        except TaskError as exc:  # a model that cannot be built: the run cannot start
+            raise SpecError(f"`task`: the model cannot be built: {exc}", field="task") from None
     source = spec.task.initial_weights
     assert source is not None  # the spec validator requires it without a task name
     if source.endswith(".npz"):

@@ -10,7 +10,7 @@ from typing import Any
 
 from fedpilot._threads import limit_torch_threads
 from fedpilot.errors import SpecError
-from fedpilot.launch.assemble import server_task
+from fedpilot.launch.assemble import initial_weights, server_task
 from fedpilot.launch.rundirs import new_run_dir
 from fedpilot.orchestrator.events import (
     Callback,
@@ -41,6 +41,7 @@ def run_centralized(
             "has no pooled data to train on",
             field="task.name",
         )
+    initial_weights(spec, task)  # a model that cannot be built is refused before any run dir
     pooled = task.pooled_train_data()
     test = task.central_test_data()
     _, run_dir = new_run_dir(spec, suffix="-centralized")
