@@ -85,6 +85,11 @@ def guarded_metric(facts: RunFacts) -> Plot | None:
         color=_COLORS["metric"],
         label=f"global {name}",
     )
+    companions = _companion_metrics(rows, name)
+    for other in companions:  # same scale: precision, recall, mAP@0.5 beside mAP@0.5:0.95
+        kept = [r for r in rows if other in r.metrics]
+        ax.plot([r.round for r in kept], [r.metrics[other] for r in kept], marker=".",
+                markersize=3, linewidth=1, alpha=0.8, label=f"global {other}")  # fmt: skip
     back = [r for r in facts.rounds if r.status == "rolled_back" and name in r.candidate]
     if back:
         ax.scatter(
@@ -106,9 +111,25 @@ def guarded_metric(facts: RunFacts) -> Plot | None:
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize="small")
     caption = f"{name} of the global model after each round; {len(back)} rollbacks"
+    if companions:
+        caption = f"{name} (guarded) and {', '.join(companions)} " + caption.split(" ", 1)[1]
     if failed:
         caption += f", {len(failed)} failed rounds (dotted)"
-    return Plot("metric", _svg(fig, "metric"), len(rows), caption)
+    points = len(rows) + sum(1 for other in companions for r in rows if other in r.metrics)
+    return Plot("metric", _svg(fig, "metric"), points, caption)
+
+
+def _companion_metrics(rows: list[Any], guarded: str) -> list[str]:
+    """The other global metrics on the guarded one's scale, when that is [0, 1] (the
+    detection metrics beside mAP@0.5:0.95); never the loss."""
+
+    def unit(name: str) -> bool:
+        return all(0.0 <= r.metrics[name] <= 1.0 for r in rows if name in r.metrics)
+
+    if not unit(guarded):
+        return []
+    names = {n for r in rows for n in r.metrics} - {guarded, "loss"}
+    return sorted(n for n in names if unit(n))
 
 
 def participation(facts: RunFacts) -> Plot | None:
