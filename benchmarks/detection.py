@@ -76,9 +76,7 @@ def main() -> None:
             started = time.perf_counter()
             federated = run_federation(spec)
             fed_s = time.perf_counter() - started
-            (run_dir,) = [
-                p for p in spec.output_dir.iterdir() if (p / "events.jsonl").exists()
-            ]
+            (run_dir,) = [p for p in spec.output_dir.iterdir() if (p / "events.jsonl").exists()]
             seconds = _train_seconds(run_dir)
             per_learner += seconds
             started = time.perf_counter()
