@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -39,3 +40,30 @@ def test_a_run_with_nothing_recorded_yet_gets_a_page_that_says_so(tmp_path: Path
     assert "No round has ended yet." in html
     assert "no audit.jsonl" in html
     assert "name: early" in html
+
+
+def test_metrics_on_the_guarded_ones_scale_are_drawn_beside_it(tmp_path: Path) -> None:
+    run_dir = tmp_path / "runs" / "detector"
+    run_dir.mkdir(parents=True)
+    (run_dir / "spec.yaml").write_text("name: detector\nguard: {metric: map50_95}\n")
+    events = [
+        {
+            "event": "RoundCompleted",
+            "round": number,
+            "status": "completed",
+            "participants": ["0"],
+            "accepted": ["0"],
+            "global_metrics": {
+                "map50_95": 0.1 * number,
+                "map50": 0.2 * number,
+                "precision": 0.3,
+                "loss": 5.0 / number,
+                "boxes": 40.0,
+            },
+        }
+        for number in (1, 2)
+    ]
+    (run_dir / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    html = write_report(run_dir, tmp_path / "page.html").read_text()
+    assert "map50_95 (guarded) and map50, precision of the global model" in html
+    assert "global loss" not in html and "global boxes" not in html

@@ -224,3 +224,13 @@ def test_learners_tune_the_yolo_hyperparameters_on_their_own_images(
         assert chosen["tune.trials"] == 2.0
         assert 0.0 <= chosen["tune.task.params.mosaic"] <= 1.0
         assert 0.0 <= chosen["tune.task.params.hsv_h"] <= 0.1
+
+
+def test_yolov9t_builds_from_its_yaml_too(driving: Path) -> None:
+    task = YoloTask(root=str(driving), model="yolov9t.yaml", imgsz=96, seed=0)
+    weights = task.get_weights()
+    assert any(a.dtype == np.int64 for a in weights)
+    metrics = task.evaluate(task.central_test_data())
+    assert set(metrics) == {"precision", "recall", "map50", "map50_95", "loss"}
+    again = YoloTask(root=str(driving), model="yolov9t.yaml", imgsz=96, seed=0).get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(weights, again, strict=True))  # seeded

@@ -86,10 +86,12 @@ def guarded_metric(facts: RunFacts) -> Plot | None:
         label=f"global {name}",
     )
     companions = _companion_metrics(rows, name)
-    for other in companions:  # same scale: precision, recall, mAP@0.5 beside mAP@0.5:0.95
+    # Same scale: precision, recall, mAP@0.5 beside mAP@0.5:0.95 (colours after C0, the
+    # guarded metric's).
+    for number, other in enumerate(companions, start=1):
         kept = [r for r in rows if other in r.metrics]
         ax.plot([r.round for r in kept], [r.metrics[other] for r in kept], marker=".",
-                markersize=3, linewidth=1, alpha=0.8, label=f"global {other}")  # fmt: skip
+                markersize=3, linewidth=1, color=f"C{number}", label=f"global {other}")  # fmt: skip
     back = [r for r in facts.rounds if r.status == "rolled_back" and name in r.candidate]
     if back:
         ax.scatter(
@@ -107,7 +109,7 @@ def guarded_metric(facts: RunFacts) -> Plot | None:
     for number in failed:
         ax.axvline(number, color=_COLORS["failed"], linestyle=":", linewidth=1)
     _by_round(ax)
-    ax.set_ylabel(name)
+    ax.set_ylabel("global metrics" if companions else name)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize="small")
     caption = f"{name} of the global model after each round; {len(back)} rollbacks"
