@@ -69,7 +69,7 @@ def test_a_flipped_repeat_moves_its_boxes_with_the_image() -> None:
         "cls": np.array([[2.0]], dtype=np.float32),
         "instances": Instances(
             boxes, np.zeros((0, 1000, 2), np.float32), None, bbox_format="xywh", normalized=True
-        ),  # fmt: skip
+        ),
     }
     flip_only = Oversampling(blur=0.0, flip=1.0, contrast=0.0, rotate=0.0, scale=0.0)
     out = augmenter(flip_only, seed=0)(label)
