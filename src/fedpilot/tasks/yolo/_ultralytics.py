@@ -334,7 +334,7 @@ def validate(
     loader = build_dataloader(dataset, batch=batch, workers=0, shuffle=False, rank=-1)
     with tempfile.TemporaryDirectory(prefix="fedpilot-yolo-val-") as scratch:
         validator = DetectionValidator(loader, save_dir=Path(scratch), args=args)
-        validator.device = torch.device("cpu")
+        validator.device = next(model.parameters()).device  # where training left it
         validator.data = data
         validator.training = True  # in-memory model, no AutoBackend and no data.yaml check
         model.eval()
@@ -345,7 +345,7 @@ def validate(
                 batch_data = validator.preprocess(batch_data)
                 preds = model(batch_data["img"])
                 parts = model.loss(batch_data, preds)[1]
-                loss += torch.stack([v.detach().float() for v in parts.values()])
+                loss += torch.stack([v.detach().float().cpu() for v in parts.values()])
                 validator.update_metrics(validator.postprocess(preds), batch_data)
         stats = validator.get_stats()
     model.train()
