@@ -131,7 +131,7 @@ class LocalTuning(UpdateTransform):
         seq = np.random.SeedSequence([self.seed, zlib.crc32(ctx.learner.encode()), ctx.round])
         split_seed, study_seed = (int(s) for s in seq.generate_state(2))
         order = np.random.default_rng(split_seed).permutation(len(data))
-        held = max(1, round(len(data) * self.validation_fraction))
+        held = min(len(data) - 1, max(1, round(len(data) * self.validation_fraction)))
         validation, train = data.subset(order[:held]), data.subset(order[held:])
         task = ctx.task
 
