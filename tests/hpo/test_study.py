@@ -204,3 +204,37 @@ def test_values_that_break_a_check_across_fields_fail_that_trial_only(tmp_path: 
     failed, complete = sorted(result.study.trials, key=lambda t: t.number)
     assert failed.state.name == "FAIL" and "sampling.min_learners" in failed.user_attrs["error"]
     assert complete.state.name == "COMPLETE"
+
+
+REFUSING_GUARD = """
+from fedpilot.guard import Guard
+from fedpilot.guard._base import Verdict
+
+
+class Never(Guard):
+    def judge(self, *, candidate, stable):
+        return Verdict(False, "this guard accepts nothing")
+"""
+
+
+def test_a_trial_whose_federation_failed_fails_and_is_not_scored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With the refusing guard every round is rolled back: the run fails (it kept no
+    # model), although the initial model's metric is there to read.
+    (tmp_path / "never_guard.py").write_text(REFUSING_GUARD)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    space = {"guard.enabled": {"choices": [True, False]}}
+    spec = _spec(tmp_path, {"space": space}, rounds=1, guard={"name": "never_guard:Never"})
+    spec.output_dir.mkdir(parents=True)
+    made = optuna.create_study(study_name="s", storage=default_storage(spec), direction="maximize")
+    made.enqueue_trial({"guard.enabled": True})
+    made.enqueue_trial({"guard.enabled": False})
+
+    result = tune(spec, trials=1, study_name="s")
+
+    failed, complete = sorted(result.study.trials, key=lambda t: t.number)
+    assert failed.state.name == "FAIL", failed.values
+    assert failed.user_attrs["status"] == "failed"
+    assert "rolled back" in failed.user_attrs["error"]
+    assert complete.state.name == "COMPLETE" and complete.params == {"guard.enabled": False}
