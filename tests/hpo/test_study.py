@@ -238,3 +238,22 @@ def test_a_trial_whose_federation_failed_fails_and_is_not_scored(
     assert failed.user_attrs["status"] == "failed"
     assert "rolled back" in failed.user_attrs["error"]
     assert complete.state.name == "COMPLETE" and complete.params == {"guard.enabled": False}
+
+
+def test_a_study_whose_every_trial_fails_ends_and_exits_1(tmp_path: Path) -> None:
+    # Every point of this space is refused across fields (1 learner sampled of 6 is
+    # fewer than min 3): the study gives up instead of drawing failed trials forever.
+    space = {"sampling.fraction": {"choices": [0.2]}, "sampling.min_learners": {"choices": [3]}}
+    spec = _spec(tmp_path, {"space": space}, rounds=1)
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec.model_dump(mode="json")))
+
+    out = fedpilot("tune", str(path), "--trials", "2", "--json", cwd=tmp_path, timeout=120)
+
+    assert out.returncode == 1, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["best"] == [] and summary["best_spec"] is None
+    study = optuna.load_study(study_name=spec.name, storage=default_storage(spec))
+    failed = [t for t in study.trials if "skipped" not in t.user_attrs]
+    assert len(failed) == 3 and all(t.state.name == "FAIL" for t in failed)
+    assert all("sampling.min_learners" in t.user_attrs["error"] for t in failed)

@@ -6,7 +6,9 @@ finished (complete or pruned) ones, so a resumed study goes on from its next tri
 and several processes (on one machine or several, sharing the storage) fill one study
 together. A process takes a trial only while fewer than N are finished or running; two
 that take one at the same moment are told apart by trial number (unique in the storage),
-and the later one's trial ends FAIL without running (user attr ``skipped``).
+and the later one's trial ends FAIL without running (user attr ``skipped``). Failed trials
+(values the spec refuses across fields, a federation that failed) do not count, but a study
+whose failed trials outnumber its N stops: a space that always fails ends.
 """
 
 from __future__ import annotations
@@ -100,12 +102,19 @@ def tune(
     taken = (*finished, optuna.trial.TrialState.RUNNING)
 
     def objective(trial: optuna.Trial) -> Any:
-        ahead = [
-            t for t in study.get_trials(deepcopy=False, states=taken) if t.number < trial.number
+        before = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]
+        ahead = [t for t in before if t.state in taken]
+        failed = [
+            t
+            for t in before
+            if t.state == optuna.trial.TrialState.FAIL and "skipped" not in t.user_attrs
         ]
-        if len(ahead) >= trials:
+        # Failed trials do not count towards `trials`, so without a bound a space whose
+        # every point fails would draw failed trials forever.
+        if len(ahead) >= trials or len(failed) > trials:
             study.stop()
-            trial.set_user_attr("skipped", f"the study had its {trials} trials")
+            why = "its" if len(ahead) >= trials else "more failed trials than its"
+            trial.set_user_attr("skipped", f"the study had {why} {trials} trials")
             raise _Surplus(trial.number)
         result.trials_run.append(trial.number)
         return run_trial(
