@@ -349,3 +349,17 @@ def test_a_stopped_run_registers_only_once_its_resume_completes(
     assert sorted(json.loads(version.tags["fedpilot.data.learners"])) == ["0", "1", "2", "3"]
     events = [e["event"] for e in EventLogReader(RunDir(run_dir).events)]
     assert events.count(EventType.MODEL_REGISTERED) == 1
+
+
+def test_a_version_written_with_leading_zeros_is_the_same_version(
+    federate: Callable[..., Any], models: Callable[..., Any]
+) -> None:
+    run = federate("padded", rounds=1)
+    promoted = models("promote", "padded", "--version", "01", "--json")
+    assert promoted.exit_code == 0, promoted.output
+    assert json.loads(promoted.stdout)["version"] == "1"
+    # The challenger it was is dropped, and the history names it as the registry does.
+    assert _aliases(run, "padded") == {"champion": "1"}
+    assert json.loads(models("show", "padded", "--json").stdout)["champion_history"] == ["1"]
+    again = models("promote", "padded", "--version", "001")
+    assert again.exit_code == 2 and "already the champion" in again.stderr

@@ -217,6 +217,7 @@ class ModelRegistry:
                     "one); give --version"
                 )
         challenger = self._version(name, version)
+        version = str(challenger.version)  # "03" is version 3: compared with aliases below
         champion_version = aliases.get(CHAMPION)
         if champion_version == version:
             raise UserError(f"version {version} of {name!r} is already the {CHAMPION}")
