@@ -363,3 +363,21 @@ def test_a_version_written_with_leading_zeros_is_the_same_version(
     assert json.loads(models("show", "padded", "--json").stdout)["champion_history"] == ["1"]
     again = models("promote", "padded", "--version", "001")
     assert again.exit_code == 2 and "already the champion" in again.stderr
+
+
+def test_a_rollback_passes_over_a_champion_version_since_deleted(
+    federate: Callable[..., Any], models: Callable[..., Any]
+) -> None:
+    loose = {"model_name": "pruned", "tolerance": 1.0}
+    runs = []
+    for seed in (7, 8, 9):
+        runs.append(federate("pruned", seed=seed, rounds=1, registry=loose))
+        assert models("promote", "pruned").exit_code == 0
+    _client(runs[0]).delete_model_version("pruned", "2")
+
+    rolled = models("rollback", "pruned", "--json")
+
+    assert rolled.exit_code == 0, rolled.output
+    assert json.loads(rolled.stdout) == {"name": "pruned", "from": "3", "champion": "1"}
+    assert _aliases(runs[0], "pruned") == {"champion": "1"}
+    assert json.loads(models("show", "pruned", "--json").stdout)["champion_history"] == ["1"]
