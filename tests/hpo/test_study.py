@@ -257,3 +257,26 @@ def test_a_study_whose_every_trial_fails_ends_and_exits_1(tmp_path: Path) -> Non
     failed = [t for t in study.trials if "skipped" not in t.user_attrs]
     assert len(failed) == 3 and all(t.state.name == "FAIL" for t in failed)
     assert all("sampling.min_learners" in t.user_attrs["error"] for t in failed)
+
+
+def test_an_interrupted_study_leaves_its_mlflow_run_killed_not_finished(tmp_path: Path) -> None:
+    spec = _spec(
+        tmp_path,
+        {"space": {"local.lr": {"low": 0.01, "high": 0.5}}},
+        rounds=2,
+        tracking={"enabled": True},
+    )
+
+    def ctrl_c(trial: int, round_: int, value: float | None) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tune(spec, trials=2, study_name="cut", observe_round=ctrl_c)
+
+    from mlflow import MlflowClient
+
+    study = optuna.load_study(study_name="cut", storage=default_storage(spec))
+    parent = MlflowClient(tracking_uri=spec.mlflow_uri()).get_run(
+        study.user_attrs["mlflow_parent_run_id"]
+    )
+    assert parent.info.status == "KILLED"

@@ -131,8 +131,10 @@ def tune(
             study.optimize(
                 objective, timeout=timeout, callbacks=callbacks, catch=(TrialFailed, _Surplus)
             )
-    finally:
-        _end_parent_run(spec, parent, study)
+    except BaseException:  # Ctrl-C: the study's run did not finish
+        _end_parent_run(spec, parent, study, status="KILLED")
+        raise
+    _end_parent_run(spec, parent, study, status="FINISHED")
     result.best_spec = _write_best(spec, study, name)
     return result
 
@@ -325,9 +327,12 @@ def _parent_run(spec: FederationSpec, study: optuna.Study) -> str | None:
     return parent
 
 
-def _end_parent_run(spec: FederationSpec, parent: str | None, study: optuna.Study) -> None:
-    """Logs the best value so far to the parent run and marks it finished (a process
-    that resumes the study reopens it)."""
+def _end_parent_run(
+    spec: FederationSpec, parent: str | None, study: optuna.Study, *, status: str
+) -> None:
+    """Logs the best value so far to the parent run and ends it with ``status``
+    (``FINISHED``, or ``KILLED`` when interrupted; a process that resumes the study
+    reopens it)."""
     if parent is None:
         return
     from mlflow import MlflowClient
@@ -340,7 +345,7 @@ def _end_parent_run(spec: FederationSpec, parent: str | None, study: optuna.Stud
             key = "best_value" if i == 0 else f"best_value_{i}"
             client.log_metric(parent, key, value, step=len(done))
         client.set_tag(parent, "fedpilot.best_trial", str(best[0].number))
-    client.set_terminated(parent, status="FINISHED")
+    client.set_terminated(parent, status=status)
 
 
 __all__ = ["TuneResult", "best_spec_path", "best_trials", "default_storage", "tune"]
