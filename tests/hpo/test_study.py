@@ -251,6 +251,7 @@ def test_a_study_whose_every_trial_fails_ends_and_exits_1(tmp_path: Path) -> Non
     out = fedpilot("tune", str(path), "--trials", "2", "--json", cwd=tmp_path, timeout=120)
 
     assert out.returncode == 1, out.stderr
+    assert "Traceback" not in out.stderr
     summary = json.loads(out.stdout)
     assert summary["best"] == [] and summary["best_spec"] is None
     study = optuna.load_study(study_name=spec.name, storage=default_storage(spec))

@@ -101,6 +101,8 @@ def tune(
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     taken = (*finished, optuna.trial.TrialState.RUNNING)
 
+    fail: Any = [_FAIL] * len(study.directions) if len(study.directions) > 1 else _FAIL
+
     def objective(trial: optuna.Trial) -> Any:
         before = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]
         ahead = [t for t in before if t.state in taken]
@@ -115,11 +117,16 @@ def tune(
             study.stop()
             why = "its" if len(ahead) >= trials else "more failed trials than its"
             trial.set_user_attr("skipped", f"the study had {why} {trials} trials")
-            raise _Surplus(trial.number)
+            return fail
         result.trials_run.append(trial.number)
-        return run_trial(
-            trial, spec, objectives=objectives, parent_run_id=parent, observe=observe_round
-        )
+        try:
+            return run_trial(
+                trial, spec, objectives=objectives, parent_run_id=parent, observe=observe_round
+            )
+        except TrialFailed as exc:
+            if "error" not in trial.user_attrs:
+                trial.set_user_attr("error", str(exc)[:500])
+            return fail
 
     callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [
         optuna.study.MaxTrialsCallback(trials, states=taken)
@@ -128,9 +135,7 @@ def tune(
         callbacks.append(observe_trial)
     try:
         if len(study.get_trials(deepcopy=False, states=taken)) < trials:
-            study.optimize(
-                objective, timeout=timeout, callbacks=callbacks, catch=(TrialFailed, _Surplus)
-            )
+            study.optimize(objective, timeout=timeout, callbacks=callbacks)
     except BaseException:  # Ctrl-C: the study's run did not finish
         _end_parent_run(spec, parent, study, status="KILLED")
         raise
@@ -139,8 +144,10 @@ def tune(
     return result
 
 
-class _Surplus(Exception):
-    """A trial taken after the study had its trials (another process took the last)."""
+_FAIL = float("nan")
+"""What a trial that failed (or was skipped) returns: Optuna marks it FAIL with a one-line
+warning, where a raised exception would print its traceback on ``fedpilot tune``'s stderr.
+The reason is the trial's user attr ``error`` (or ``skipped``)."""
 
 
 def best_trials(study: optuna.Study) -> list[FrozenTrial]:
