@@ -204,3 +204,80 @@ def test_values_that_break_a_check_across_fields_fail_that_trial_only(tmp_path: 
     failed, complete = sorted(result.study.trials, key=lambda t: t.number)
     assert failed.state.name == "FAIL" and "sampling.min_learners" in failed.user_attrs["error"]
     assert complete.state.name == "COMPLETE"
+
+
+REFUSING_GUARD = """
+from fedpilot.guard import Guard
+from fedpilot.guard._base import Verdict
+
+
+class Never(Guard):
+    def judge(self, *, candidate, stable):
+        return Verdict(False, "this guard accepts nothing")
+"""
+
+
+def test_a_trial_whose_federation_failed_fails_and_is_not_scored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With the refusing guard every round is rolled back: the run fails (it kept no
+    # model), although the initial model's metric is there to read.
+    (tmp_path / "never_guard.py").write_text(REFUSING_GUARD)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    space = {"guard.enabled": {"choices": [True, False]}}
+    spec = _spec(tmp_path, {"space": space}, rounds=1, guard={"name": "never_guard:Never"})
+    spec.output_dir.mkdir(parents=True)
+    made = optuna.create_study(study_name="s", storage=default_storage(spec), direction="maximize")
+    made.enqueue_trial({"guard.enabled": True})
+    made.enqueue_trial({"guard.enabled": False})
+
+    result = tune(spec, trials=1, study_name="s")
+
+    failed, complete = sorted(result.study.trials, key=lambda t: t.number)
+    assert failed.state.name == "FAIL", failed.values
+    assert failed.user_attrs["status"] == "failed"
+    assert "rolled back" in failed.user_attrs["error"]
+    assert complete.state.name == "COMPLETE" and complete.params == {"guard.enabled": False}
+
+
+def test_a_study_whose_every_trial_fails_ends_and_exits_1(tmp_path: Path) -> None:
+    # Every point of this space is refused across fields (1 learner sampled of 6 is
+    # fewer than min 3): the study gives up instead of drawing failed trials forever.
+    space = {"sampling.fraction": {"choices": [0.2]}, "sampling.min_learners": {"choices": [3]}}
+    spec = _spec(tmp_path, {"space": space}, rounds=1)
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec.model_dump(mode="json")))
+
+    out = fedpilot("tune", str(path), "--trials", "2", "--json", cwd=tmp_path, timeout=120)
+
+    assert out.returncode == 1, out.stderr
+    assert "Traceback" not in out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["best"] == [] and summary["best_spec"] is None
+    study = optuna.load_study(study_name=spec.name, storage=default_storage(spec))
+    failed = [t for t in study.trials if "skipped" not in t.user_attrs]
+    assert len(failed) == 3 and all(t.state.name == "FAIL" for t in failed)
+    assert all("sampling.min_learners" in t.user_attrs["error"] for t in failed)
+
+
+def test_an_interrupted_study_leaves_its_mlflow_run_killed_not_finished(tmp_path: Path) -> None:
+    spec = _spec(
+        tmp_path,
+        {"space": {"local.lr": {"low": 0.01, "high": 0.5}}},
+        rounds=2,
+        tracking={"enabled": True},
+    )
+
+    def ctrl_c(trial: int, round_: int, value: float | None) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tune(spec, trials=2, study_name="cut", observe_round=ctrl_c)
+
+    from mlflow import MlflowClient
+
+    study = optuna.load_study(study_name="cut", storage=default_storage(spec))
+    parent = MlflowClient(tracking_uri=spec.mlflow_uri()).get_run(
+        study.user_attrs["mlflow_parent_run_id"]
+    )
+    assert parent.info.status == "KILLED"

@@ -349,3 +349,35 @@ def test_a_stopped_run_registers_only_once_its_resume_completes(
     assert sorted(json.loads(version.tags["fedpilot.data.learners"])) == ["0", "1", "2", "3"]
     events = [e["event"] for e in EventLogReader(RunDir(run_dir).events)]
     assert events.count(EventType.MODEL_REGISTERED) == 1
+
+
+def test_a_version_written_with_leading_zeros_is_the_same_version(
+    federate: Callable[..., Any], models: Callable[..., Any]
+) -> None:
+    run = federate("padded", rounds=1)
+    promoted = models("promote", "padded", "--version", "01", "--json")
+    assert promoted.exit_code == 0, promoted.output
+    assert json.loads(promoted.stdout)["version"] == "1"
+    # The challenger it was is dropped, and the history names it as the registry does.
+    assert _aliases(run, "padded") == {"champion": "1"}
+    assert json.loads(models("show", "padded", "--json").stdout)["champion_history"] == ["1"]
+    again = models("promote", "padded", "--version", "001")
+    assert again.exit_code == 2 and "already the champion" in again.stderr
+
+
+def test_a_rollback_passes_over_a_champion_version_since_deleted(
+    federate: Callable[..., Any], models: Callable[..., Any]
+) -> None:
+    loose = {"model_name": "pruned", "tolerance": 1.0}
+    runs = []
+    for seed in (7, 8, 9):
+        runs.append(federate("pruned", seed=seed, rounds=1, registry=loose))
+        assert models("promote", "pruned").exit_code == 0
+    _client(runs[0]).delete_model_version("pruned", "2")
+
+    rolled = models("rollback", "pruned", "--json")
+
+    assert rolled.exit_code == 0, rolled.output
+    assert json.loads(rolled.stdout) == {"name": "pruned", "from": "3", "champion": "1"}
+    assert _aliases(runs[0], "pruned") == {"champion": "1"}
+    assert json.loads(models("show", "pruned", "--json").stdout)["champion_history"] == ["1"]

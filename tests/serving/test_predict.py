@@ -153,3 +153,28 @@ def test_the_docs_page_renders_offline_in_chromium(start_server) -> None:
         browser.close()
     assert errors == [] and requested
     assert all(url.startswith(server.url) for url in requested), requested  # nothing fetched
+
+
+def test_a_client_that_hangs_up_mid_body_is_no_server_error(start_server) -> None:
+    import socket
+    import time
+    from urllib.parse import urlsplit
+
+    server = start_server("digits@champion")
+    where = urlsplit(server.url)
+    for _ in range(3):
+        with socket.create_connection((where.hostname, where.port), timeout=30) as sock:
+            sock.sendall(
+                b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 1000\r\n\r\n" + b'{"inputs": [[0'
+            )
+    # Each hang-up is counted as a client's error (400), not logged as the server's.
+    counted = 'fedpilot_serving_errors_total{model="digits",status="400",version="1"} 3.0'
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        for _ in range(300):
+            metrics = client.get("/metrics").text
+            if counted in metrics:
+                break
+            time.sleep(0.1)
+    assert counted in metrics, metrics
+    assert "Traceback" not in server.stderr() and "Exception" not in server.stderr()

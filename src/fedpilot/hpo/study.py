@@ -6,7 +6,9 @@ finished (complete or pruned) ones, so a resumed study goes on from its next tri
 and several processes (on one machine or several, sharing the storage) fill one study
 together. A process takes a trial only while fewer than N are finished or running; two
 that take one at the same moment are told apart by trial number (unique in the storage),
-and the later one's trial ends FAIL without running (user attr ``skipped``).
+and the later one's trial ends FAIL without running (user attr ``skipped``). Failed trials
+(values the spec refuses across fields, a federation that failed) do not count, but a study
+whose failed trials outnumber its N stops: a space that always fails ends.
 """
 
 from __future__ import annotations
@@ -99,18 +101,32 @@ def tune(
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     taken = (*finished, optuna.trial.TrialState.RUNNING)
 
+    fail: Any = [_FAIL] * len(study.directions) if len(study.directions) > 1 else _FAIL
+
     def objective(trial: optuna.Trial) -> Any:
-        ahead = [
-            t for t in study.get_trials(deepcopy=False, states=taken) if t.number < trial.number
+        before = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]
+        ahead = [t for t in before if t.state in taken]
+        failed = [
+            t
+            for t in before
+            if t.state == optuna.trial.TrialState.FAIL and "skipped" not in t.user_attrs
         ]
-        if len(ahead) >= trials:
+        # Failed trials do not count towards `trials`, so without a bound a space whose
+        # every point fails would draw failed trials forever.
+        if len(ahead) >= trials or len(failed) > trials:
             study.stop()
-            trial.set_user_attr("skipped", f"the study had its {trials} trials")
-            raise _Surplus(trial.number)
+            why = "its" if len(ahead) >= trials else "more failed trials than its"
+            trial.set_user_attr("skipped", f"the study had {why} {trials} trials")
+            return fail
         result.trials_run.append(trial.number)
-        return run_trial(
-            trial, spec, objectives=objectives, parent_run_id=parent, observe=observe_round
-        )
+        try:
+            return run_trial(
+                trial, spec, objectives=objectives, parent_run_id=parent, observe=observe_round
+            )
+        except TrialFailed as exc:
+            if "error" not in trial.user_attrs:
+                trial.set_user_attr("error", str(exc)[:500])
+            return fail
 
     callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [
         optuna.study.MaxTrialsCallback(trials, states=taken)
@@ -119,17 +135,19 @@ def tune(
         callbacks.append(observe_trial)
     try:
         if len(study.get_trials(deepcopy=False, states=taken)) < trials:
-            study.optimize(
-                objective, timeout=timeout, callbacks=callbacks, catch=(TrialFailed, _Surplus)
-            )
-    finally:
-        _end_parent_run(spec, parent, study)
+            study.optimize(objective, timeout=timeout, callbacks=callbacks)
+    except BaseException:  # Ctrl-C: the study's run did not finish
+        _end_parent_run(spec, parent, study, status="KILLED")
+        raise
+    _end_parent_run(spec, parent, study, status="FINISHED")
     result.best_spec = _write_best(spec, study, name)
     return result
 
 
-class _Surplus(Exception):
-    """A trial taken after the study had its trials (another process took the last)."""
+_FAIL = float("nan")
+"""What a trial that failed (or was skipped) returns: Optuna marks it FAIL with a one-line
+warning, where a raised exception would print its traceback on ``fedpilot tune``'s stderr.
+The reason is the trial's user attr ``error`` (or ``skipped``)."""
 
 
 def best_trials(study: optuna.Study) -> list[FrozenTrial]:
@@ -316,9 +334,12 @@ def _parent_run(spec: FederationSpec, study: optuna.Study) -> str | None:
     return parent
 
 
-def _end_parent_run(spec: FederationSpec, parent: str | None, study: optuna.Study) -> None:
-    """Logs the best value so far to the parent run and marks it finished (a process
-    that resumes the study reopens it)."""
+def _end_parent_run(
+    spec: FederationSpec, parent: str | None, study: optuna.Study, *, status: str
+) -> None:
+    """Logs the best value so far to the parent run and ends it with ``status``
+    (``FINISHED``, or ``KILLED`` when interrupted; a process that resumes the study
+    reopens it)."""
     if parent is None:
         return
     from mlflow import MlflowClient
@@ -331,7 +352,7 @@ def _end_parent_run(spec: FederationSpec, parent: str | None, study: optuna.Stud
             key = "best_value" if i == 0 else f"best_value_{i}"
             client.log_metric(parent, key, value, step=len(done))
         client.set_tag(parent, "fedpilot.best_trial", str(best[0].number))
-    client.set_terminated(parent, status="FINISHED")
+    client.set_terminated(parent, status=status)
 
 
 __all__ = ["TuneResult", "best_spec_path", "best_trials", "default_storage", "tune"]

@@ -92,8 +92,8 @@ def run_trial(
 
     Raises:
         optuna.TrialPruned: the pruner stopped it (its user attrs say after which round).
-        TrialFailed: the values make an invalid spec, or the run ended without the
-            metric to score it.
+        TrialFailed: the values make an invalid spec, the run failed, or it ended
+            without the metric to score it.
         KeyboardInterrupt: the run was interrupted (Ctrl-C): the study stops too.
     """
     import optuna
@@ -129,6 +129,10 @@ def run_trial(
         raise optuna.TrialPruned(f"pruned after round {reporter.pruned_at}")
     if result.error:
         trial.set_user_attr("error", result.error[:500])
+    if result.status == "failed":
+        # Its metrics are those of the model it ended with (the initial one, when every
+        # round was rolled back): no score for work the federation did not do.
+        raise TrialFailed(f"trial {trial.number}'s run failed: {result.error}")
     scores = []
     for name in objectives.names or (objectives.metric,):
         if name == "bytes":

@@ -217,6 +217,7 @@ class ModelRegistry:
                     "one); give --version"
                 )
         challenger = self._version(name, version)
+        version = str(challenger.version)  # "03" is version 3: compared with aliases below
         champion_version = aliases.get(CHAMPION)
         if champion_version == version:
             raise UserError(f"version {version} of {name!r} is already the {CHAMPION}")
@@ -272,16 +273,16 @@ class ModelRegistry:
             raise UserError(f"model {name!r} has no {CHAMPION} to roll back")
         history = list(_history(model.tags))
         # The champion history ends with the current champion; an alias moved by hand
-        # outside fedpilot is rolled back to the last champion fedpilot recorded.
-        while history and history[-1] == current:
+        # outside fedpilot is rolled back to the last champion fedpilot recorded, and a
+        # champion version deleted since is passed over.
+        while history and (history[-1] == current or not self._exists(name, history[-1])):
             history.pop()
         if not history:
             raise UserError(
                 f"model {name!r} has no previous {CHAMPION} to roll back to "
-                f"(version {current} is the first)"
+                f"(version {current} is the first still registered)"
             )
         previous = history[-1]
-        self._version(name, previous)
         self.client.set_registered_model_alias(name, CHAMPION, previous)
         self.client.set_registered_model_tag(name, HISTORY, json.dumps(history))
         stamp = _now()
@@ -318,6 +319,17 @@ class ModelRegistry:
             return self.client.get_model_version(name, version)
         except MlflowException:
             raise UserError(f"model {name!r} has no version {version}") from None
+
+    def _exists(self, name: str, version: str) -> bool:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_model_version(name, version)
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return False
+            raise UserError(f"cannot read version {version} of {name!r}: {exc.message}") from None
+        return True
 
     def _champion_measure(
         self, name: str, version: str | None, rules: GateRules

@@ -17,6 +17,7 @@ import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.requests import ClientDisconnect
 
 from fedpilot import __version__
 from fedpilot.serving.inputs import BadInput
@@ -150,11 +151,14 @@ async def _read_body(request: Request, limit: int) -> bytes:
         raise BadInput(413, too_large)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:  # a chunked body declares no length
-            raise BadInput(413, too_large)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:  # a chunked body declares no length
+                raise BadInput(413, too_large)
+            chunks.append(chunk)
+    except ClientDisconnect:  # the client's doing: no traceback in the server's log
+        raise BadInput(400, "the client closed the connection before the body ended") from None
     return b"".join(chunks)
 
 
