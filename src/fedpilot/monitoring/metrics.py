@@ -205,8 +205,9 @@ class FederationMetrics(Callback):
         self.round_duration.observe(summary.duration)
         if summary.learners_online is not None:
             self.learners_online.set(summary.learners_online)
-        self.bytes.labels("upload").inc(summary.bytes_sent)
-        self.bytes.labels("download").inc(summary.bytes_received)
+        # The round counts the server's bytes: it sent the downloads, received the uploads.
+        self.bytes.labels("upload").inc(summary.bytes_received)
+        self.bytes.labels("download").inc(summary.bytes_sent)
         for name, value in summary.global_metrics.items():
             self.global_metric.labels(name).set(value)
         self._watch_decline(summary.global_metrics)
