@@ -206,6 +206,27 @@ def test_torn_tail_is_reported_as_such_and_the_next_writer_continues(run_copy: P
     assert log.read_bytes().startswith(whole)
 
 
+def test_a_log_copied_from_another_run_is_caught(run_copy: Path) -> None:
+    # Every run on a machine is signed with the same key: another run's untouched log,
+    # put in place of this run's, carries valid signatures, but its first line names the
+    # run it belongs to.
+    other = run_copy.parent / "testapp-another-run"
+    shutil.copytree(run_copy, other)
+    code, out = _verify(other)
+    assert code == 1, out
+    assert "line 1:" in out and run_copy.name in out and "another run" in out
+    code, out = _verify(run_copy)  # in its own run's directory it holds
+    assert code == 0, out
+
+
+def test_a_log_with_no_whole_line_fails(run_copy: Path) -> None:
+    # A torn last line is no tampering, but a log that is nothing but one proves nothing.
+    (run_copy / "audit.jsonl").write_bytes(b'{"seq":1,"time":"2026-12-03T08:00:00.000+00')
+    code, out = _verify(run_copy)
+    assert code == 1, out
+    assert "line 1:" in out and "no whole line" in out
+
+
 def test_no_audit_log_fails(run_copy: Path) -> None:
     (run_copy / "audit.jsonl").unlink()
     code, out = _verify(run_copy)
