@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
@@ -12,7 +13,8 @@ from typing import Any, ClassVar
 from conftest import app_spec
 from fedpilot.launch import run_federation
 from fedpilot.monitoring import AlertEvaluator, FederationMetrics, alert_rules
-from fedpilot.orchestrator.events import Alert, Callback, RoundSummary
+from fedpilot.monitoring.expr import collect
+from fedpilot.orchestrator.events import Alert, Callback, RoundSummary, UpdateVerdict
 from fedpilot.rundir import RunDir
 from fedpilot.spec.monitoring import MonitoringSpec
 from fedpilot.tracking.event_log import EventLogReader
@@ -151,3 +153,28 @@ def test_a_webhook_that_fails_is_a_warning_and_the_run_goes_on(tmp_path: Path) -
     assert [w["code"] for w in warnings] == ["alert-webhook"]
     assert "FedpilotLowParticipation" in warnings[0]["message"]
     assert "secret-token" not in warnings[0]["message"]  # a webhook's path is its secret
+
+
+def test_a_learner_that_never_replied_goes_silent_too() -> None:
+    # "b" is asked every round and never replies (it fails, or times out): it has no
+    # reply to be silent since, so its silence counts from when it was first asked.
+    metrics = FederationMetrics()
+    told = _Told()
+    rules = alert_rules(MonitoringSpec(learner_silent_seconds=600))
+    now = [0.0]
+    evaluator = AlertEvaluator(rules, metrics.registry, told, interval=3600, clock=lambda: now[0])
+    ctx, summary = _round(1, accepted=1)
+    metrics.on_round_start(ctx=ctx, participants=("a", "b"))
+    metrics.on_update(ctx=ctx, learner="a", verdict=UpdateVerdict(True, duration=0.1))
+    metrics.on_update(ctx=ctx, learner="b", verdict=UpdateVerdict(False, "timeout", failed=True))
+    metrics.on_round_end(ctx=ctx, summary=summary)
+    samples = collect(metrics.registry)
+    assert set(samples["fedpilot_learner_last_seen_seconds"]) == {
+        (("learner", "a"),),
+        (("learner", "b"),),
+    }
+    assert samples["fedpilot_learners_seen"][()] == 1  # only "a" ever replied
+    metrics.last_round_end.set(time.time() + 10_000)  # no stall: only silence fires
+    now[0] = time.time() + 601
+    silent = {a.summary for a in evaluator.evaluate() if a.name == "FedpilotLearnerSilent"}
+    assert len(silent) == 2 and any("Learner b silent" in s for s in silent)
