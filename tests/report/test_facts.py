@@ -39,3 +39,27 @@ def test_a_run_with_nothing_recorded_yet_gets_a_page_that_says_so(tmp_path: Path
     assert "No round has ended yet." in html
     assert "no audit.jsonl" in html
     assert "name: early" in html
+
+
+def test_a_round_cut_and_run_again_is_counted_once(tmp_path: Path) -> None:
+    # A process killed mid-round may have flushed some of its update lines (an alert or a
+    # notice flushes them); the resumed run runs the round again, and logs them again.
+    import json
+
+    from fedpilot.report.facts import read_run
+
+    run_dir = tmp_path / "runs" / "cut"
+    run_dir.mkdir(parents=True)
+    (run_dir / "spec.yaml").write_text("name: cut\nrounds: 1\n")
+    attempt = [
+        {"event": "RoundStarted", "round": 1},
+        {"event": "UpdateRejected", "round": 1, "learner": "1", "reason": "update norm 9 is big"},
+        {"event": "UpdateAccepted", "round": 1, "learner": "0", "metrics": {"sys.cpu_seconds": 2}},
+    ]
+    end = {"event": "RoundCompleted", "round": 1, "status": "completed", "accepted": ["0"]}
+    lines = [*attempt, *attempt, end]
+    (run_dir / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in lines))
+    facts = read_run(run_dir)
+    assert sum(facts.outcomes.values()) == 1
+    assert facts.system == {"sys.cpu_seconds": {"0": [2.0]}}
+    assert [r.round for r in facts.rounds] == [1]
