@@ -87,6 +87,11 @@ def test_a_hostile_summary_is_refused_with_a_reason_and_the_round_goes_on() -> N
         "infinite count": _summary_arrays(b'{"count": Infinity, ' + names + b"}", 2),
         "huge count": _summary_arrays(b'{"count": 1e308, ' + names + b"}", 2),
         # Far more features than the run asks for (max_features, plus a regression label).
+        # A feature name is a label value of fedpilot_drift_score and a field of the
+        # DriftDetected event: no place for a megabyte of text.
+        "long name": _summary_arrays(
+            b'{"count": 5, "features": ["a", "' + b"x" * 100_000 + b'"]}', 2
+        ),
         "too wide": _summary_arrays(
             b'{"count": 5, "features": [' + b",".join(b'"f%d"' % i for i in range(6)) + b"]}", 6
         ),

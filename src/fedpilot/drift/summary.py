@@ -27,6 +27,9 @@ Floats = npt.NDArray[np.float64]
 
 MAX_CLASSES = 10_000
 """Integer labels above this are summarized as a feature, not as a histogram."""
+MAX_NAME = 64
+"""The longest feature name a summary may carry (fedpilot's own are ``x[1023:1040]``,
+``channel 2``, ``label``): a name becomes a metric label and an event field."""
 MAX_COUNT = float(2**53)
 """The most examples a summary may claim (a float counts whole numbers exactly up to it;
 pooled, the federation's counts stay finite)."""
@@ -156,6 +159,8 @@ def from_arrays(arrays: Weights, *, max_features: int | None = None) -> DataSumm
     table64: Floats = table.astype(np.float64)
     if table64.ndim != 2 or table64.shape[0] != len(names) + 1 or table64.shape[1] < 5:
         raise ValueError(f"a data summary's table has shape {table64.shape}")
+    if any(len(name) > MAX_NAME for name in names):
+        raise ValueError(f"a data summary names a feature in more than {MAX_NAME} characters")
     stats, levels = table64[1:], table64[0, 2:]
     counts: Floats = labels.astype(np.float64).reshape(-1)
     if not (np.isfinite(stats).all() and np.isfinite(counts).all() and 0 <= count <= MAX_COUNT):
