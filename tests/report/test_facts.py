@@ -63,3 +63,26 @@ def test_a_round_cut_and_run_again_is_counted_once(tmp_path: Path) -> None:
     assert sum(facts.outcomes.values()) == 1
     assert facts.system == {"sys.cpu_seconds": {"0": [2.0]}}
     assert [r.round for r in facts.rounds] == [1]
+
+
+def test_a_long_list_on_the_page_says_how_much_it_leaves_out(tmp_path: Path) -> None:
+    import json
+
+    run_dir = tmp_path / "runs" / "noisy"
+    run_dir.mkdir(parents=True)
+    (run_dir / "spec.yaml").write_text("name: noisy\nrounds: 1\n")
+    alerts = [
+        {"event": "AlertFiring", "round": 1, "name": f"Rule{i}", "severity": "warning"}
+        for i in range(205)
+    ]
+    warnings = [
+        {"event": "Warning", "round": 1, "code": "drift", "message": f"warning {i}"}
+        for i in range(13)
+    ]
+    lines = [*alerts, *warnings]
+    (run_dir / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in lines))
+    html = write_report(run_dir, tmp_path / "page.html").read_text()
+    assert "Rule199" in html and "Rule200" not in html
+    assert "… and 5 more alerts" in html
+    assert "warning 9" in html and "warning 10" not in html
+    assert "… and 3 more warnings" in html
