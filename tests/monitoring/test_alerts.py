@@ -89,6 +89,15 @@ def test_an_alert_fires_after_its_for_and_resolves_once() -> None:
     assert evaluator.firing == frozenset()
 
 
+class _ToldWhere(Callback):
+    def __init__(self) -> None:
+        self.threads: list[str] = []
+
+    def on_warning(self, *, round: int, code: str, message: str) -> None:
+        if code == "alert-webhook":
+            self.threads.append(threading.current_thread().name)
+
+
 class _Receiver(BaseHTTPRequestHandler):
     received: ClassVar[list[dict[str, Any]]] = []
 
@@ -146,11 +155,16 @@ def test_a_webhook_that_fails_is_a_warning_and_the_run_goes_on(tmp_path: Path) -
     with socket.socket() as closed:  # a port nobody listens on
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
-    result = run_federation(_monitored(tmp_path, f"http://127.0.0.1:{port}/hooks/secret-token"))
+    told = _ToldWhere()
+    spec = _monitored(tmp_path, f"http://127.0.0.1:{port}/hooks/secret-token")
+    result = run_federation(spec, callbacks=[told])
     assert result.status == "completed"
     (run_dir,) = list((tmp_path / "runs").glob("testapp-*"))
     warnings = [e for e in _events(run_dir) if e["event"] == "Warning"]
     assert [w["code"] for w in warnings] == ["alert-webhook"]
+    # Told from the run's own thread, as every other warning: the observers it reaches
+    # (status.json, MLflow) are not written from two threads at once.
+    assert told.threads == [threading.main_thread().name]
     assert "FedpilotLowParticipation" in warnings[0]["message"]
     assert "secret-token" not in warnings[0]["message"]  # a webhook's path is its secret
 
