@@ -217,6 +217,8 @@ def test_a_log_copied_from_another_run_is_caught(run_copy: Path) -> None:
     assert "line 1:" in out and run_copy.name in out and "another run" in out
     code, out = _verify(run_copy)  # in its own run's directory it holds
     assert code == 0, out
+    done = fedpilot("audit", "verify", ".", cwd=run_copy)  # named from inside it, too
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_a_log_with_no_whole_line_fails(run_copy: Path) -> None:

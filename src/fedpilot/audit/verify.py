@@ -96,7 +96,8 @@ def verify_log(run_dir: Path, *, public_key: Path | None = None) -> Verification
         return Verification(path, 0, 1, "no audit log (audit.jsonl is missing)")
     except OSError as exc:
         return Verification(path, 0, 1, f"cannot read the audit log: {exc.strerror}")
-    check = _Checker(trusted, source, files.run_id)
+    # The folder's own name, even when it is given as ``.``.
+    check = _Checker(trusted, source, RunDir(files.path.resolve()).run_id)
     lines = torn = 0
     with handle:  # line by line: a long run's log need not fit in memory
         for number, raw in enumerate(handle, start=1):
