@@ -86,3 +86,15 @@ def test_a_long_list_on_the_page_says_how_much_it_leaves_out(tmp_path: Path) -> 
     assert "… and 5 more alerts" in html
     assert "warning 9" in html and "warning 10" not in html
     assert "… and 3 more warnings" in html
+
+
+def test_a_run_named_from_inside_its_directory_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `fedpilot report .` from inside a run: "." has no name to look the run up by.
+    run_dir = tmp_path / "runs" / "here"
+    run_dir.mkdir(parents=True)
+    (run_dir / "spec.yaml").write_text("name: here\nrounds: 1\n")
+    monkeypatch.chdir(run_dir)
+    html = write_report(Path("."), tmp_path / "page.html").read_text()
+    assert "<h1>Run here</h1>" in html

@@ -69,6 +69,7 @@ class RunFacts:
 
 def read_run(run_dir: Path) -> RunFacts:
     """The facts of ``run_dir`` (any file may be missing or damaged: what is readable)."""
+    run_dir = run_dir.resolve()  # "." (from inside the run) has no name to look it up by
     files = RunDir(run_dir)
     detail = show_run(run_dir.parent, run_dir.name)
     try:
