@@ -192,3 +192,39 @@ def test_a_learner_that_never_replied_goes_silent_too() -> None:
     now[0] = time.time() + 601
     silent = {a.summary for a in evaluator.evaluate() if a.name == "FedpilotLearnerSilent"}
     assert len(silent) == 2 and any("Learner b silent" in s for s in silent)
+
+
+class _HoldsFirst(Callback):
+    """Holds the first evaluation's alert inside ``on_alert`` until released."""
+
+    def __init__(self) -> None:
+        self.entered, self.release = threading.Event(), threading.Event()
+        self.states: list[str] = []
+
+    def on_alert(self, *, round: int, alert: Alert) -> None:
+        if threading.current_thread().name == "first":
+            self.entered.set()
+            self.release.wait(timeout=30)
+        self.states.append(alert.state)
+
+
+def test_alerts_are_told_in_the_order_they_happened() -> None:
+    # The timer thread and the round's end both evaluate: an alert that fired in one must
+    # not be told after its resolution found by the other.
+    metrics = FederationMetrics()
+    told = _HoldsFirst()
+    rules = alert_rules(MonitoringSpec(low_participation_for=0))
+    evaluator = AlertEvaluator(rules, metrics.registry, told, interval=3600)
+    metrics.last_round_end.set(time.time() + 10_000)  # no stall
+    metrics.participation.set(0.1)
+    first = threading.Thread(target=evaluator.evaluate, name="first")
+    first.start()
+    assert told.entered.wait(timeout=30)  # "firing" found, being told
+    metrics.participation.set(1.0)
+    second = threading.Thread(target=evaluator.evaluate, name="second")
+    second.start()
+    second.join(timeout=2)  # done at once unless it waits for the first to be told
+    told.release.set()
+    first.join()
+    second.join()
+    assert told.states == ["firing", "resolved"]
