@@ -206,6 +206,25 @@ def test_torn_tail_is_reported_as_such_and_the_next_writer_continues(run_copy: P
     assert log.read_bytes().startswith(whole)
 
 
+def test_a_chain_rewritten_without_its_signatures_is_caught(run_copy: Path) -> None:
+    # The tamperer keeps line 1 (it names the trusted key), edits an update, drops every
+    # signature and renumbers and rechains the rest: no signature is left to fail. Every
+    # writer signs its first lines at once, so a log with no signature is no log of theirs.
+    lines = [line for line in _lines(run_copy)[1:] if json.loads(line)["kind"] != "signature"]
+    out, prev = [_lines(run_copy)[0]], line_hash(_lines(run_copy)[0])
+    for seq, line in enumerate(lines, start=2):
+        record = json.loads(line)
+        record.update(seq=seq, prev=prev)
+        if record["kind"] == "update" and record["outcome"] == "rejected":
+            record.update(outcome="accepted", reason=None)
+        out.append(orjson.dumps(record))
+        prev = line_hash(out[-1])
+    _write(run_copy, out)
+    code, text = _verify(run_copy)
+    assert code == 1, text
+    assert f"line {len(out)}:" in text and "no line is signed" in text
+
+
 def test_a_log_copied_from_another_run_is_caught(run_copy: Path) -> None:
     # Every run on a machine is signed with the same key: another run's untouched log,
     # put in place of this run's, carries valid signatures, but its first line names the

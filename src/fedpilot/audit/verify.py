@@ -7,6 +7,8 @@ What catches what:
 * a deleted line or a reordered pair: a line's ``seq`` is not its position;
 * a chain rewritten whole (every ``prev`` recomputed): its signatures no longer verify,
   and one re-signed with another key names a key that is not the trusted one;
+* a log with no signature at all (they were removed, and the rest rewritten): every
+  writer signs its first lines at once;
 * another run's log put in this one's place (signed with the same key, as every run on
   a machine is): its first line names that run, not the run directory's.
 
@@ -114,6 +116,13 @@ def verify_log(run_dir: Path, *, public_key: Path | None = None) -> Verification
         else:
             why = "the audit log is empty"
         return Verification(path, 0, 1, why)
+    if not check.signatures:
+        # Every writer signs its first lines at once (the run's start, an append).
+        unsigned = (
+            "no line is signed: every writer signs its first lines at once, so nothing "
+            "in this log is shown to come from the key's holder (signatures removed?)"
+        )
+        return check.result(path, lines - 1, bad=(lines, unsigned), torn=torn)
     return check.result(path, lines, torn=torn)
 
 
