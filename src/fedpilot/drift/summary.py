@@ -85,7 +85,8 @@ def summarize(
 ) -> DataSummary:
     """The summary of features ``x`` (first axis: examples) and labels ``y``.
 
-    With ``noise`` > 0 (and ``rng``), each label count gets N(0, noise²) and each feature
+    Missing values (NaN) are left out of each feature's statistics. With ``noise`` > 0
+    (and ``rng``), each label count gets N(0, noise²) and each feature
     statistic N(0, (noise·σ/√n)²), σ the feature's std: a blur, not formal DP.
     """
     matrix, names = feature_matrix(x, max_features)
@@ -100,8 +101,13 @@ def summarize(
     levels = levels_for(quantiles)
     n = matrix.shape[0]
     if n:
+        # Over the values each feature has: data with gaps (NaN) still has a summary.
         stats = np.column_stack(
-            [matrix.mean(axis=0), matrix.std(axis=0), np.quantile(matrix, levels, axis=0).T]
+            [
+                np.nanmean(matrix, axis=0),
+                np.nanstd(matrix, axis=0),
+                np.nanquantile(matrix, levels, axis=0).T,
+            ]
         )
     else:
         stats = np.zeros((matrix.shape[1], 2 + levels.size))
