@@ -170,9 +170,28 @@ def test_an_unusable_signing_key_is_reported_not_fatal(
 ) -> None:
     bad = tmp_path / "bad.pem"
     bad.write_text("not a key")
+    bad.chmod(0o600)  # private, but no key
     monkeypatch.setenv("FEDPILOT_AUDIT_KEY", str(bad))
     spec = digits_spec(tmp_path, "badkey", rounds=1)
     result = run_federation(spec)
     assert result.status == "completed"
     assert result.tracking_error is not None and "audit log" in result.tracking_error
     assert "not an unencrypted PEM private key" in result.tracking_error
+
+
+def test_a_signing_key_others_can_read_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Whoever can read the key can re-sign any log: like ssh, refuse one that is not private.
+    key = tmp_path / "keys" / "audit-key.pem"
+    monkeypatch.setenv("FEDPILOT_AUDIT_KEY", str(key))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    append(run_dir, "model_registered", {"name": "digits"})  # makes the key, 0600
+    assert key.stat().st_mode & 0o777 == 0o600
+    key.chmod(0o644)
+    with pytest.raises(UserError, match=r"open to others .*0644.*chmod 600"):
+        append(run_dir, "model_promoted", {"name": "digits"})
+    key.chmod(0o600)
+    append(run_dir, "model_promoted", {"name": "digits"})
+    assert verify_log(run_dir).ok

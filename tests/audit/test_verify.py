@@ -206,6 +206,48 @@ def test_torn_tail_is_reported_as_such_and_the_next_writer_continues(run_copy: P
     assert log.read_bytes().startswith(whole)
 
 
+def test_a_chain_rewritten_without_its_signatures_is_caught(run_copy: Path) -> None:
+    # The tamperer keeps line 1 (it names the trusted key), edits an update, drops every
+    # signature and renumbers and rechains the rest: no signature is left to fail. Every
+    # writer signs its first lines at once, so a log with no signature is no log of theirs.
+    lines = [line for line in _lines(run_copy)[1:] if json.loads(line)["kind"] != "signature"]
+    out, prev = [_lines(run_copy)[0]], line_hash(_lines(run_copy)[0])
+    for seq, line in enumerate(lines, start=2):
+        record = json.loads(line)
+        record.update(seq=seq, prev=prev)
+        if record["kind"] == "update" and record["outcome"] == "rejected":
+            record.update(outcome="accepted", reason=None)
+        out.append(orjson.dumps(record))
+        prev = line_hash(out[-1])
+    _write(run_copy, out)
+    code, text = _verify(run_copy)
+    assert code == 1, text
+    assert f"line {len(out)}:" in text and "no line is signed" in text
+
+
+def test_a_log_copied_from_another_run_is_caught(run_copy: Path) -> None:
+    # Every run on a machine is signed with the same key: another run's untouched log,
+    # put in place of this run's, carries valid signatures, but its first line names the
+    # run it belongs to.
+    other = run_copy.parent / "testapp-another-run"
+    shutil.copytree(run_copy, other)
+    code, out = _verify(other)
+    assert code == 1, out
+    assert "line 1:" in out and run_copy.name in out and "another run" in out
+    code, out = _verify(run_copy)  # in its own run's directory it holds
+    assert code == 0, out
+    done = fedpilot("audit", "verify", ".", cwd=run_copy)  # named from inside it, too
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_log_with_no_whole_line_fails(run_copy: Path) -> None:
+    # A torn last line is no tampering, but a log that is nothing but one proves nothing.
+    (run_copy / "audit.jsonl").write_bytes(b'{"seq":1,"time":"2026-12-03T08:00:00.000+00')
+    code, out = _verify(run_copy)
+    assert code == 1, out
+    assert "line 1:" in out and "no whole line" in out
+
+
 def test_no_audit_log_fails(run_copy: Path) -> None:
     (run_copy / "audit.jsonl").unlink()
     code, out = _verify(run_copy)

@@ -169,6 +169,20 @@ def test_a_steadily_falling_global_metric_is_a_trend() -> None:
     assert watch.findings(8) == []
 
 
+def test_a_round_without_a_number_does_not_hide_the_trend() -> None:
+    # One round's evaluation came out NaN (a diverged candidate, an empty test batch):
+    # the rounds around it still fall steadily. A NaN in the series made the test's
+    # p-value NaN, read as "no trend", for the next `window` rounds.
+    nan = float("nan")
+    watch, _ = _watch([0.9, 0.88, 0.85, 0.84, nan, 0.8, 0.78, 0.75, 0.71], {})
+    summary = RoundSummary(
+        10, "completed", (), (), {}, {}, None, {}, {"accuracy": nan}, {}, 0, 0, 0
+    )
+    watch.on_round_end(ctx=RoundContext("r", 10, 20, 0), summary=summary)
+    (finding,) = watch.findings(10)
+    assert finding.test == "mann-kendall" and finding.score > finding.threshold
+
+
 def test_a_global_metric_nobody_reports_is_told_once() -> None:
     watch, told = _watch([], {}, metric="f1")
     for round_ in (1, 2):

@@ -127,6 +127,36 @@ def test_the_federation_consensus_is_not_moved_by_a_drifted_minority() -> None:
     assert pooled([]) is None
 
 
+def test_data_with_missing_values_is_summarized_over_the_values_it_has() -> None:
+    # Tabular data often has gaps (NaN): a summary of NaNs is refused by the server, so
+    # the learner would send one every round and never get a reference.
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(300, 3))
+    x[rng.random(300) < 0.1, 1] = np.nan
+    summary = from_arrays(
+        summarize(x, rng.integers(0, 3, 300), max_features=8, quantiles=9).to_arrays()
+    )
+    complete = summarize(x[:, [0, 2]], np.zeros(300, int), max_features=8, quantiles=9)
+    np.testing.assert_allclose(summary.stats[[0, 2]], complete.stats, rtol=1e-5, atol=1e-6)
+    assert np.isfinite(summary.stats).all() and abs(summary.means[1]) < 0.3
+
+
+def test_the_consensus_describes_the_features_most_learners_describe() -> None:
+    # The first learner (by id, as the watch pools them) describes other features: it
+    # must not be the consensus, or the others are compared with nothing (a learner can
+    # choose what it sends).
+    odd = _normal(20, width=3)
+    honest = [_normal(seed) for seed in range(5)]
+    drifted = _normal(30, shift=3.0)
+    consensus = pooled([odd, *honest, drifted])
+    assert consensus is not None and consensus.features == honest[0].features
+    assert consensus.count == 6 * 400  # the members it describes
+    found = feature_shift(consensus, drifted, "psi")
+    assert found is not None and found[0] > 2.0
+    # Its labels still count (the odd learner's classes are the same kind of thing).
+    assert consensus.labels.sum() == pytest.approx(consensus.count)
+
+
 def test_the_trend_test_flags_a_steady_decline_only() -> None:
     falling = [0.9, 0.88, 0.85, 0.84, 0.8, 0.78, 0.75, 0.71]
     p, decline = worsening_trend(falling, higher_is_better=True)

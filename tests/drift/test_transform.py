@@ -65,3 +65,47 @@ def test_an_unreadable_summary_is_dropped_and_the_update_kept() -> None:
     assert round_ == 2 and "learner a's" in problem and "data summary" in problem
     assert "a" not in monitor.state.latest  # asked again next round
     assert monitor.train_extras(learner="a", weights=[], ctx=_ctx(3))
+
+
+def _summary_arrays(header: bytes, features: int) -> list[np.ndarray]:
+    levels = [np.nan, np.nan, 0.25, 0.5, 0.75]
+    return [
+        np.frombuffer(header, np.uint8),
+        np.ones(3),
+        np.vstack([levels, np.tile([0.0, 1.0, -0.7, 0.0, 0.7], (features, 1))]),
+    ]
+
+
+def test_a_hostile_summary_is_refused_with_a_reason_and_the_round_goes_on() -> None:
+    monitor = DriftMonitor(max_features=4)
+    names = b'"features": ["a", "b"]'
+    hostile = {
+        # JSON nested deeper than the parser's recursion limit.
+        "nested": _summary_arrays(b"[" * 100_000 + b"]" * 100_000, 2),
+        # Counts that are no number of examples: pooled, they made the federation's
+        # consensus infinite, and with it every learner's feature score NaN (no test).
+        "infinite count": _summary_arrays(b'{"count": Infinity, ' + names + b"}", 2),
+        "huge count": _summary_arrays(b'{"count": 1e308, ' + names + b"}", 2),
+        # Far more features than the run asks for (max_features, plus a regression label).
+        # A feature name is a label value of fedpilot_drift_score and a field of the
+        # DriftDetected event: no place for a megabyte of text.
+        "long name": _summary_arrays(
+            b'{"count": 5, "features": ["a", "' + b"x" * 100_000 + b'"]}', 2
+        ),
+        "too wide": _summary_arrays(
+            b'{"count": 5, "features": [' + b",".join(b'"f%d"' % i for i in range(6)) + b"]}", 6
+        ),
+    }
+    for round_, (case, arrays) in enumerate(hostile.items(), start=1):
+        reply = Reply("a", "train", [np.ones(2)], {"loss": 0.1}, 10, extras={SUMMARY: arrays})
+        taken = monitor.on_reply(reply, reference=[], ctx=_ctx(round_))
+        assert taken.ok and SUMMARY not in taken.extras and taken.weights == reply.weights, case
+        assert "a" not in monitor.state.latest, case
+        ((told, problem),) = monitor.state.problems
+        assert told == round_ and "data summary" in problem, case
+        monitor.state.problems = []
+    # One that fits is taken.
+    fits = _summary_arrays(b'{"count": 5, ' + names + b"}", 2)
+    reply = Reply("a", "train", [np.ones(2)], {"loss": 0.1}, 10, extras={SUMMARY: fits})
+    monitor.on_reply(reply, reference=[], ctx=_ctx(9))
+    assert monitor.state.latest["a"][0] == 9 and not monitor.state.problems

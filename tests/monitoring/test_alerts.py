@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
@@ -12,7 +13,8 @@ from typing import Any, ClassVar
 from conftest import app_spec
 from fedpilot.launch import run_federation
 from fedpilot.monitoring import AlertEvaluator, FederationMetrics, alert_rules
-from fedpilot.orchestrator.events import Alert, Callback, RoundSummary
+from fedpilot.monitoring.expr import collect
+from fedpilot.orchestrator.events import Alert, Callback, RoundSummary, UpdateVerdict
 from fedpilot.rundir import RunDir
 from fedpilot.spec.monitoring import MonitoringSpec
 from fedpilot.tracking.event_log import EventLogReader
@@ -87,6 +89,15 @@ def test_an_alert_fires_after_its_for_and_resolves_once() -> None:
     assert evaluator.firing == frozenset()
 
 
+class _ToldWhere(Callback):
+    def __init__(self) -> None:
+        self.threads: list[str] = []
+
+    def on_warning(self, *, round: int, code: str, message: str) -> None:
+        if code == "alert-webhook":
+            self.threads.append(threading.current_thread().name)
+
+
 class _Receiver(BaseHTTPRequestHandler):
     received: ClassVar[list[dict[str, Any]]] = []
 
@@ -144,10 +155,76 @@ def test_a_webhook_that_fails_is_a_warning_and_the_run_goes_on(tmp_path: Path) -
     with socket.socket() as closed:  # a port nobody listens on
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
-    result = run_federation(_monitored(tmp_path, f"http://127.0.0.1:{port}/hooks/secret-token"))
+    told = _ToldWhere()
+    spec = _monitored(tmp_path, f"http://127.0.0.1:{port}/hooks/secret-token")
+    result = run_federation(spec, callbacks=[told])
     assert result.status == "completed"
     (run_dir,) = list((tmp_path / "runs").glob("testapp-*"))
     warnings = [e for e in _events(run_dir) if e["event"] == "Warning"]
     assert [w["code"] for w in warnings] == ["alert-webhook"]
+    # Told from the run's own thread, as every other warning: the observers it reaches
+    # (status.json, MLflow) are not written from two threads at once.
+    assert told.threads == [threading.main_thread().name]
     assert "FedpilotLowParticipation" in warnings[0]["message"]
     assert "secret-token" not in warnings[0]["message"]  # a webhook's path is its secret
+
+
+def test_a_learner_that_never_replied_goes_silent_too() -> None:
+    # "b" is asked every round and never replies (it fails, or times out): it has no
+    # reply to be silent since, so its silence counts from when it was first asked.
+    metrics = FederationMetrics()
+    told = _Told()
+    rules = alert_rules(MonitoringSpec(learner_silent_seconds=600))
+    now = [0.0]
+    evaluator = AlertEvaluator(rules, metrics.registry, told, interval=3600, clock=lambda: now[0])
+    ctx, summary = _round(1, accepted=1)
+    metrics.on_round_start(ctx=ctx, participants=("a", "b"))
+    metrics.on_update(ctx=ctx, learner="a", verdict=UpdateVerdict(True, duration=0.1))
+    metrics.on_update(ctx=ctx, learner="b", verdict=UpdateVerdict(False, "timeout", failed=True))
+    metrics.on_round_end(ctx=ctx, summary=summary)
+    samples = collect(metrics.registry)
+    assert set(samples["fedpilot_learner_last_seen_seconds"]) == {
+        (("learner", "a"),),
+        (("learner", "b"),),
+    }
+    assert samples["fedpilot_learners_seen"][()] == 1  # only "a" ever replied
+    metrics.last_round_end.set(time.time() + 10_000)  # no stall: only silence fires
+    now[0] = time.time() + 601
+    silent = {a.summary for a in evaluator.evaluate() if a.name == "FedpilotLearnerSilent"}
+    assert len(silent) == 2 and any("Learner b silent" in s for s in silent)
+
+
+class _HoldsFirst(Callback):
+    """Holds the first evaluation's alert inside ``on_alert`` until released."""
+
+    def __init__(self) -> None:
+        self.entered, self.release = threading.Event(), threading.Event()
+        self.states: list[str] = []
+
+    def on_alert(self, *, round: int, alert: Alert) -> None:
+        if threading.current_thread().name == "first":
+            self.entered.set()
+            self.release.wait(timeout=30)
+        self.states.append(alert.state)
+
+
+def test_alerts_are_told_in_the_order_they_happened() -> None:
+    # The timer thread and the round's end both evaluate: an alert that fired in one must
+    # not be told after its resolution found by the other.
+    metrics = FederationMetrics()
+    told = _HoldsFirst()
+    rules = alert_rules(MonitoringSpec(low_participation_for=0))
+    evaluator = AlertEvaluator(rules, metrics.registry, told, interval=3600)
+    metrics.last_round_end.set(time.time() + 10_000)  # no stall
+    metrics.participation.set(0.1)
+    first = threading.Thread(target=evaluator.evaluate, name="first")
+    first.start()
+    assert told.entered.wait(timeout=30)  # "firing" found, being told
+    metrics.participation.set(1.0)
+    second = threading.Thread(target=evaluator.evaluate, name="second")
+    second.start()
+    second.join(timeout=2)  # done at once unless it waits for the first to be told
+    told.release.set()
+    first.join()
+    second.join()
+    assert told.states == ["firing", "resolved"]

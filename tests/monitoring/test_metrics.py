@@ -89,10 +89,16 @@ def test_the_endpoint_serves_the_runs_metrics_while_it_runs(tmp_path: Path) -> N
     assert last["fedpilot_global_metric"][(("name", "accuracy"),)] == pytest.approx(
         summary.global_metrics["accuracy"]
     )
+    # The round's bytes are the server's: sent goes down to the learners, received comes
+    # up from them. The learner that raises got the model but sent nothing back.
     sent = sum(s.bytes_sent for s in scraper.summaries)
-    assert last["fedpilot_bytes_total"][(("direction", "upload"),)] == sent > 0
+    received = sum(s.bytes_received for s in scraper.summaries)
+    assert sent > received > 0
+    assert last["fedpilot_bytes_total"][(("direction", "download"),)] == sent
+    assert last["fedpilot_bytes_total"][(("direction", "upload"),)] == received
     assert last["fedpilot_learners_seen"][()] == 4  # the failing learner never replied
-    assert len(last["fedpilot_learner_last_seen_seconds"]) == 4
+    # ... but it was asked every round: its silence counts from the first time.
+    assert len(last["fedpilot_learner_last_seen_seconds"]) == 5
     assert "fedpilot_privacy_epsilon" not in last  # no DP, no series
     # Once the run ends the endpoint is gone, and so is its address.
     (run_dir,) = list(spec.output_dir.glob("testapp-*"))

@@ -128,7 +128,7 @@ class AuditLog:
     def _genesis(self) -> dict[str, Any]:
         return {
             "kind": LOG_STARTED,
-            "run_id": self.run_dir.run_id,
+            "run_id": RunDir(self.run_dir.path.resolve()).run_id,  # also when given as "."
             "public_key": self.public,
             "key_id": key_id(self.public),
         }

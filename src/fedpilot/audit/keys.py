@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from pathlib import Path
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -39,11 +40,13 @@ def load_or_make_signing_key(path: Path) -> Ed25519PrivateKey:
     """The key in ``path``; a new one written there (0600) when there is none.
 
     Raises:
-        UserError: The file exists but is not an unencrypted Ed25519 PEM key, or cannot
-            be read or written.
+        UserError: The file exists but is not an unencrypted Ed25519 PEM key, others
+            than its owner may read or write it, or it cannot be read or written.
     """
     try:
-        data = path.read_bytes()
+        with path.open("rb") as handle:
+            mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
+            data = handle.read()
     except FileNotFoundError:
         key = Ed25519PrivateKey.generate()
         pem = key.private_bytes(
@@ -66,6 +69,13 @@ def load_or_make_signing_key(path: Path) -> Ed25519PrivateKey:
         return key
     except OSError as exc:
         raise UserError(f"cannot read the audit key {path} ({KEY_ENV}): {exc.strerror}") from exc
+    if mode & 0o077:
+        # Whoever can read the key can re-sign any log it signed (ssh refuses such keys).
+        raise UserError(
+            f"the audit key {path} ({KEY_ENV}) is open to others than its owner (mode {mode:04o}): "
+            f"anyone who can read it can re-sign audit logs; run `chmod 600 {path}` (and "
+            "make a new key if others may have read it)"
+        )
     if not data:
         # Another process made the file and is writing it: read it once it is whole.
         return _wait_for_key(path)

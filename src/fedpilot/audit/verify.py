@@ -6,7 +6,11 @@ What catches what:
   signature, no longer verifies);
 * a deleted line or a reordered pair: a line's ``seq`` is not its position;
 * a chain rewritten whole (every ``prev`` recomputed): its signatures no longer verify,
-  and one re-signed with another key names a key that is not the trusted one.
+  and one re-signed with another key names a key that is not the trusted one;
+* a log with no signature at all (they were removed, and the rest rewritten): every
+  writer signs its first lines at once;
+* another run's log put in this one's place (signed with the same key, as every run on
+  a machine is): its first line names that run, not the run directory's.
 
 The trusted key is the one given (``--public-key``), else the local signing key's public
 half (the same lookup the writer uses), else, with a note that a rewrite re-signed with a
@@ -85,7 +89,8 @@ def verify_log(run_dir: Path, *, public_key: Path | None = None) -> Verification
     Raises:
         UserError: ``public_key`` cannot be read.
     """
-    path = RunDir(run_dir).audit
+    files = RunDir(run_dir)
+    path = files.audit
     trusted, source = trusted_key(public_key)
     try:
         handle = path.open("rb")
@@ -93,7 +98,8 @@ def verify_log(run_dir: Path, *, public_key: Path | None = None) -> Verification
         return Verification(path, 0, 1, "no audit log (audit.jsonl is missing)")
     except OSError as exc:
         return Verification(path, 0, 1, f"cannot read the audit log: {exc.strerror}")
-    check = _Checker(trusted, source)
+    # The folder's own name, even when it is given as ``.``.
+    check = _Checker(trusted, source, RunDir(files.path.resolve()).run_id)
     lines = torn = 0
     with handle:  # line by line: a long run's log need not fit in memory
         for number, raw in enumerate(handle, start=1):
@@ -104,14 +110,26 @@ def verify_log(run_dir: Path, *, public_key: Path | None = None) -> Verification
             if problem is not None:
                 return check.result(path, number - 1, bad=problem)
             lines = number
-    if not lines and not torn:
-        return Verification(path, 0, 1, "the audit log is empty")
+    if not lines:
+        if torn:
+            why = f"the audit log holds no whole line, only a torn one ({torn} bytes)"
+        else:
+            why = "the audit log is empty"
+        return Verification(path, 0, 1, why)
+    if not check.signatures:
+        # Every writer signs its first lines at once (the run's start, an append).
+        unsigned = (
+            "no line is signed: every writer signs its first lines at once, so nothing "
+            "in this log is shown to come from the key's holder (signatures removed?)"
+        )
+        return check.result(path, lines - 1, bad=(lines, unsigned), torn=torn)
     return check.result(path, lines, torn=torn)
 
 
 class _Checker:
-    def __init__(self, trusted: str | None, source: str) -> None:
+    def __init__(self, trusted: str | None, source: str, run_id: str) -> None:
         self.trusted = trusted
+        self.run_id = run_id
         self.source = source
         self.notes: list[str] = []
         self.prev = GENESIS
@@ -153,6 +171,11 @@ class _Checker:
     def _first(self, record: dict[str, Any]) -> str | None:
         if record.get("kind") != LOG_STARTED:
             return f"the first line is a {record.get('kind')!r}, not {LOG_STARTED!r}"
+        if record.get("run_id") != self.run_id:
+            return (
+                f"the log is that of run {record.get('run_id')!r}, not of this run "
+                f"({self.run_id!r}): another run's log was put here"
+            )
         named = record.get("public_key")
         if not isinstance(named, str):
             return "the first line names no public key"

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Literal
 
@@ -130,15 +131,14 @@ def pooled(members: Sequence[DataSummary]) -> DataSummary | None:
     median share, per feature the median mean, std and quantile at each level (a median
     of quantile functions is one). A median, not the mixture: a minority of drifted
     learners does not move it, so they do not make every other learner look drifted.
-    Members that describe other features than the first add their labels only."""
+    Its features are those most members describe (the first such on a tie): members that
+    describe others add their labels only."""
     if not members:
         return None
-    first = members[0]
-    same = [
-        m
-        for m in members
-        if m.features == first.features and np.array_equal(m.levels, first.levels)
-    ]
+    shapes = Counter((m.features, m.levels.tobytes()) for m in members)
+    ((shape, _),) = shapes.most_common(1)  # the first seen among equals
+    same = [m for m in members if (m.features, m.levels.tobytes()) == shape]
+    first = same[0]
     size = max(m.labels.size for m in members)
     shares = [
         np.pad(m.labels, (0, size - m.labels.size)) / max(m.labels.sum(), 1e-12) for m in members

@@ -27,6 +27,12 @@ Floats = npt.NDArray[np.float64]
 
 MAX_CLASSES = 10_000
 """Integer labels above this are summarized as a feature, not as a histogram."""
+MAX_NAME = 64
+"""The longest feature name a summary may carry (fedpilot's own are ``x[1023:1040]``,
+``channel 2``, ``label``): a name becomes a metric label and an event field."""
+MAX_COUNT = float(2**53)
+"""The most examples a summary may claim (a float counts whole numbers exactly up to it;
+pooled, the federation's counts stay finite)."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +85,8 @@ def summarize(
 ) -> DataSummary:
     """The summary of features ``x`` (first axis: examples) and labels ``y``.
 
-    With ``noise`` > 0 (and ``rng``), each label count gets N(0, noise²) and each feature
+    Missing values (NaN) are left out of each feature's statistics. With ``noise`` > 0
+    (and ``rng``), each label count gets N(0, noise²) and each feature
     statistic N(0, (noise·σ/√n)²), σ the feature's std: a blur, not formal DP.
     """
     matrix, names = feature_matrix(x, max_features)
@@ -94,8 +101,13 @@ def summarize(
     levels = levels_for(quantiles)
     n = matrix.shape[0]
     if n:
+        # Over the values each feature has: data with gaps (NaN) still has a summary.
         stats = np.column_stack(
-            [matrix.mean(axis=0), matrix.std(axis=0), np.quantile(matrix, levels, axis=0).T]
+            [
+                np.nanmean(matrix, axis=0),
+                np.nanstd(matrix, axis=0),
+                np.nanquantile(matrix, levels, axis=0).T,
+            ]
         )
     else:
         stats = np.zeros((matrix.shape[1], 2 + levels.size))
@@ -124,27 +136,40 @@ def feature_matrix(x: npt.NDArray[Any], max_features: int) -> tuple[Floats, tupl
     return blocks, tuple(f"x[{a}:{b}]" for a, b in pairwise(bounds))
 
 
-def from_arrays(arrays: Weights) -> DataSummary:
+def from_arrays(arrays: Weights, *, max_features: int | None = None) -> DataSummary:
     """The summary :meth:`DataSummary.to_arrays` sent.
 
+    Args:
+        arrays: What the learner sent.
+        max_features: The most features a summary may describe (the run's
+            ``max_features``; one more for a regression label); None: any number.
+
     Raises:
-        ValueError: the arrays are not a summary (wrong count, shapes, values).
+        ValueError: the arrays are not a summary (wrong count, shapes, values), or one
+            larger than ``max_features`` and :data:`MAX_CLASSES` allow.
     """
     if len(arrays) != 3:
         raise ValueError(f"a data summary is 3 arrays, got {len(arrays)}")
     text, labels, table = (np.asarray(a) for a in arrays)
+    widest = None if max_features is None else max_features + 1
+    if widest is not None and (table.ndim != 2 or table.shape[0] > widest + 1):
+        raise ValueError(f"a data summary's table has shape {table.shape}: at most {widest} rows")
+    if labels.size > MAX_CLASSES:
+        raise ValueError(f"a data summary has {labels.size} classes, at most {MAX_CLASSES}")
     try:
         header = json.loads(text.astype(np.uint8).tobytes().decode())
         count = float(header["count"])
         names = tuple(str(f) for f in header["features"])
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise ValueError(f"a data summary's header cannot be read: {exc}") from None
     table64: Floats = table.astype(np.float64)
     if table64.ndim != 2 or table64.shape[0] != len(names) + 1 or table64.shape[1] < 5:
         raise ValueError(f"a data summary's table has shape {table64.shape}")
+    if any(len(name) > MAX_NAME for name in names):
+        raise ValueError(f"a data summary names a feature in more than {MAX_NAME} characters")
     stats, levels = table64[1:], table64[0, 2:]
     counts: Floats = labels.astype(np.float64).reshape(-1)
-    if not (np.isfinite(stats).all() and np.isfinite(counts).all() and count >= 0):
+    if not (np.isfinite(stats).all() and np.isfinite(counts).all() and 0 <= count <= MAX_COUNT):
         raise ValueError("a data summary holds a value that is no measurement")
     if not (np.all(np.diff(levels) > 0) and levels[0] > 0 and levels[-1] < 1):
         raise ValueError("a data summary's quantile levels are not increasing in (0, 1)")

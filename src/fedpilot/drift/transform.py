@@ -177,7 +177,8 @@ class DriftMonitor(UpdateTransform):
         if arrays is None:
             return reply
         try:
-            self.state.take_summary(reply.learner, ctx.round, from_arrays(arrays))
+            summary = from_arrays(arrays, max_features=self.max_features)
+            self.state.take_summary(reply.learner, ctx.round, summary)
         except ValueError as exc:  # the update itself may be fine: only the summary is lost
             self.state.problems.append((ctx.round, f"learner {reply.learner}'s {exc}"))
         return replace(reply, extras={k: v for k, v in reply.extras.items() if k != SUMMARY})

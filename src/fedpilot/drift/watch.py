@@ -13,6 +13,8 @@ uninterrupted one.
 
 from __future__ import annotations
 
+import math
+
 from fedpilot.drift.compare import feature_shift, label_distance, pooled, worsening_trend
 from fedpilot.drift.summary import DataSummary
 from fedpilot.drift.transform import DriftMonitor
@@ -34,7 +36,9 @@ class DriftWatch(Callback):
     def on_run_start(self, *, run: RunInfo) -> None:
         metric = self.spec.model.metric
         self.global_metric = {
-            r.round: float(r.metrics[metric]) for r in run.history if metric in r.metrics
+            r.round: float(r.metrics[metric])
+            for r in run.history
+            if metric in r.metrics and math.isfinite(r.metrics[metric])
         }
 
     def on_round_end(self, *, ctx: RoundContext, summary: RoundSummary) -> None:
@@ -42,7 +46,9 @@ class DriftWatch(Callback):
         metric = self.spec.model.metric
         value = summary.global_metrics.get(metric)
         if value is not None:
-            self.global_metric[round_] = float(value)
+            # A NaN is no measurement: in the series it makes the trend test's p-value NaN.
+            if math.isfinite(value):
+                self.global_metric[round_] = float(value)
         elif self.spec.model.enabled and summary.global_metrics and not self._told_metric:
             self._told_metric = True
             self.events.on_warning(

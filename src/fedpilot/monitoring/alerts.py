@@ -49,6 +49,9 @@ class AlertEvaluator(Callback):
         self._interval = interval
         self._clock = clock
         self._lock = threading.Lock()
+        self._telling = threading.Lock()
+        """One evaluation at a time, told before the next begins (the timer's thread and
+        the round's end both evaluate): alerts are told in the order they happened."""
         self._since: dict[_Key, float] = {}
         """Since when each active series has satisfied its rule (pending or firing)."""
         self._firing: set[_Key] = set()
@@ -65,6 +68,13 @@ class AlertEvaluator(Callback):
     def evaluate(self) -> list[Alert]:
         """One evaluation: tells ``events`` of each alert that began firing or resolved
         and returns them."""
+        with self._telling:
+            changes, round_ = self._changes()
+            for alert in changes:
+                self._events.on_alert(round=round_, alert=alert)
+        return changes
+
+    def _changes(self) -> tuple[list[Alert], int]:
         with self._lock:
             now = self._clock()
             samples = collect(self._registry)
@@ -91,10 +101,7 @@ class AlertEvaluator(Callback):
                 if key in self._firing:
                     self._firing.discard(key)
                     changes.append(self._resolved(*key))
-            round_ = self._round
-        for alert in changes:
-            self._events.on_alert(round=round_, alert=alert)
-        return changes
+            return changes, self._round
 
     def _resolved(self, name: str, labels: Labels) -> Alert:
         rule = next(r for r in self.rules if r.name == name)

@@ -174,6 +174,7 @@ class FederationMetrics(Callback):
     def on_round_start(self, *, ctx: RoundContext, participants: tuple[LearnerId, ...]) -> None:
         self.round.set(ctx.round)
         self.participants.set(len(participants))
+        self.last_seen.asked(participants)
         with self._lock:
             self._cohort = self._cohort_size(ctx.num_learners)
             self._latencies = []
@@ -205,8 +206,9 @@ class FederationMetrics(Callback):
         self.round_duration.observe(summary.duration)
         if summary.learners_online is not None:
             self.learners_online.set(summary.learners_online)
-        self.bytes.labels("upload").inc(summary.bytes_sent)
-        self.bytes.labels("download").inc(summary.bytes_received)
+        # The round counts the server's bytes: it sent the downloads, received the uploads.
+        self.bytes.labels("upload").inc(summary.bytes_received)
+        self.bytes.labels("download").inc(summary.bytes_sent)
         for name, value in summary.global_metrics.items():
             self.global_metric.labels(name).set(value)
         self._watch_decline(summary.global_metrics)
@@ -275,26 +277,40 @@ class FederationMetrics(Callback):
 
 class _LastSeen(Collector):
     """``fedpilot_learner_last_seen_seconds{learner}``: when each learner last replied
-    (or joined), for the ``limit`` learners seen longest ago: those a silence alert is
-    about. ``fedpilot_learners_seen`` counts them all."""
+    (or joined), or, one that never has, when it was first asked to train: a learner
+    that fails from its first round on is silent too. Shown for the ``limit`` learners
+    seen longest ago: those a silence alert is about. ``fedpilot_learners_seen`` counts
+    those that replied or joined."""
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
         self._times: dict[LearnerId, float] = {}
+        self._asked: dict[LearnerId, float] = {}
+        """Learners asked but never seen: since when."""
         self._lock = threading.Lock()
 
     def seen(self, learner: LearnerId) -> None:
         now = time.time()
         with self._lock:
             self._times[learner] = now
+            self._asked.pop(learner, None)
+
+    def asked(self, learners: tuple[LearnerId, ...]) -> None:
+        now = time.time()
+        with self._lock:
+            for learner in learners:
+                if learner not in self._times:
+                    self._asked.setdefault(learner, now)
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
-            shown = heapq.nsmallest(self._limit, self._times.items(), key=lambda kv: kv[1])
+            every = [*self._times.items(), *self._asked.items()]
+            shown = heapq.nsmallest(self._limit, every, key=lambda kv: kv[1])
             total = len(self._times)
         family = GaugeMetricFamily(
             "fedpilot_learner_last_seen_seconds",
-            "When a learner last replied, seconds since the epoch (the least recently seen).",
+            "When a learner last replied (or, if it never has, was first asked), seconds "
+            "since the epoch (the least recently seen).",
             labels=["learner"],
         )
         for learner, when in shown:

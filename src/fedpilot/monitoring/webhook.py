@@ -1,6 +1,8 @@
 """Alerts posted to a webhook (``monitoring.webhook_url``): one JSON object per alert,
 from a thread of its own so a slow receiver never holds a round up. A POST that fails
-becomes a ``Warning`` (code ``alert-webhook``); the run goes on."""
+becomes a ``Warning`` (code ``alert-webhook``), told from the run's thread at the next
+round's end (or the run's), since the observers it reaches write from that thread; the
+run goes on."""
 
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ from typing import Any
 
 import httpx
 
-from fedpilot.orchestrator.events import Alert, Callback, RunInfo, RunResult
+from fedpilot.orchestrator.events import Alert, Callback, RoundSummary, RunInfo, RunResult
+from fedpilot.types import RoundContext
 
 _DONE = object()
 
@@ -37,6 +40,8 @@ class AlertWebhook(Callback):
         self._queue: queue.Queue[Any] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._run_id = ""
+        self._failures: queue.SimpleQueue[tuple[int, str]] = queue.SimpleQueue()
+        """Failed POSTs (round, message), to tell from the run's thread."""
 
     def on_run_start(self, *, run: RunInfo) -> None:
         self._run_id = run.run_id
@@ -57,9 +62,18 @@ class AlertWebhook(Callback):
             }
         )
 
+    def on_round_end(self, *, ctx: RoundContext, summary: RoundSummary) -> None:
+        self._tell_failures()
+
     def on_run_end(self, *, run: RunInfo, result: RunResult) -> None:
         """Sends what is queued (each POST within its timeout), then stops."""
         self.close()
+        self._tell_failures()
+
+    def _tell_failures(self) -> None:
+        while not self._failures.empty():
+            round_, message = self._failures.get()
+            self._events.on_warning(round=round_, code="alert-webhook", message=message)
 
     def close(self) -> None:
         if self._thread is None:
@@ -80,11 +94,12 @@ class AlertWebhook(Callback):
                         if isinstance(exc, httpx.HTTPStatusError)
                         else f"{type(exc).__name__}: {exc}"
                     )
-                    self._events.on_warning(
-                        round=int(payload["round"]),
-                        code="alert-webhook",
-                        message=f"posting alert {payload['alert']} ({payload['state']}) to "
-                        f"{self._where} failed: {detail}",
+                    self._failures.put(
+                        (
+                            int(payload["round"]),
+                            f"posting alert {payload['alert']} ({payload['state']}) to "
+                            f"{self._where} failed: {detail}",
+                        )
                     )
 
 

@@ -69,6 +69,7 @@ class RunFacts:
 
 def read_run(run_dir: Path) -> RunFacts:
     """The facts of ``run_dir`` (any file may be missing or damaged: what is readable)."""
+    run_dir = run_dir.resolve()  # "." (from inside the run) has no name to look it up by
     files = RunDir(run_dir)
     detail = show_run(run_dir.parent, run_dir.name)
     try:
@@ -77,32 +78,30 @@ def read_run(run_dir: Path) -> RunFacts:
         spec_text = ""
     rounds: dict[int, RoundFacts] = {}
     learner_metrics: dict[int, dict[str, dict[str, float]]] = defaultdict(dict)
-    outcomes: Counter[tuple[str, str]] = Counter()
+    # By round: a round cut short and run again (a resume) counts once, as its last run.
+    outcomes_by_round: dict[int | None, Counter[tuple[str, str]]] = defaultdict(Counter)
     reasons: dict[str, str] = {}
     epsilon: dict[int, float] = {}
     target: float | None = None
     delta: float | None = None
     drift: list[dict[str, Any]] = []
     alerts: list[dict[str, Any]] = []
-    system: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     reader = EventLogReader(files.events)
     for event in reader:
         name = event.get("event")
         number = first_int(event.get("round"))
-        if name in ROUND_ENDS and number is not None:
+        if name == EventType.ROUND_STARTED and number is not None:
+            learner_metrics.pop(number, None)
+            outcomes_by_round.pop(number, None)
+        elif name in ROUND_ENDS and number is not None:
             rounds[number] = _round(number, event)  # a re-run round replaces the cut one
         elif name == EventType.UPDATE_ACCEPTED and number is not None:
-            learner = str(event.get("learner"))
-            metrics = as_metrics(event.get("metrics"))
-            learner_metrics[number][learner] = metrics
-            for key, value in metrics.items():
-                if key.startswith(SYS_PREFIX):
-                    system[key][learner].append(value)
+            learner_metrics[number][str(event.get("learner"))] = as_metrics(event.get("metrics"))
         elif name in (EventType.UPDATE_REJECTED, EventType.UPDATE_FAILED):
             reason = first_str(event.get("reason")) or "no reason given"
             category = reason_category(reason)
             outcome = "failed" if name == EventType.UPDATE_FAILED else "rejected"
-            outcomes[outcome, category] += 1
+            outcomes_by_round[number][outcome, category] += 1
             reasons.setdefault(category, reason)
         elif name == EventType.PRIVACY_SPENT and number is not None:
             spent = as_number(event.get("epsilon"))
@@ -114,6 +113,13 @@ def read_run(run_dir: Path) -> RunFacts:
             drift.append(event)
         elif name in (EventType.ALERT_FIRING, EventType.ALERT_RESOLVED):
             alerts.append(event)
+    outcomes = sum(outcomes_by_round.values(), Counter[tuple[str, str]]())
+    system: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for number in sorted(learner_metrics):
+        for learner, metrics in learner_metrics[number].items():
+            for key, value in metrics.items():
+                if key.startswith(SYS_PREFIX):
+                    system[key][learner].append(value)
     guard = _guard_metric(read_yaml(files.spec))
     ordered = [rounds[r] for r in sorted(rounds)]
     if guard is None or not any(guard in r.metrics for r in ordered):

@@ -127,6 +127,8 @@ def _summary(facts: RunFacts, audit: str | None) -> str:
         rows.append(
             ("Warnings" if number == 0 else "", f'<span class="warn">{escape(text)}</span>')
         )
+    if len(detail.warnings) > 10:
+        rows.append(("", f"… and {len(detail.warnings) - 10} more warnings (events.jsonl)"))
     body = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
     return f'<table class="summary">{body}</table>'
 
@@ -148,10 +150,9 @@ def _drift_table(facts: RunFacts) -> str:
     head = "".join(f"<th>{n}</th>" for n in names)
     rows = "".join(
         "<tr>" + "".join(f"<td>{escape(_cell(e.get(n)))}</td>" for n in names) + "</tr>"
-        for e in facts.drift[:200]
+        for e in facts.drift[:_ROWS]
     )
-    more = f"<p>… and {len(facts.drift) - 200} more</p>" if len(facts.drift) > 200 else ""
-    return f"<table><tr>{head}</tr>{rows}</table>{more}"
+    return f"<table><tr>{head}</tr>{rows}</table>{_more(facts.drift, 'drift events')}"
 
 
 def _alerts_table(facts: RunFacts) -> str:
@@ -159,9 +160,19 @@ def _alerts_table(facts: RunFacts) -> str:
     head = "".join(f"<th>{n}</th>" for n in names)
     rows = "".join(
         "<tr>" + "".join(f"<td>{escape(_cell(e.get(n)))}</td>" for n in names) + "</tr>"
-        for e in facts.alerts[:200]
+        for e in facts.alerts[:_ROWS]
     )
-    return f"<table><tr>{head}</tr>{rows}</table>"
+    return f"<table><tr>{head}</tr>{rows}</table>{_more(facts.alerts, 'alerts')}"
+
+
+_ROWS = 200
+"""The most rows a table of events shows."""
+
+
+def _more(events: list[dict[str, object]], what: str) -> str:
+    """What a table of ``events`` leaves out, in words (nothing when it shows them all)."""
+    left = len(events) - _ROWS
+    return f"<p>… and {left} more {what} (events.jsonl)</p>" if left > 0 else ""
 
 
 def _cell(value: object) -> str:
