@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from clitools import EXAMPLES, SMALL_DIGITS, fedpilot
-from fedpilot.orchestrator import load_checkpoint
+from fedpilot.orchestrator import RunState, load_checkpoint
 
 
 def _wait_for_round(run_root: Path, round_: int, proc: subprocess.Popen[str]) -> Path:
@@ -27,19 +27,28 @@ def _wait_for_round(run_root: Path, round_: int, proc: subprocess.Popen[str]) ->
     raise AssertionError(f"round {round_} never checkpointed")
 
 
-@pytest.mark.parametrize("how", ["kill", "interrupt", "terminate"])
-def test_stopped_then_resumed_run_equals_an_uninterrupted_one(tmp_path: Path, how: str) -> None:
-    # Enough rounds that the stop lands mid-run however fast the machine: a round takes
-    # milliseconds, and the signal follows the second checkpoint within a 50 ms poll, so
-    # finishing first would need 200 rounds in that time.
-    rounds = 200
-    args = ["run", str(EXAMPLES / "digits.yaml"), *SMALL_DIGITS, "--set", f"rounds={rounds}"]
-    whole = fedpilot(*args, "--json", "--output-dir", str(tmp_path / "whole"), cwd=tmp_path)
-    assert whole.returncode == 0, whole.stderr
-    reference = load_checkpoint(Path(json.loads(whole.stdout)["run_dir"]))
+# Enough rounds that the stop lands mid-run however fast the machine: a round takes
+# milliseconds, and the signal follows the second checkpoint within a 50 ms poll, so
+# finishing first would need 200 rounds in that time.
+ROUNDS = 200
+ARGS = ["run", str(EXAMPLES / "digits.yaml"), *SMALL_DIGITS, "--set", f"rounds={ROUNDS}"]
 
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> RunState:
+    """The uninterrupted run, once: every way of stopping is compared with the same one."""
+    tmp = tmp_path_factory.mktemp("whole")
+    whole = fedpilot(*ARGS, "--json", "--output-dir", str(tmp / "runs"), cwd=tmp)
+    assert whole.returncode == 0, whole.stderr
+    return load_checkpoint(Path(json.loads(whole.stdout)["run_dir"]))
+
+
+@pytest.mark.parametrize("how", ["kill", "interrupt", "terminate"])
+def test_stopped_then_resumed_run_equals_an_uninterrupted_one(
+    tmp_path: Path, reference: RunState, how: str
+) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fedpilot", *args, "--output-dir", str(tmp_path / "cut")],
+        [sys.executable, "-m", "fedpilot", *ARGS, "--output-dir", str(tmp_path / "cut")],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     run_dir = _wait_for_round(tmp_path / "cut", 2, proc)
@@ -54,13 +63,13 @@ def test_stopped_then_resumed_run_equals_an_uninterrupted_one(tmp_path: Path, ho
         assert status["status"] == "interrupted"
         assert ("SIGTERM" in status["error"]) == (how == "terminate")
     stopped_at = load_checkpoint(run_dir).round
-    assert 2 <= stopped_at < rounds
+    assert 2 <= stopped_at < ROUNDS
 
     resumed = fedpilot("run", "--resume", str(run_dir), "--json", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
-    assert json.loads(resumed.stdout)["rounds_completed"] == rounds
+    assert json.loads(resumed.stdout)["rounds_completed"] == ROUNDS
     final = load_checkpoint(run_dir)
-    assert [r.round for r in final.history] == list(range(1, rounds + 1))
+    assert [r.round for r in final.history] == list(range(1, ROUNDS + 1))
     for got, want in zip(final.weights, reference.weights, strict=True):
         np.testing.assert_array_equal(got, want)
     assert final.metrics == reference.metrics
