@@ -70,7 +70,7 @@ pytest-detect: $(DETECT_STAMP)
 
 test: lint typecheck pytest pytest-detect
 
-bench: $(STAMP)
+bench: $(STAMP) $(DETECT_STAMP)
 	$(BIN)/python benchmarks/aggregation.py
 	$(BIN)/python benchmarks/sim_overhead.py
 	$(BIN)/python benchmarks/mnist1d_vs_centralized.py
@@ -86,6 +86,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/serving.py
 	$(BIN)/python benchmarks/drift.py
 	$(BIN)/python benchmarks/tuning.py
+	$(DETECT_VENV)/bin/python benchmarks/detection.py
 
 clean:
 	rm -rf $(VENV) $(DETECT_VENV) fedpilot-runs .pytest_cache .mypy_cache .ruff_cache

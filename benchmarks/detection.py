@@ -179,8 +179,11 @@ def main() -> None:
         title="Federated YOLO (3 non-IID regions) vs centralized, same total epochs",
         description=(
             "Server-side mAP@0.5 and mAP@0.5:0.95 on 60 held-out images of all regions, "
-            "after `examples/driving-yolo.yaml` (YOLOv8n from scratch, 3 learners × "
-            f"{args.images} generated images, {spec.rounds} rounds × {spec.local.epochs:g} "
+            "after `examples/driving-yolo.yaml` (YOLOv8n "
+            + ("from scratch" if args.from_scratch else "from a pretrained detector")
+            + ", 3 learners × "
+            f"{args.images} generated images, {args.rounds or spec.rounds} rounds × "
+            f"{spec.local.epochs:g} "
             "local epochs, FedAvg, oversampling of minority classes) and after its "
             "`--centralized` baseline (the pooled images, rounds × local epochs)."
         ),

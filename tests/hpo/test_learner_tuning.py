@@ -108,3 +108,25 @@ def test_a_task_param_the_task_cannot_take_per_call_fails_the_learner(tmp_path: 
     events = RunDir(_run_dir(spec)).events.read_text().splitlines()
     (failed,) = [e for e in map(json.loads, events) if e["event"] == "RoundFailed"]
     assert "cannot tune" in json.dumps(failed)
+
+
+def test_a_learner_with_two_examples_keeps_one_to_train_on(tmp_path: Path) -> None:
+    # 700 learners share digits' 1797 examples: some hold 2. Holding out
+    # round(2 × 0.75) = 2 of them left nothing to train a local trial on.
+    spec = digits_spec(
+        tmp_path,
+        "tiny",
+        data={"num_learners": 700, "partition": "iid", "test_fraction": 0.0},
+        sampling={"count": 8, "min_learners": 8, "fraction": None},
+        rounds=1,
+        tune={
+            "learner": {
+                "space": {"local.lr": {"low": 0.01, "high": 0.1}},
+                "trials": 2,
+                "validation_fraction": 0.75,
+            }
+        },
+    )
+    assert run_federation(spec).status == "completed"
+    chosen = _update_metrics(_run_dir(spec))
+    assert len(chosen) == 8 and all(m["tune.trials"] == 2 for m in chosen.values())
