@@ -19,6 +19,7 @@ do none of that, so:
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import shutil
 import tempfile
@@ -139,6 +140,7 @@ def save_checkpoint(model: DetectionModel, path: Path) -> None:
     torch.save({"model": snapshot, "train_args": snapshot.args, "version": __version__}, path)
 
 
+@functools.cache  # one class per process (it subclasses Ultralytics', imported on first use)
 def _dataset_class() -> type:
     from ultralytics.data.dataset import YOLODataset
 
@@ -214,6 +216,39 @@ def _dataset_class() -> type:
     return CheckedYoloDataset
 
 
+def checked_dataset(
+    model: DetectionModel,
+    images: DetectionImages,
+    order: Sequence[int],
+    *,
+    hyp: Any,
+    data: Mapping[str, Any],
+    batch: int | None = 16,
+    train: bool = False,
+    augment_copy: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    seed: int = 0,
+) -> Any:
+    """Ultralytics' dataset over ``images`` in ``order``: augmented for training (repeats
+    through ``augment_copy``), letterboxed in rectangular batches for validation."""
+    return _dataset_class()(
+        images=images,
+        order=order,
+        augment_copy=augment_copy if train else None,
+        seed=seed,
+        imgsz=hyp.imgsz,
+        batch_size=batch,
+        augment=train,
+        hyp=hyp,
+        rect=not train,
+        cache=None,
+        stride=max(int(model.stride.max()), 32),
+        pad=0.0 if train else 0.5,
+        prefix="train: " if train else "val: ",
+        data=dict(data),
+        task="detect",
+    )
+
+
 def train_round(
     model: DetectionModel,
     images: DetectionImages,
@@ -228,7 +263,6 @@ def train_round(
     from ultralytics.models.yolo.detect import DetectionTrainer
     from ultralytics.utils import callbacks
 
-    dataset_class = _dataset_class()
     names = dict(enumerate(images.names))
     seed = int(overrides["seed"])
 
@@ -240,24 +274,12 @@ def train_round(
         def build_dataset(
             self, img_path: str, mode: str = "train", batch: int | None = None
         ) -> Any:
-            train = mode == "train"
-            return dataset_class(
-                images=images,
-                order=order if train else [0],  # the trainer builds a val loader it never runs
-                augment_copy=augment_copy if train else None,
-                seed=seed,
-                imgsz=self.args.imgsz,
-                batch_size=batch,
-                augment=train,
-                hyp=self.args,
-                rect=not train,
-                cache=None,
-                stride=max(int(model.stride.max()), 32),
-                pad=0.0 if train else 0.5,
-                prefix=f"{mode}: ",
-                data=self.data,
-                task="detect",
-            )
+            if mode != "train":  # the trainer builds a val loader it never runs
+                return checked_dataset(model, images, [0], hyp=self.args, data=self.data)
+            return checked_dataset(
+                model, images, order, hyp=self.args, data=self.data, batch=batch,
+                train=True, augment_copy=augment_copy, seed=seed,
+            )  # fmt: skip
 
         def validate(self) -> tuple[dict[str, float], float]:
             return dict(self.metrics or {}), 0.0  # the server validates the aggregate
@@ -314,23 +336,7 @@ def validate(
     )
     names = dict(enumerate(images.names))
     data = {"names": names, "nc": len(names), "channels": 3, "val": "val"}
-    dataset = _dataset_class()(
-        images=images,
-        order=range(len(images)),
-        augment_copy=None,
-        seed=0,
-        imgsz=imgsz,
-        batch_size=batch,
-        augment=False,
-        hyp=args,
-        rect=True,
-        cache=None,
-        stride=max(int(model.stride.max()), 32),
-        pad=0.5,
-        prefix="val: ",
-        data=data,
-        task="detect",
-    )
+    dataset = checked_dataset(model, images, range(len(images)), hyp=args, data=data, batch=batch)
     loader = build_dataloader(dataset, batch=batch, workers=0, shuffle=False, rank=-1)
     with tempfile.TemporaryDirectory(prefix="fedpilot-yolo-val-") as scratch:
         validator = DetectionValidator(loader, save_dir=Path(scratch), args=args)
