@@ -39,7 +39,7 @@ other three of the seed system's nine, lr0, momentum and weight_decay, are the s
 
 
 class YoloTask(Task):
-    """An Ultralytics YOLO detector (see docs/detection.md for the spec).
+    """An Ultralytics YOLO detector (README "Object detection"; examples/driving-yolo.yaml).
 
     Args:
         model: An Ultralytics detection model YAML (``yolov8n.yaml``) or a path to one;
