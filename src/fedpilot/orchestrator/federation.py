@@ -166,8 +166,16 @@ class Federation:
         """Every remaining round; SIGTERM is handled as Ctrl-C while it runs, and neither
         cuts a checkpoint or a record (see :mod:`.interrupts`)."""
         with handling_interrupts():
-            for _ in self.rounds():
-                pass
+            try:
+                for _ in self.rounds():
+                    pass
+            except KeyboardInterrupt as exc:
+                # Landed here, between two rounds, outside rounds()' own handler: the run
+                # is interrupted all the same (close() would call it stopped).
+                if self.result is not None:
+                    raise
+                self._back_to_checkpoint()
+                self._finish("interrupted", _interruption(exc))
         assert self.result is not None
         return self.result
 
