@@ -187,6 +187,17 @@ def test_a_malformed_label_stops_the_run_naming_file_and_line(
     assert "Traceback" not in done.stderr
 
 
+def test_lrf_is_where_a_rounds_learning_rate_schedule_ends(driving: Path) -> None:
+    """Ultralytics decays the learning rate linearly to lr0·lrf over each call's epochs:
+    epoch e of E trains at lr0·(1 − e/E·(1 − lrf)), so lrf = 1 keeps it constant."""
+    settings = TrainSettings(epochs=2, batch_size=5, lr=0.01, momentum=0.9, seed=0)
+    for lrf, last in ((1.0, 0.01), (0.01, 0.01 * (1 - 0.5 * 0.99))):
+        task = YoloTask(root=str(driving), imgsz=96, lrf=lrf)
+        metrics = task.train(task.learner_data(0).train, settings)
+        assert metrics["lr_last"] == pytest.approx(last), lrf
+        assert np.isfinite(metrics["loss"])
+
+
 def test_bad_params_and_other_classes_are_refused(driving: Path) -> None:
     with pytest.raises(ValueError, match="imgsz"):
         YoloTask(root=str(driving), imgsz=100)

@@ -258,7 +258,8 @@ def train_round(
     overrides: Mapping[str, Any],
 ) -> dict[str, float]:
     """Train ``model`` in place on ``images`` (listed in ``order``, repeats oversampled)
-    with Ultralytics' trainer; returns the mean training losses of the last epoch."""
+    with Ultralytics' trainer; returns the mean training losses of the last epoch and that
+    epoch's learning rate (``lr_last``)."""
     require_ultralytics()
     from ultralytics.models.yolo.detect import DetectionTrainer
     from ultralytics.utils import callbacks
@@ -302,7 +303,10 @@ def train_round(
             raise TaskError(f"YOLO training failed: {exc}") from exc
     model.float()
     losses = trainer.tloss or {}
-    return {f"train_{name}": float(value) for name, value in losses.items()}
+    # The weights' learning rate in the last epoch: where the schedule (lr0 to lr0·lrf
+    # over the round's epochs) ended.
+    last_lr = float(trainer.lr["lr/pg0"]) if getattr(trainer, "lr", None) else float("nan")
+    return {**{f"train_{name}": float(value) for name, value in losses.items()}, "lr_last": last_lr}
 
 
 def validate(

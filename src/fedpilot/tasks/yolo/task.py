@@ -27,6 +27,7 @@ __all__ = ["HYPERPARAMETERS", "YoloTask"]
 HYPERPARAMETERS: dict[str, tuple[float, float, float]] = {
     # name: (default, lowest, highest); Ultralytics' meaning of each
     "warmup_epochs": (0.0, 0.0, 10.0),
+    "lrf": (0.01, 0.0, 1.0),
     "hsv_h": (0.015, 0.0, 1.0),
     "mosaic": (1.0, 0.0, 1.0),
     "mixup": (0.0, 0.0, 1.0),
@@ -58,8 +59,10 @@ class YoloTask(Task):
             :class:`~fedpilot.tasks.yolo.oversample.Oversampling`).
         conf, iou: Validation's confidence and NMS IoU thresholds.
         device: Where to train (``cpu``, ``0`` for the first GPU).
-        warmup_epochs, hsv_h, mosaic, mixup, degrees, scale: Ultralytics' settings of
-            the same names, per round of local training.
+        warmup_epochs, lrf, hsv_h, mosaic, mixup, degrees, scale: Ultralytics' settings
+            of the same names, per round of local training (so ``lrf``, the final
+            learning rate as a fraction of ``local.lr``, is where each round's schedule
+            ends: 1.0 keeps it constant).
     """
 
     learner_tunable: ClassVar[frozenset[str]] = frozenset(HYPERPARAMETERS)
@@ -216,11 +219,12 @@ class YoloTask(Task):
             "verbose": False,
             "pretrained": False,
         }
-        losses = _ultralytics.train_round(
+        metrics = _ultralytics.train_round(
             self.model, images, order=order, augment_copy=copy_augmenter, overrides=overrides
         )
-        loss = sum(losses.values()) if losses else float("nan")
-        return {"loss": loss, **losses, "oversampled": float(len(order) - len(images))}
+        losses = [value for name, value in metrics.items() if name.startswith("train_")]
+        loss = sum(losses) if losses else float("nan")
+        return {"loss": loss, **metrics, "oversampled": float(len(order) - len(images))}
 
     def evaluate(self, data: DetectionImages) -> Metrics:
         """Precision, recall, mAP@0.5 (``map50``), mAP@0.5:0.95 (``map50_95``) and loss."""
