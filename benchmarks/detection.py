@@ -1,9 +1,9 @@
 """Federated YOLO (3 vehicles, non-IID regions) vs centralized training on the pooled
 images with the same total epochs, on the generated driving set.
 
-Federated: `examples/driving-yolo.yaml` (YOLOv8n, 5 rounds × 3 local epochs, FedAvg,
-guard on mAP@0.5:0.95). Centralized: the same spec with `--centralized`, i.e. 5 × 3 epochs
-over all three learners' images. Both are scored by the server on the same held-out
+Federated: `examples/driving-yolo.yaml` (YOLOv8n, 5 rounds × 5 local epochs at batch 8,
+FedAvg, guard on mAP@0.5:0.95). Centralized: the same spec with `--centralized`, i.e. 5 × 5
+epochs over all three learners' images, with the same batch and learning rates. Both are scored by the server on the same held-out
 images of all regions. As in the seed system, both fine-tune a pretrained detector: one
 trained beforehand, centrally, on a separate generated set (other scenes of all regions,
 standing in for a public driving dataset); `--from-scratch` compares from random weights
