@@ -3,12 +3,12 @@ images with the same total epochs, on the generated driving set.
 
 Federated: `examples/driving-yolo.yaml` (YOLOv8n, 5 rounds × 5 local epochs at batch 8,
 FedAvg, guard on mAP@0.5:0.95). Centralized: the same spec with `--centralized`, i.e. 5 × 5
-epochs over all three learners' images, with the same batch and learning rates. Both are scored by the server on the same held-out
-images of all regions. As in the seed system, both fine-tune a pretrained detector: one
-trained beforehand, centrally, on a separate generated set (other scenes of all regions,
-standing in for a public driving dataset); `--from-scratch` compares from random weights
-instead. Target: federated mAP@0.5 within 10 points of centralized. Also reported: each
-learner's local training time per round.
+epochs over all three learners' images, with the same batch and learning rates. Both are
+scored by the server on the same held-out images of all regions. As in the seed system,
+both fine-tune a pretrained detector: one trained beforehand, centrally, on a separate
+generated set (other scenes of all regions, standing in for a public driving dataset);
+`--from-scratch` compares from random weights instead. Target: federated mAP@0.5 within 10
+points of centralized. Also reported: each learner's local training time per round.
 
 Run in the detection virtualenv:
 ``.venv-detect/bin/python benchmarks/detection.py [--seeds 0 1] [--device cpu|0]
